@@ -1,0 +1,104 @@
+"""Time grids: the N + 1 decreasing times a solver visits, from t_max (noise) down to the end time.
+
+``make_grid(schedule, steps, kind)`` returns a float64 tensor (steps + 1,). The end is ``schedule.t_min`` unless
+``final_zero=True``, which ends at t = 0 (sigma = 0) so the last step returns the denoised prediction.
+
+Kinds:
+    "uniform"    linear in t (DPM-Solver's "time_uniform")
+    "logsnr"     uniform in lambda = log(alpha / sigma) (DPM-Solver's "logSNR")
+    "quadratic"  quadratic in t (DPM-Solver's "time_quadratic", DDIM's "quad")
+    "karras"     EDM's rho-spacing in sigma / alpha (Karras et al., 2022, eq. 5), ``rho=7``
+    "leading", "trailing", "linspace"  diffusers' integer timestep spacings for a discrete schedule
+                 (their "Common Diffusion Noise Schedules and Sample Steps are Flawed" table 2 names)
+    a 1-D array  explicit times, strictly decreasing
+The fitted grid lives in :mod:`polydiff.core.fitted_grid`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .schedules import DiscreteSchedule, NoiseSchedule
+
+GRIDS = ("uniform", "logsnr", "quadratic", "karras", "leading", "trailing", "linspace")
+
+__all__ = ["GRIDS", "make_grid", "check_grid"]
+
+
+def check_grid(grid: Tensor, name: str = "grid") -> Tensor:
+    """Validate a grid: 1-D (or (N + 1, batch) per-sample) finite, non-negative, strictly decreasing times."""
+    if not isinstance(grid, Tensor):
+        grid = torch.as_tensor(np.asarray(grid, dtype=np.float64))
+    if grid.ndim not in (1, 2) or grid.shape[0] < 2:
+        raise ValueError(f"{name}: expected shape (steps + 1,) or (steps + 1, batch) with steps >= 1, "
+                         f"got {tuple(grid.shape)}")
+    if not bool(torch.isfinite(grid).all()):
+        raise ValueError(f"{name}: contains NaN or inf")
+    if bool((grid < 0).any()):
+        raise ValueError(f"{name}: times must be >= 0")
+    if not bool((grid[1:] < grid[:-1]).all()):
+        raise ValueError(f"{name}: times must be strictly decreasing (from noise to data)")
+    return grid
+
+
+def make_grid(schedule: NoiseSchedule, steps: int, kind="logsnr", *, t_start: float | None = None,
+              t_end: float | None = None, final_zero: bool = False, rho: float = 7.0,
+              device=None) -> Tensor:
+    """A decreasing time grid of ``steps + 1`` points for ``schedule`` (float64, on ``device``).
+
+    t_start / t_end default to schedule.t_max / schedule.t_min. With ``final_zero`` one more point t = 0 is
+    *not* added: the last point itself is replaced by 0, so the step count stays ``steps``.
+    """
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
+    t_start = schedule.t_max if t_start is None else float(t_start)
+    t_end = schedule.t_min if t_end is None else float(t_end)
+    if not 0 <= t_end < t_start:
+        raise ValueError(f"t_start, t_end: expected 0 <= t_end < t_start, got {t_start}, {t_end}")
+    f64 = dict(dtype=torch.float64)
+    if not isinstance(kind, str):
+        grid = check_grid(torch.as_tensor(np.asarray(kind, dtype=np.float64)), "grid")
+        return grid.to(device)
+    if kind == "uniform":
+        grid = torch.linspace(t_start, t_end, steps + 1, **f64)
+    elif kind == "logsnr":
+        lam = schedule.log_snr(torch.tensor([t_start, max(t_end, 1e-12)], **f64))
+        grid = schedule.t_from_log_snr(torch.linspace(float(lam[0]), float(lam[1]), steps + 1, **f64))
+    elif kind == "quadratic":
+        grid = torch.linspace(t_start**0.5, t_end**0.5, steps + 1, **f64) ** 2
+    elif kind == "karras":
+        s_max, s_min = schedule.sigma_tilde(torch.tensor([t_start, max(t_end, 1e-12)], **f64)).tolist()
+        ramp = torch.linspace(0, 1, steps + 1, **f64)
+        sigmas = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        grid = schedule.t_from_sigma_tilde(sigmas)
+    elif kind in ("leading", "trailing", "linspace"):
+        grid = _diffusers_spacing(schedule, steps, kind)
+    else:
+        raise ValueError(f"grid: unknown kind {kind!r}; choices: {list(GRIDS)} or an array of times")
+    grid = grid.clone()
+    grid[0], grid[-1] = (grid[0], grid[-1]) if kind in ("leading", "trailing", "linspace") else (t_start, t_end)
+    if final_zero:
+        grid[-1] = 0.0
+    return check_grid(grid).to(device)
+
+
+def _diffusers_spacing(schedule: NoiseSchedule, steps: int, kind: str) -> Tensor:
+    """diffusers' integer timesteps for a discrete schedule, as continuous times (index + 1) / N, ending at the
+    first training step (the "previous" time of the last step, which diffusers takes as alpha-bar[0])."""
+    if not isinstance(schedule, DiscreteSchedule):
+        raise ValueError(f"grid: {kind!r} spacing needs a DiscreteSchedule, got {type(schedule).__name__}")
+    n = schedule.num_train_timesteps
+    if steps > n:
+        raise ValueError(f"steps: {steps} exceeds the schedule's {n} training steps")
+    if kind == "leading":
+        idx = (np.arange(0, steps) * (n // steps))[::-1]
+    elif kind == "trailing":
+        idx = np.round(np.arange(n, 0, -n / steps)).astype(np.int64) - 1
+    else:
+        idx = np.linspace(0, n - 1, steps).round()[::-1].astype(np.int64)
+    times = np.concatenate([(idx + 1) / n, [1 / n if idx[-1] > 0 else 0.0]])
+    if times[-1] >= times[-2]:
+        times[-1] = 0.0
+    return torch.as_tensor(times, dtype=torch.float64)
