@@ -1,0 +1,13 @@
+"""Shared denoising networks: time embeddings, FiLM, a 1-D temporal U-Net, the TabDDPM MLP and DiT blocks.
+
+Every module takes plain tensors and keeps ``self.config``, a JSON-serialisable dict of its constructor arguments,
+so ``type(module)(**module.config)`` rebuilds it.
+"""
+
+from .embeddings import FiLM, GaussianFourierEmbedding, SinusoidalEmbedding
+from .mlp import MLPDenoiser
+from .transformer import TransformerDenoiser, TransformerDenoiserBlock
+from .unet1d import ResidualBlock1D, TimeEmbedding, UNet1D
+
+__all__ = ["SinusoidalEmbedding", "GaussianFourierEmbedding", "FiLM", "TimeEmbedding", "ResidualBlock1D", "UNet1D",
+           "MLPDenoiser", "TransformerDenoiserBlock", "TransformerDenoiser"]
