@@ -8,7 +8,6 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from polydiff.core.nn import (
     FiLM,
     GaussianFourierEmbedding,
@@ -172,7 +171,7 @@ def test_mlp_residual_adds_block_outputs():
     residual.load_state_dict(plain.state_dict())
     x, t = torch.randn(2, 3), torch.rand(2)
     h = plain.proj(x) + plain.time_mlp(plain.time_features(t))
-    h = plain.blocks[0](h)  # 8 -> 8 but the input projection is also 8 wide: residual from the first block on
+    h = plain.blocks[0](h)  # the 8-wide projection feeds an 8-wide block, so residual starts at block 0
     h_res = plain.proj(x) + plain.time_mlp(plain.time_features(t))
     h_res = h_res + plain.blocks[0](h_res)
     h_res = h_res + plain.blocks[1](h_res)

@@ -62,7 +62,7 @@ class MLPDenoiser(nn.Module):
         widths = (d,) + hidden
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(w_in, w_out), _ACTIVATIONS[activation](), nn.Dropout(dropout))
-            for w_in, w_out in zip(widths[:-1], widths[1:]))
+            for w_in, w_out in zip(widths[:-1], widths[1:], strict=False))
         self.head = nn.Linear(hidden[-1], out_features)
 
     def forward(self, x: Tensor, t, y: Tensor | None = None) -> Tensor:

@@ -112,13 +112,13 @@ class UNet1D(nn.Module):
 
         widths = (in_channels,) + channels
         self.down = nn.ModuleList()
-        for level, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+        for level, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:], strict=False)):
             last = level == len(channels) - 1
             self.down.append(nn.ModuleList([block(w_in, w_out), block(w_out, w_out),
                                             nn.Identity() if last else nn.Conv1d(w_out, w_out, 3, 2, 1)]))
         self.mid = nn.ModuleList([block(channels[-1], channels[-1]), block(channels[-1], channels[-1])])
         self.up = nn.ModuleList()
-        for w_in, w_out in reversed(list(zip(channels[:-1], channels[1:]))):
+        for w_in, w_out in reversed(list(zip(channels[:-1], channels[1:], strict=False))):
             self.up.append(nn.ModuleList([block(2 * w_out, w_in), block(w_in, w_in),
                                           nn.ConvTranspose1d(w_in, w_in, 4, 2, 1)]))
         self.head = nn.Sequential(_ConvBlock(channels[0], channels[0], kernel_size, n_groups),
