@@ -126,8 +126,8 @@ class Denoiser:
         alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(t))
         derivatives = {}
         if self.prediction == "flow":
-            derivatives = dict(zip(("d_alpha", "d_sigma"),
-                                   (append_dims(d, x.ndim).to(x.dtype) for d in self.schedule.derivatives(t))))
+            d_alpha, d_sigma = (append_dims(d, x.ndim).to(x.dtype) for d in self.schedule.derivatives(t))
+            derivatives = {"d_alpha": d_alpha, "d_sigma": d_sigma}
         return to_x0_eps(output, x, self.prediction, alpha, sigma, **derivatives)
 
     def predict(self, x: Tensor, t, **cond) -> Prediction:
