@@ -309,7 +309,8 @@ class VPCosineSchedule(NoiseSchedule):
 
     def log_alpha(self, t):
         t = _as_tensor(t)
-        return torch.log(torch.cos((t + self.s) / (1 + self.s) * math.pi / 2)) - self._log_alpha_0
+        # rounding can make log alpha(0) a few ulps positive, which would turn sigma(0) into NaN
+        return (torch.log(torch.cos((t + self.s) / (1 + self.s) * math.pi / 2)) - self._log_alpha_0).clamp_max(0.0)
 
     def log_snr(self, t):
         log_alpha = self.log_alpha(t)
