@@ -322,7 +322,7 @@ def test_rng_states_round_trip():
 
     tensors, document = ckpt.rng_state()
     document = json.loads(json.dumps(document))
-    a = (torch.rand(3), np.random.rand(3), random.random())
+    a = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
     ckpt.set_rng_state(tensors, document)
-    b = (torch.rand(3), np.random.rand(3), random.random())
+    b = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]

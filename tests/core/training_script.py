@@ -44,15 +44,24 @@ def deterministic_loss(model, batch):
 
 def noisy_loss(model, batch):
     x, y = batch
-    jitter = float(np.random.uniform(0.9, 1.1)) * random.uniform(0.9, 1.1)
+    jitter = float(np.random.uniform(0.9, 1.1)) * random.uniform(0.9, 1.1)  # noqa: NPY002
     noisy = x + 0.1 * torch.randn_like(x)
     return {"loss": jitter * ((model(noisy) - y) ** 2).mean(), "jitter": jitter}
 
 
+class Stop(Exception):
+    pass
+
+
 class PrintStep(Callback):
+    def __init__(self, stop_at=None):
+        self.stop_at = stop_at
+
     def on_step_end(self, trainer, logs):
         if trainer.dist.is_main:
             print(f"step {trainer.step}", flush=True)
+        if trainer.step == self.stop_at:  # an interruption after the checkpoint of this step is on disk
+            raise Stop
 
 
 def config(args) -> TrainConfig:
@@ -64,7 +73,12 @@ def config(args) -> TrainConfig:
 
 def train(args) -> Trainer:
     loss = noisy_loss if args.noisy else deterministic_loss
-    return Trainer(make_model(args.noisy), loss, make_data(), config(args), callbacks=[PrintStep()]).fit()
+    trainer = Trainer(make_model(args.noisy), loss, make_data(), config(args), callbacks=[PrintStep(args.stop_at)])
+    try:
+        trainer.fit()
+    except Stop:
+        pass
+    return trainer
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noisy", action="store_true")
+    p.add_argument("--stop-at", type=int, default=None)
     p.add_argument("--out", default=None)
     return p
 

@@ -241,7 +241,7 @@ def rng_state() -> tuple[dict, dict]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for index, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"torch_cuda_{index}"] = state
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the legacy global state is what user code draws from)
     document = {
         "numpy": {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
                   "cached_gaussian": float(cached)},
@@ -260,7 +260,7 @@ def set_rng_state(tensors: dict, document: dict) -> None:
             if index < count:
                 torch.cuda.set_rng_state(tensors[key], index)
     state = document["numpy"]
-    np.random.set_state((state["kind"], np.asarray(state["keys"], dtype=np.uint32), state["pos"],
+    np.random.set_state((state["kind"], np.asarray(state["keys"], dtype=np.uint32), state["pos"],  # noqa: NPY002
                          state["has_gauss"], state["cached_gaussian"]))
     python = decode_state(document["python"], {})
     random.setstate((python[0], tuple(python[1]), python[2]))

@@ -405,7 +405,7 @@ class Trainer:
                 raise FileNotFoundError(f"resume=True: no valid checkpoint in {self.root}")
             seed = self.config.seed + self.dist.rank
             random.seed(seed)
-            np.random.seed(seed % 2**32)
+            np.random.seed(seed % 2**32)  # noqa: NPY002
             torch.manual_seed(seed)
             return
         self.load_checkpoint(found)
@@ -449,7 +449,7 @@ class Trainer:
         else:  # a different number of ranks: a fresh, still deterministic, stream per rank
             seed = (self.config.seed + 7919 * self.step + self.dist.rank) % 2**63
             random.seed(seed)
-            np.random.seed(seed % 2**32)
+            np.random.seed(seed % 2**32)  # noqa: NPY002
             torch.manual_seed(seed)
         self.resumed_from = path
         if self.dist.is_main and self.root is not None:
