@@ -134,7 +134,7 @@ class D3PM:
         logits = logits.to(torch.float64)
         if self.mask_index is not None:
             logits = logits.index_fill(-1, torch.tensor([self.mask_index], device=logits.device), -torch.inf)
-        return torch.log_softmax(logits, -1)
+        return logits - torch.logsumexp(logits, -1, keepdim=True)  # log_softmax, faster for small K on CPU
 
     def model_probs(self, logits: Tensor, x_t: Tensor, t) -> Tensor:
         """p(x_{t-1} | x_t) from the x_0 logits (Section 3.3), as set by ``reverse_form``.

@@ -99,7 +99,7 @@ def subs_log_probs(logits: Tensor, z: Tensor, mask_index: int) -> Tensor:
     visible position the law is the one-hot of the visible token.
     """
     log_p = logits.to(torch.float64).index_fill(-1, torch.tensor([mask_index], device=logits.device), -torch.inf)
-    log_p = torch.log_softmax(log_p, -1)
+    log_p = log_p - torch.logsumexp(log_p, -1, keepdim=True)  # log_softmax, faster for small K on CPU
     visible = (z != mask_index)[..., None]
     carry = torch.full_like(log_p, -torch.inf).scatter(-1, z[..., None], 0.0)
     return torch.where(visible, carry, log_p)
