@@ -117,7 +117,7 @@ def test_euler_matches_diffusers_euler_discrete(spacing, steps, final):
     ours = []
     sample_euler(denoiser, noise * scheduler.init_noise_sigma * alpha[0].float(), times,
                  callback=lambda info: ours.append(info["x"]))
-    for x, state, a, sigma in zip(ours, theirs, alpha[1:], scheduler.sigmas[1:]):
+    for x, state, a, sigma in zip(ours, theirs, alpha[1:], scheduler.sigmas[1:], strict=True):
         assert float(((x / a.float() - state) / (1 + sigma)).abs().max()) <= 1e-5
 
 

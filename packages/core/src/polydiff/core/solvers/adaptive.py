@@ -9,7 +9,8 @@
   h <- min(theta h E^(-1/order), lambda_end - lambda).
 
 Both keep one step size and time per sample (batch-first, as in Jolicoeur-Martineau et al.), so a sample's
-result does not depend on the rest of its batch. The accept test is a ``torch.where``; the one host sync per
+result does not depend on the rest of its batch (the DPM-Solver reference code instead takes one h for the
+whole batch from the largest per-sample error). The accept test is a ``torch.where``; the one host sync per
 iteration is the "is any sample still running" check. A grid that ends at t = 0 is integrated down to
 ``schedule.t_min`` and finished with one denoising call (x <- x0 prediction), since neither the SDE drift nor
 lambda is finite at t = 0.
@@ -97,6 +98,11 @@ def sample_adaptive_sde(denoiser, x, grid, *, eps_abs: float = 0.0078, eps_rel: 
     measured on x = alpha y with delta = max(eps_abs, eps_rel max(|x'|, |x'_prev|)); a step is accepted when
     E <= 1, keeping x'' (``extrapolate``) or x', and h <- min(t - t_end, safety h E^(-exponent)).
 
+    A rejected step draws a fresh z, so acceptance depends on the noise; with few coordinates per sample this
+    biases the samples (measured on N(mu, 0.25 I), eps_rel = 0.02: mean pushed out by 0.14 in dim 2, 0.06 in
+    dim 8, 0.01 in dim 64; the fixed-step limit is unbiased). Image-sized samples average it out, as the paper
+    assumes.
+
     Args:
         x: (batch, ...) at grid[0]; grid: (N + 1,) or (N + 1, batch); only its first and last times are used.
         h_init: the first step, as a fraction of each sample's interval length t_start - t_end.
@@ -180,6 +186,13 @@ def _progress(progress: bool, desc: str):
     return tqdm(desc=desc, leave=False)
 
 
+def _dpm_solver_1(x: Tensor, eps: Tensor, alpha_ratio: Tensor, sigma_r: Tensor, step: Tensor) -> Tensor:
+    """DPM-Solver-1 (Lu et al., 2022, eq. 3.7) from x_s over ``step`` in lambda: (alpha_r / alpha_s) x_s -
+    sigma_r (e^step - 1) eps_s; per-sample (batch,) coefficients."""
+    return append_dims(alpha_ratio.to(x.dtype), x.ndim) * x - append_dims(
+        (sigma_r * torch.expm1(step)).to(x.dtype), x.ndim) * eps
+
+
 @register_solver("dpm_solver_adaptive")
 def sample_dpm_solver_adaptive(denoiser, x, grid, *, order: int = 3, rtol: float = 0.05, atol: float = 0.0078,
                                h_init: float = 0.05, theta: float = 0.9, t_err: float = 1e-5,
@@ -239,19 +252,18 @@ def sample_dpm_solver_adaptive(denoiser, x, grid, *, order: int = 3, rtol: float
         lam_next = torch.where(last, lam_end, lam + step)
         t_next, alpha_next, sigma_next = at(lam_next, last)
         _, eps = denoiser.predict(x, t, **cond)
-        # DPM-Solver-1 from x_s to lambda_s + r h (the lower / intermediate stages)
-        first = lambda a_r, s_r, rh: c(a_r / alpha) * x - c(s_r * torch.expm1(rh)) * eps  # noqa: E731
         t_1, alpha_1, sigma_1 = at(lam + r1 * step)
-        u_1 = first(alpha_1, sigma_1, r1 * step)
+        u_1 = _dpm_solver_1(x, eps, alpha_1 / alpha, sigma_1, r1 * step)
         _, eps_1 = denoiser.predict(u_1, t_1, **cond)
-        x_first = first(alpha_next, sigma_next, step)
+        x_first = _dpm_solver_1(x, eps, alpha_next / alpha, sigma_next, step)
         x_second = x_first - c(sigma_next / (2 * r1) * torch.expm1(step)) * (eps_1 - eps)
         if order == 2:
             x_lower, x_higher = x_first, x_second
         else:
             t_2, alpha_2, sigma_2 = at(lam + r2 * step)
             phi_2 = torch.expm1(r2 * step) / (r2 * step) - 1
-            u_2 = first(alpha_2, sigma_2, r2 * step) - c(sigma_2 * r2 / r1 * phi_2) * (eps_1 - eps)
+            u_2 = _dpm_solver_1(x, eps, alpha_2 / alpha, sigma_2, r2 * step) - c(sigma_2 * r2 / r1 * phi_2) * (
+                eps_1 - eps)
             _, eps_2 = denoiser.predict(u_2, t_2, **cond)
             x_lower = x_second
             x_higher = x_first - c(sigma_next / r2 * (torch.expm1(step) / step - 1)) * (eps_2 - eps)
