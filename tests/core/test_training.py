@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 from torch import nn
 
@@ -158,6 +160,26 @@ def test_sampler_global_batches_are_the_same_blocks_for_any_world_size(world, ac
         got = sorted(i for s in streams for i in s[step * batch * accum:(step + 1) * batch * accum])
         want = sorted(order[(step + 1) * global_batch:(step + 2) * global_batch])
         assert got == want
+
+
+@given(n=st.integers(1, 80), batch=st.integers(1, 5), world=st.integers(1, 4), accum=st.integers(1, 3),
+       done=st.integers(0, 20), epoch=st.integers(0, 3))
+def test_sampler_partitions_each_global_batch_among_ranks(n, batch, world, accum, done, epoch):
+    global_batch = batch * world * accum
+    if n < global_batch:
+        with pytest.raises(ValueError, match="fewer than one global batch"):
+            ResumableDistributedSampler(n, global_batch=global_batch)
+        return
+    start = min(done, n // global_batch) * global_batch
+    streams = []
+    for rank in range(world):
+        sampler = ResumableDistributedSampler(n, global_batch=global_batch, rank=rank, world_size=world, seed=3)
+        sampler.set_epoch(epoch, start)
+        streams.append(list(sampler))
+        assert len(streams[-1]) == sampler.steps_left() * batch * accum
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(3 + epoch)).tolist()
+    merged = sorted(i for s in streams for i in s)
+    assert merged == sorted(order[start:start + (n - start) // global_batch * global_batch])
 
 
 def test_grad_accumulation_equals_the_larger_batch():
@@ -326,3 +348,32 @@ def test_rng_states_round_trip():
     ckpt.set_rng_state(tensors, document)
     b = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_progress_bar_shows_loss_rate_and_eta(capsys):
+    Trainer(_model(), _mse, _data(), _config(steps=8, progress=True, log_every=4)).fit()
+    err = capsys.readouterr().err
+    assert "8/8" in err and "loss=" in err and "step/s" in err and "<" in err  # elapsed<remaining (ETA)
+
+
+def test_dataloader_workers_see_the_same_batches():
+    a = Trainer(_model(), _mse, _data(), _config(steps=10)).fit()
+    b = Trainer(_model(), _mse, _data(), _config(steps=10, num_workers=2)).fit()
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_dict_loss_entries_are_logged(tmp_path):
+    def loss_fn(model, batch):
+        loss = _mse(model, batch)
+        return {"loss": loss, "half": 0.5 * loss.detach()}
+
+    Trainer(_model(), loss_fn, _data(), _config(tmp_path, steps=4, log_every=4)).fit()
+    line = json.loads((tmp_path / "ckpt" / "metrics.jsonl").read_text())
+    assert line["half"] == pytest.approx(0.5 * line["loss"], rel=1e-6)
+
+
+def test_resume_with_a_different_dataset_warns(tmp_path):
+    Trainer(_model(), _mse, _data(), _config(tmp_path, steps=4)).fit()
+    with pytest.warns(RuntimeWarning, match="the dataset has 48 samples"):
+        Trainer(_model(), _mse, _data(48), _config(tmp_path, steps=8))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["TrainConfig", "LR_SCHEDULES", "MIXED_PRECISION", "NONFINITE"]
 
@@ -72,7 +71,6 @@ class TrainConfig:
     device: str | None = None
     nonfinite: str = "raise"
     num_workers: int = 0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         def positive_int(name, value, minimum=1):
@@ -125,10 +123,6 @@ class TrainConfig:
             object.__setattr__(self, "checkpoint_dir", str(self.checkpoint_dir))
         if not isinstance(self.progress, bool):
             raise _bad("progress", self.progress, "a bool")
-        try:
-            json.dumps(self.extra)
-        except TypeError as error:
-            raise _bad("extra", self.extra, "a JSON-serialisable dict") from error
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

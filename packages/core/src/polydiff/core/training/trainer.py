@@ -13,6 +13,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -438,6 +439,10 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt.decode_state(state["scheduler"], {}))
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(ckpt.decode_state(state["scaler"], {}))
+        if state["dataset_len"] != len(self.dataset):
+            warnings.warn(f"resuming {path.name}: the dataset has {len(self.dataset)} samples, the checkpoint was "
+                          f"written with {state['dataset_len']}; the data order is no longer the original run's",
+                          RuntimeWarning, stacklevel=3)
         self.step, self.skipped_steps = state["step"], state["skipped_steps"]
         self.epoch, self.epoch_samples = state["epoch"], state["epoch_samples"]
         if self.epoch_samples + self.global_batch > len(self.dataset):  # global batch grew on resume
