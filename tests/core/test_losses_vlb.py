@@ -37,7 +37,7 @@ from polydiff.core.schedules import (
     VPLinearSchedule,
     cosine_betas,
 )
-from polydiff.core.solvers.ddpm import ddpm_step, gaussian_log_prob, transition_coefficients
+from polydiff.core.solvers.ddpm import ddpm_step, gaussian_log_prob, sample_ddpm, transition_coefficients
 
 SCHEDULES = {
     "discrete": lambda: DiscreteSchedule.linear(1000),
@@ -316,7 +316,7 @@ def test_learned_variance_extremes_equal_fixed_variances():
     exact = _gaussian_x0_model(schedule, 0.0, 1.0)
     grid = make_grid(schedule, 20, "trailing")
     for signed_value, fixed in ((-1.0, "small"), (1.0, "large")):
-        def model(x, t_model):
+        def model(x, t_model, signed_value=signed_value):
             t = (t_model.to(F64) + 1) / 200
             alpha, sigma = (v[:, None] for v in schedule.alpha_sigma(t))
             eps = (x - alpha * exact(x, t)) / sigma
@@ -416,9 +416,49 @@ def test_hybrid_loss_stops_the_mean_gradient():
     torch.testing.assert_close(terms["loss"], mse + 0.5 * 50 * vlb.mean())
     mean_grads = torch.autograd.grad(terms["loss"], list(model.mean_head.parameters()))
     mse_grads = torch.autograd.grad(mse, list(model.mean_head.parameters()))
-    for a, b in zip(mean_grads, mse_grads):
+    for a, b in zip(mean_grads, mse_grads, strict=True):
         torch.testing.assert_close(a, b)
     assert all(float(p.abs().sum()) > 0 for p in torch.autograd.grad(
         hybrid_loss(denoiser, x0, index=index, noise=noise)["loss"], list(model.var_head.parameters())))
     out = HybridLoss(schedule)(model, (x0, {}))
     assert set(out) == {"loss", "mse", "vlb"} and out["loss"].ndim == 0
+
+
+def test_log_variance_is_eq15_interpolation():
+    """log Sigma = v log beta_n + (1 - v) log beta-tilde_n (beta-tilde_0 clipped to beta-tilde_1), v = (o + 1) / 2."""
+    betas = cosine_betas(50)
+    abar = np.cumprod(1 - betas)
+    post_var = betas * np.concatenate([[1.0], 1 - abar[:-1]]) / (1 - abar)
+    schedule = DiscreteSchedule(betas)
+    model = _TwoHeads(2)
+    denoiser = LearnedVarianceDenoiser(model, schedule)
+    x = torch.randn(4, 2, 3, dtype=F64)
+    for n in (0, 1, 17, 49):
+        t = torch.full((4,), (n + 1) / 50, dtype=F64)
+        v = (model(x, torch.full((4,), float(n), dtype=F64))[:, 2:] + 1) / 2
+        low = np.log(post_var[max(n, 1)])
+        expected = v * np.log(betas[n]) + (1 - v) * low
+        torch.testing.assert_close(denoiser.log_variance(x, t), expected.detach())
+    unit = LearnedVarianceDenoiser(model, schedule, variance_output="unit")
+    raw = model(x, torch.full((4,), 10.0, dtype=F64))[:, 2:]
+    torch.testing.assert_close(unit.predict_with_variance(x, torch.full((4,), 11 / 50, dtype=F64))[2], raw)
+
+
+def test_ddpm_per_sample_grid_and_callback():
+    """A (steps + 1, batch) grid runs each column as its own chain: column j equals a run on grid[:, j] alone."""
+    schedule = VPLinearSchedule()
+    denoiser = Denoiser(_gaussian_x0_model(schedule, 0.2, 0.5), schedule, "x0")
+    grids = torch.stack([make_grid(schedule, 8, "uniform"), make_grid(schedule, 8, "logsnr")], dim=1)
+    noise = torch.randn(2, 1, dtype=F64)
+    seen = []
+    both = sample_ddpm(denoiser, noise, grids, variance="large", generator=torch.Generator().manual_seed(0),
+                       callback=lambda info: seen.append(info["i"]))
+    assert seen == list(range(8))
+    z = torch.Generator().manual_seed(0)
+    draws = [torch.randn(2, 1, dtype=F64, generator=z) for _ in range(8)]
+    for j in range(2):
+        x = noise[j : j + 1].clone()
+        for i in range(8):
+            x, _, _ = ddpm_step(denoiser, x, grids[i, j], grids[i + 1, j], variance="large",
+                                noise=draws[i][j : j + 1])
+        torch.testing.assert_close(both[j : j + 1], x)

@@ -206,7 +206,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: Tensor, *, prediction: st
     derivatives = {}
     if prediction == "flow":
         derivatives = dict(zip(("d_alpha", "d_sigma"),
-                               (append_dims(d, x0.ndim).to(x0.dtype) for d in schedule.derivatives(t))))
+                               (append_dims(d, x0.ndim).to(x0.dtype) for d in schedule.derivatives(t)), strict=True))
     target = convert_prediction(x0, noise, prediction, alpha, sigma, **derivatives)
     weight = loss_weight(schedule, t, prediction, weighting, min_snr_gamma=min_snr_gamma, p2_k=p2_k,
                          p2_gamma=p2_gamma, sigma_data=sigma_data).to(x0.dtype)
