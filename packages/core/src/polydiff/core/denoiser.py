@@ -37,6 +37,12 @@ def append_dims(value: Tensor, ndim: int) -> Tensor:
     return value.reshape(value.shape + (1,) * (ndim - value.ndim))
 
 
+def _one_time(t: Tensor) -> Tensor:
+    """t itself, or its single value when t is one time expanded over the batch (stride 0): the schedule is then
+    evaluated once instead of on batch copies, which made each call's overhead grow with the batch."""
+    return t[0] if t.ndim == 1 and t.shape[0] > 1 and t.stride(0) == 0 else t
+
+
 def _check_prediction(prediction: str) -> None:
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction: unknown parameterisation {prediction!r}; choices: {list(PREDICTIONS)}")
@@ -123,7 +129,7 @@ class Denoiser:
         self.nfe += 1
         if output.shape != x.shape:
             raise ValueError(f"model: output shape {tuple(output.shape)} differs from input x {tuple(x.shape)}")
-        alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(t))
+        alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(_one_time(t)))
         derivatives = {}
         if self.prediction == "flow":
             d_alpha, d_sigma = (append_dims(d, x.ndim).to(x.dtype) for d in self.schedule.derivatives(t))
@@ -144,12 +150,12 @@ class Denoiser:
                 dims = tuple(range(1, x.ndim))
                 ratio = conditional.eps.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
                 eps = self.guidance_rescale * eps * ratio + (1 - self.guidance_rescale) * eps
-            alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(t))
+            alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(_one_time(t)))
             prediction = Prediction((x - sigma * eps) / alpha, eps)
         else:
             prediction = conditional
         if self.clip_x0 is not None:
-            alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(t))
+            alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(_one_time(t)))
             x0 = prediction.x0.clamp(-self.clip_x0, self.clip_x0)
             prediction = Prediction(x0, (x - alpha * x0) / sigma)
         return prediction

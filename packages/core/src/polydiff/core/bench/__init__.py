@@ -1,0 +1,280 @@
+"""``polydiff bench core``: polydiff's solvers and grids against diffusers' schedulers on an exact model.
+
+The data is a Gaussian mixture (:mod:`.gmm`), whose exact eps-prediction stands in for a perfectly trained
+network on diffusers' default VP schedule (linear betas 1e-4..0.02, 1000 steps). Every method starts from the
+same x_T (t = 1) and is scored by the mean L2 distance of its samples to a float64 DOP853 solve of the
+probability-flow ODE from that x_T to the method's own end time (t_min = 1/1000, or t = 0 for runs whose last
+sigma is zero) (:mod:`.reference`). Per-step overhead is timed with a zero-cost model on one thread
+(``torch.set_num_threads(1)``, deliberately: it isolates the solver's own work from BLAS threading and from the
+other processes on a shared machine).
+
+    polydiff bench core [--quick] --out DIR [-- --dim 16 --components 8 --anisotropic --batch 2000
+                                               --nfe 5 10 20 --solvers a,b --repeats 7 --train --inverse]
+
+Writes DIR/core.json, DIR/core.md and DIR/core-error-vs-nfe.png; with ``--train`` / ``--inverse`` also
+DIR/core-train.* and DIR/core-inverse.* from :mod:`polydiff.core.bench_train` / :mod:`polydiff.core.bench_inverse`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..benchkit import versions, write_report
+
+__all__ = ["run", "parse_options"]
+
+BETTER = {"error": "min", "us_per_step_b2000": "min", "us_per_step_b1": "min", "sw2": "min"}
+
+
+def parse_options(argv: list[str] | None, quick: bool) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="polydiff bench core", description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=16)
+    parser.add_argument("--components", type=int, default=8)
+    parser.add_argument("--anisotropic", action="store_true", help="full random covariances instead of isotropic")
+    parser.add_argument("--batch", type=int, default=256 if quick else 2000, help="samples per method (x_T)")
+    parser.add_argument("--calibration", type=int, default=128 if quick else 256,
+                        help="held-out x_T batch the fitted grids are fitted on")
+    parser.add_argument("--nfe", type=int, nargs="+", default=[5, 10] if quick else [5, 10, 20])
+    parser.add_argument("--solvers", default="", help="comma-separated polydiff solvers (default: all)")
+    parser.add_argument("--repeats", type=int, default=3 if quick else 7, help="timing repeats (median)")
+    parser.add_argument("--timing-batch", type=int, default=2000, help="the large batch of the overhead column")
+    parser.add_argument("--fit-iterations", type=int, default=15 if quick else 40)
+    parser.add_argument("--no-peers", action="store_true", help="skip the diffusers rows")
+    parser.add_argument("--train", action="store_true", help="also run polydiff.core.bench_train")
+    parser.add_argument("--inverse", action="store_true", help="also run polydiff.core.bench_inverse")
+    options = parser.parse_args([a for a in (argv or []) if a != "--"])
+    for name in ("dim", "components", "batch", "calibration", "repeats", "timing_batch", "fit_iterations"):
+        if getattr(options, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(options, name)}")
+    if any(n < 1 for n in options.nfe):
+        raise ValueError(f"--nfe: expected positive integers, got {options.nfe}")
+    return options
+
+
+def _log(message: str) -> None:
+    print(f"[bench core {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(out_dir, *, quick: bool = False, seed: int = 0, argv: list[str] | None = None) -> dict:
+    """Run the core benchmark and write its report into ``out_dir``; returns the JSON document."""
+    options = parse_options(argv, quick)
+    torch.set_num_threads(1)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    document = _run_solvers(out, quick, seed, options)
+    for flag, module, function, package in (("train", "bench_train", "run_train_bench", "core-train"),
+                                            ("inverse", "bench_inverse", "run_inverse_bench", "core-inverse")):
+        if getattr(options, flag):
+            _run_extra(out, quick, seed, module, function, package)
+    _log(f"done in {time.perf_counter() - started:.0f} s")
+    return document
+
+
+def _run_extra(out: Path, quick: bool, seed: int, module: str, function: str, package: str) -> None:
+    name = f"polydiff.core.{module}"
+    if importlib.util.find_spec(name) is None:
+        raise SystemExit(f"--{module.split('_')[1]}: {name} is not installed in this checkout")
+    result = getattr(importlib.import_module(name), function)(out, quick, seed)
+    rows = result["rows"] if isinstance(result, dict) else list(result or [])
+    if not rows:
+        return  # the module wrote its own report
+    if isinstance(result, dict) and "better" in result:
+        better = result["better"]
+    else:
+        numeric = {k for row in rows for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        better = {k: "min" for k in sorted(numeric)}
+    write_report(out, package, quick=quick, seed=seed, versions=versions(["torch", "polydiff-core"]), better=better,
+                 rows=rows, title=f"polydiff bench {package}",
+                 preamble=result.get("preamble", "") if isinstance(result, dict) else "")
+
+
+def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
+    from ..denoiser import Denoiser
+    from ..sampling import list_solvers
+    from ..schedules import DiscreteSchedule
+    from . import methods, peers, report
+    from .gmm import eps_model, make_mixture
+    from .reference import pf_ode_reference
+
+    schedule = DiscreteSchedule.linear()
+    mixture = make_mixture(options.dim, options.components, seed, options.anisotropic)
+    model = eps_model(mixture, schedule)
+    denoiser = Denoiser(model, schedule)
+    task_prefix = f"gmm-d{options.dim}-k{options.components}{'-aniso' if options.anisotropic else ''}"
+    t_min = schedule.t_min
+    ends = {"t_min": t_min, "zero": 0.0}
+
+    def noise(n: int, offset: int) -> torch.Tensor:
+        return torch.randn(n, options.dim, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
+
+    x_start, calibration = noise(options.batch, 1000), noise(options.calibration, 2000)
+    tic = time.perf_counter()
+    solved = pf_ode_reference(mixture, x_start, schedule, 1.0, (t_min, 0.0), rtol=1e-10, atol=1e-10)
+    solved_cal = pf_ode_reference(mixture, calibration, schedule, 1.0, (t_min, 0.0), rtol=1e-10, atol=1e-10)
+    reference_seconds = time.perf_counter() - tic
+    references = {name: solved[t] for name, t in ends.items()}
+    alpha_min, sigma_min = (float(v) for v in schedule.alpha_sigma(torch.tensor(t_min, dtype=torch.float64)))
+    generator = torch.Generator().manual_seed(seed + 3000)
+    exact = {"t_min": mixture.sample(options.batch, generator, alpha_min, sigma_min),
+             "zero": mixture.sample(options.batch, generator)}
+    problem = methods.Problem(denoiser, x_start, references, exact, calibration,
+                              {name: solved_cal[t] for name, t in ends.items()}, seed=seed)
+    floor = {end: methods.score(references[end], problem, end, True)[1] for end in ends}
+    _log(f"reference: {options.batch} + {options.calibration} samples in {reference_seconds:.1f} s; "
+         f"sw2 floor {floor}")
+
+    rows: list[dict] = []
+    notes: list[str] = []
+    wanted = {s for s in options.solvers.split(",") if s}
+    solvers = {k: v for k, v in list_solvers().items() if not wanted or k in wanted}
+    for name, fn in solvers.items():
+        if name in methods.NOT_SAMPLERS or "inversion" in name:
+            notes.append(f"`{name}` is not a noise-to-data sampler; not benchmarked.")
+            continue
+        for label, solver_options in methods.solver_variants(name, fn):
+            try:
+                rows += _solver_rows(name, label, fn, solver_options, problem, options, quick, task_prefix, ends,
+                                     notes)
+            except Exception as error:  # one broken solver must not sink the benchmark
+                notes.append(f"`{name}{' ' + label if label else ''}` skipped: {type(error).__name__}: {error}")
+                _log(notes[-1])
+    if not options.no_peers:
+        rows += _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends, notes)
+
+    for note in notes:
+        _log(note)
+    problem_text = (
+        f"Data: a {options.components}-component {'anisotropic' if options.anisotropic else 'isotropic'} Gaussian "
+        f"mixture in {options.dim} dimensions (seed {seed}); exact eps model on diffusers' default VP schedule "
+        f"(linear betas 1e-4..0.02, 1000 steps). {options.batch} samples from one shared x_T (t = 1), float32 "
+        f"solvers. `error`: mean L2 distance of the final samples to a float64 DOP853 solve of the probability-flow "
+        f"ODE (rtol = atol = 1e-10) from the same x_T to the run's own end time (t_min = 1/1000, or t = 0 for "
+        f"`final_zero` / final sigma zero runs). `sw2`: sliced 2-Wasserstein distance ({problem.sw_projections} "
+        f"projections) to {options.batch} independent exact samples of the marginal at that end time — the metric "
+        f"for stochastic solvers, whose `error` is left empty (a stochastic sample has no per-sample reference). "
+        f"`us_per_step_*`: median of {options.repeats} runs (after a warm-up) of grid construction + the sampling "
+        f"loop with a zero-cost model (a preallocated output) in float32, divided by the steps (diffusers: "
+        f"`set_timesteps` + the step loop), with `torch.set_num_threads(1)`. Fitted grids (`fit_grid`, global-error "
+        f"objective, L-BFGS on log-SNR increments) are fitted on a separate batch of {options.calibration} x_T "
+        f"against its own DOP853 reference, never on the evaluation batch. `nfe` is the model-call count actually "
+        f"used; the task's NFE is the target.")
+    reference_text = (f"Noise floor of `sw2` (the exact reference samples themselves): t_min {floor['t_min']:.4f}, "
+                      f"t = 0 {floor['zero']:.4f}. Reference solve: {reference_seconds:.1f} s.")
+    text, checks = report.preamble(rows, problem_text=problem_text, notes=notes, reference_text=reference_text)
+    figure = "core-error-vs-nfe.png"
+    report.plot_error_vs_nfe(rows, out / figure, f"{task_prefix}: error vs NFE")
+    return write_report(out, "core", quick=quick, seed=seed,
+                        versions=versions(["torch", "numpy", "scipy", "diffusers", "polydiff-core"]), better=BETTER,
+                        rows=rows, title="polydiff bench core: solvers and grids vs diffusers", preamble=text,
+                        figures=[figure], extra={"targets": {str(k): v for k, v in checks.items()},
+                                                 "sw2_floor": floor, "notes": notes,
+                                                 "options": vars(options)})
+
+
+def _row(task, method, peer, **values) -> dict:
+    return {"task": task, "method": method, "peer": peer, **values}
+
+
+def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_prefix, ends, notes) -> list[dict]:
+    from ..fitted_grid import fit_grid
+    from ..grids import make_grid
+    from . import methods
+
+    schedule = problem.denoiser.schedule
+    stochastic = methods.is_stochastic(fn, problem, solver_options)
+    adaptive = methods.is_adaptive(fn) is not None
+    if adaptive:
+        specs = [("adaptive", False), ("adaptive", True)]
+    elif quick:
+        specs = [("logsnr", False), ("karras", False)]
+    else:
+        specs = [("logsnr", False), ("karras", False), ("uniform", False), ("trailing", False),
+                 ("logsnr", True), ("karras", True)]
+    fit = not stochastic and not adaptive and (not quick or name in ("dpmpp_2m", "unipc"))
+    if fit:
+        specs += [("fitted", False)] + ([] if quick else [("fitted", True)])
+    rows = []
+    base = f"polydiff {name}{' ' + label if label else ''}"
+    for target in options.nfe:
+        task = f"{task_prefix}/nfe{target}"
+        for grid_kind, final_zero in specs:
+            method = f"{base} {grid_kind}{' final_zero' if final_zero else ''}"
+            end = "zero" if final_zero else "t_min"
+            probe_kind = "uniform" if adaptive else ("logsnr" if grid_kind == "fitted" else grid_kind)
+            found = methods.steps_for_nfe(fn, problem, target, probe_kind, solver_options, final_zero)
+            if found is None:
+                notes.append(f"`{method}`: no setting reaches NFE ≤ {target}; row omitted.")
+                continue
+            steps, run_options = found
+            tic = time.perf_counter()
+            if grid_kind == "fitted":
+                if steps < 2:
+                    notes.append(f"`{method}`: {steps} step at NFE {target} leaves no point to fit; row omitted.")
+                    continue
+                grid = fit_grid(problem.denoiser, fn, steps, problem.calibration,
+                                target=problem.calibration_references[end], final_zero=final_zero,
+                                iterations=options.fit_iterations, solver_options=run_options)
+            else:
+                grid = make_grid(schedule, steps, probe_kind, final_zero=final_zero)
+            fit_seconds = time.perf_counter() - tic if grid_kind == "fitted" else None
+            error, sw2, nfe = methods.evaluate(fn, problem, grid, run_options, end, stochastic)
+            timing = {}
+            for key, batch in (("us_per_step_b2000", options.timing_batch), ("us_per_step_b1", 1)):
+                timing[key] = methods.per_step_overhead(fn, schedule, grid, steps, batch, options.dim, run_options,
+                                                        options.repeats, final_zero)
+            extra = {}
+            if adaptive:
+                extra["tolerance"] = {k: v for k, v in run_options.items() if k not in solver_options}
+            if fit_seconds is not None:
+                extra["fit_seconds"] = round(fit_seconds, 2)
+                extra["grid_times"] = [round(v, 6) for v in grid.tolist()]
+            if isinstance(error, float) and math.isnan(error):
+                notes.append(f"`{method}` at NFE {target}: non-finite samples.")
+            rows.append(_row(task, method, False, error=error, sw2=sw2, **timing, nfe=nfe, steps=steps,
+                             target_nfe=target, solver=name, variant=label, grid=grid_kind, final_zero=final_zero,
+                             end=end, stochastic=stochastic, **extra))
+        _log(f"{base}: NFE {target} done")
+    return rows
+
+
+def _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends, notes) -> list[dict]:
+    rows = []
+    x = problem.x_start.to(problem.dtype)
+    generator = torch.Generator().manual_seed(0)
+    for config in peers.peer_configs(quick):
+        for target in options.nfe:
+            task = f"{task_prefix}/nfe{target}"
+            try:
+                with torch.no_grad():
+                    samples, calls = peers.run_peer(config.build(), model, x, target)
+                error, sw2 = methods.score(samples, problem, config.end, False)
+                timing = {}
+                for key, batch in (("us_per_step_b2000", options.timing_batch), ("us_per_step_b1", 1)):
+                    output = 0.1 * torch.randn(batch, options.dim, generator=generator, dtype=problem.dtype)
+                    start = torch.randn(batch, options.dim, generator=generator, dtype=problem.dtype)
+                    scheduler = config.build()
+
+                    def loop():
+                        with torch.no_grad():
+                            peers.run_peer(scheduler, lambda x_in, t_in: output, start, target)
+
+                    timing[key] = 1e6 * methods.time_median(loop, options.repeats) / target
+            except Exception as error:  # report, do not hide: a failing peer is a finding
+                notes.append(f"`{config.name}` at NFE {target} failed: {type(error).__name__}: {error}")
+                continue
+            if isinstance(error, float) and math.isnan(error):
+                notes.append(f"`{config.name}` at NFE {target}: non-finite samples (diffusers' own output).")
+            rows.append(_row(task, config.name, True, error=error, sw2=sw2, **timing, nfe=calls, steps=target,
+                             target_nfe=target, family=config.family, grid=config.kwargs.get("timestep_spacing", ""),
+                             end=config.end, final_zero=config.end == "zero", stochastic=False))
+        _log(f"{config.name} done")
+    return rows
