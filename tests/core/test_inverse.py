@@ -388,3 +388,72 @@ def test_sampler_input_errors_name_the_argument():
         sample_dps(denoiser, x, grid, operator, y, zeta=-1.0)
     with pytest.raises(ValueError, match="eta"):
         sample_ddnm(denoiser, x, grid, operator, y, eta=-0.5)
+
+
+# ------------------------------------------------------------------------------------------------ benchmark
+
+
+def test_bench_mixture_posterior_satisfies_bayes_rule():
+    """log p(x | y) - log p(x) - log p(y | x) must be the same constant (-log p(y)) at every x."""
+    from polydiff.core import bench_inverse as bench
+
+    weights, means, covariances, _ = bench._mixture(0)
+    prior = bench.MixturePosterior(weights, means, covariances)
+    g = torch.Generator().manual_seed(0)
+    for operator in bench._operators(0).values():
+        y = operator.measure(prior.sample(1, g), g)
+        posterior = bench.mixture_posterior(weights, means, covariances, operator, y)
+        dense = _dense(operator)
+        u, s, _ = torch.linalg.svd(dense, full_matrices=False)
+        basis = u[:, s > 1e-10 * s.max()]
+        # points where the posterior density is representable (far-off prior modes have weight exp(-700) -> 0)
+        near = posterior.sample(20, g)
+        x = torch.cat([near, near + 0.2 * torch.randn(near.shape, generator=g, dtype=F64)])
+        residual = basis.T @ y.reshape(-1) - x @ (basis.T @ dense).T
+        log_likelihood = -0.5 * (residual**2).sum(1) / operator.sigma_y**2
+        gap = posterior.log_prob(x) - prior.log_prob(x) - log_likelihood
+        assert float(gap.max() - gap.min()) < 1e-6 * float(gap.abs().max() + 1), type(operator).__name__
+        assert abs(float(posterior.weights.sum()) - 1) < 1e-12
+
+
+def test_bench_rows_shape_and_sanity(tmp_path, monkeypatch):
+    from polydiff.core import bench_inverse as bench
+
+    rows = bench.run_inverse_bench(tmp_path, True, 0, nfes=(8,), num_samples=300)
+    tasks = {row["task"] for row in rows}
+    assert tasks == {"gmm-d16-k8/mask/nfe8", "gmm-d16-k8/projection/nfe8", "gmm-d16-k8/downsample/nfe8"}
+    for task in tasks:
+        by_method = {row["method"]: row for row in rows if row["task"] == task}
+        assert {"exact-posterior (resampled)", "measurement-only pinv", "repaint", "ddnm", "ddnm+",
+                "ddnm+ time-travel", "dps"} <= set(by_method)
+        assert ("ilvr" in by_method) == task.endswith("downsample/nfe8")
+        assert by_method["exact-posterior (resampled)"]["peer"] and not by_method["ddnm"]["peer"]
+        assert all(row["nfe"] <= 8 for row in by_method.values())
+        for row in by_method.values():
+            assert all(math.isfinite(row[m]) for m in ("swd", "mean_error", "cov_error"))
+        floor, pinv = by_method["exact-posterior (resampled)"], by_method["measurement-only pinv"]
+        assert floor["swd"] < by_method["ddnm"]["swd"] < pinv["swd"]
+    monkeypatch.setattr(bench, "run_inverse_bench", lambda out, quick, seed: rows)
+    assert bench.main(["--out", str(tmp_path), "--quick"]) == 0
+    document = __import__("json").loads((tmp_path / "core-inverse.json").read_text())
+    assert document["package"] == "core-inverse" and len(document["rows"]) == len(rows)
+    assert (tmp_path / "core-inverse.md").exists()
+
+
+def test_bench_mixture_posterior_weights_by_component_evidence():
+    """Two components in 2-D, y observes x_0: weights by N(y; mu_k0, S_k00 + sigma_y^2), means by 2-D conditioning."""
+    from polydiff.core import bench_inverse as bench
+
+    weights = torch.tensor([0.3, 0.7], dtype=F64)
+    means = torch.tensor([[0.0, 1.0], [0.5, -1.0]], dtype=F64)
+    covariances = torch.tensor([[[1.0, 0.5], [0.5, 1.0]], [[0.25, 0.0], [0.0, 0.5]]], dtype=F64)
+    operator = Mask(torch.tensor([True, False]), sigma_y=0.2)
+    y = torch.tensor([[0.4, 0.0]], dtype=F64)
+    posterior = bench.mixture_posterior(weights, means, covariances, operator, y)
+    var = covariances[:, 0, 0] + 0.04
+    evidence = weights * torch.exp(-0.5 * (0.4 - means[:, 0]) ** 2 / var) / var.sqrt()
+    torch.testing.assert_close(posterior.weights, evidence / evidence.sum())
+    gain = covariances[:, :, 0] / var[:, None]  # (K, 2)
+    torch.testing.assert_close(posterior.means, means + gain * (0.4 - means[:, :1]))
+    torch.testing.assert_close(posterior.covariances,
+                               covariances - gain[:, :, None] * covariances[:, None, 0, :])
