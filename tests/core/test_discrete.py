@@ -499,6 +499,43 @@ def test_ddpd_forward_process_and_losses():
     assert ddpd_denoiser_loss(logits, torch.tensor([[1, 1]]), flags).item() == pytest.approx(-math.log(0.75))
 
 
+def test_ddpd_all_positions_in_one_step_gives_exact_marginals():
+    """positions_per_step = length, one step at t = 1: every position is drawn from the oracle's p(x^d | all
+    noise), the data marginal of position d, so each position's marginal is exact (the joint is not)."""
+    classes, length = 3, 4
+    seqs, probs = markov_law(classes, length, *CHAIN3)
+    planner, denoiser = ddpd_oracles(seqs, probs, classes)
+    samples = ddpd_sample(planner, denoiser, (20000, length), classes, num_steps=1, positions_per_step=length,
+                          generator=torch.Generator().manual_seed(7))
+    for position in range(length):
+        marginal = torch.zeros(classes, dtype=torch.float64).index_add_(0, seqs[:, position], probs)
+        counts = torch.bincount(samples[:, position], minlength=classes).numpy()
+        assert stats.chisquare(counts, marginal.numpy() * counts.sum()).pvalue > CHI2_LEVEL
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 2, 3)])
+def test_mdlm_samplers_shapes(shape):
+    k, mask = 4, 3
+    model = lambda z, t: torch.zeros(*z.shape, k)  # noqa: E731
+    for sampler in (lambda: mdlm_sample(model, shape, MaskingSchedule("cosine"), k, mask, num_steps=7),
+                    lambda: mdlm_sample_first_hitting(model, shape, MaskingSchedule(), k, mask)):
+        x = sampler()
+        assert x.shape == shape and x.dtype == torch.long and bool(((x >= 0) & (x < mask)).all())
+
+
+def test_d3pm_reverse_from_probabilities():
+    process = D3PM("gaussian", 5, 10)
+    generator = torch.Generator().manual_seed(8)
+    logits = torch.randn(3, 2, 5, generator=generator, dtype=torch.float64)
+    x_t, t = torch.randint(0, 5, (3, 2), generator=generator), torch.tensor([1, 4, 10])
+    assert torch.allclose(process.model_probs_from_x0(logits.softmax(-1), x_t, t), process.model_probs(logits, x_t, t),
+                          atol=1e-14)
+    with pytest.raises(ValueError, match="x0_probs: probabilities must sum to one"):
+        process.model_probs_from_x0(logits.softmax(-1) * 1.1, x_t, t)
+    with pytest.raises(ValueError, match="x0_probs: expected shape"):
+        process.model_probs_from_x0(logits.softmax(-1)[:, :1], x_t, t)
+
+
 # ------------------------------------------------------------------------------------------- validation
 
 

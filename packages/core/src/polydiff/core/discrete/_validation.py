@@ -92,7 +92,20 @@ def check_time(name: str, t, batch: int, *, low: float, high: float, integer: bo
 def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Draw one index per row of ``probs`` (..., K) by inverting the CDF; returns (...,) long."""
     cdf = probs.to(torch.float64).cumsum(-1)
-    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=torch.float64)
+    u = uniform(probs.shape[:-1] + (1,), generator, probs.device)
     u = u * cdf[..., -1:]  # rows summing to 1 up to rounding stay exact
     index = (cdf <= u).sum(-1)
     return index.clamp_max(probs.shape[-1] - 1)
+
+
+def uniform(shape, generator: torch.Generator | None, device) -> Tensor:
+    """U(0, 1) float64 of ``shape`` on ``device``, drawn on the generator's own device (a CPU generator may
+    drive a CUDA run and the reverse)."""
+    source = generator.device if generator is not None else device
+    return torch.rand(tuple(shape), generator=generator, device=source, dtype=torch.float64).to(device)
+
+
+def random_integers(low: int, high: int, shape, generator: torch.Generator | None, device) -> Tensor:
+    """Uniform integers in [low, high) of ``shape`` (long) on ``device``, drawn on the generator's device."""
+    source = generator.device if generator is not None else device
+    return torch.randint(low, high, tuple(shape), generator=generator, device=source).to(device)

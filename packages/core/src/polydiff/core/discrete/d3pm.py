@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import check_logits, check_time, check_tokens, sample_categorical
+from ._validation import check_logits, check_probs, check_time, check_tokens, random_integers, sample_categorical
 from .transitions import TRANSITIONS, cumulative_matrices, d3pm_betas, transition_matrices
 
 __all__ = ["D3PM"]
@@ -147,9 +147,22 @@ class D3PM:
         t = self._check_t(t, x_t.shape[0]).to(x_t.device)
         return self._model_probs(logits, x_t, t)
 
+    def model_probs_from_x0(self, x0_probs: Tensor, x_t: Tensor, t) -> Tensor:
+        """As :meth:`model_probs`, from the predicted law p~(x_0 | x_t) itself: x0_probs (batch, ..., K), each
+        row non-negative and summing to one (for "absorbing" the mask state's probability is dropped)."""
+        x_t = self._check_x("x_t", x_t)
+        check_probs("x0_probs", x0_probs, tuple(x_t.shape) + (self.num_classes,))
+        t = self._check_t(t, x_t.shape[0]).to(x_t.device)
+        p0 = x0_probs.to(torch.float64)
+        if self.mask_index is not None:
+            p0 = p0.index_fill(-1, torch.tensor([self.mask_index], device=p0.device), 0.0)
+        return self._reverse(p0, x_t, t)
+
     def _model_probs(self, logits: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        return self._reverse(self.x0_log_probs(logits).exp(), x_t, t)
+
+    def _reverse(self, p0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         _, q_t, qbar, qbar_t, _ = self._buffers(x_t.device)
-        p0 = self.x0_log_probs(logits).exp()
         if self.reverse_form == "marginal":
             likelihood = self._rows(qbar_t, t, x_t)  # q(x_t | x_0 = .) over x_0
             reachable = likelihood > 0
@@ -205,7 +218,7 @@ class D3PM:
         x0 = self._check_x("x0", x0, clean=True)
         batch = x0.shape[0]
         if t is None:
-            t = torch.randint(1, self.num_steps + 1, (batch,), generator=generator, device=x0.device)
+            t = random_integers(1, self.num_steps + 1, (batch,), generator, x0.device)
         t = self._check_t(t, batch).to(x0.device)
         x_t = sample_categorical(self._rows(self._buffers(x0.device)[2], t, x0), generator)
         logits = model(x_t, t)

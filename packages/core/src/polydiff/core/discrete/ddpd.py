@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import check_logits, check_time, check_tokens, check_unit_interval, sample_categorical
+from ._validation import (check_logits, check_time, check_tokens, check_unit_interval, random_integers,
+                          sample_categorical, uniform)
 
 __all__ = ["ddpd_corrupt", "ddpd_planner_loss", "ddpd_denoiser_loss", "ddpd_sample"]
 
@@ -36,9 +37,9 @@ def ddpd_corrupt(x0: Tensor, t, num_classes: int, *, generator: torch.Generator 
     if x0.ndim != 2:
         raise ValueError(f"x0: expected shape (batch, length), got {tuple(x0.shape)}")
     t = check_time("t", t, x0.shape[0], low=0.0, high=1.0).to(x0.device)
-    u = torch.rand(x0.shape, generator=generator, dtype=torch.float64).to(x0.device)
+    u = uniform(x0.shape, generator, x0.device)
     is_noise = u < t[:, None]
-    noise = torch.randint(0, num_classes, x0.shape, generator=generator).to(x0.device)
+    noise = random_integers(0, num_classes, x0.shape, generator, x0.device)
     return torch.where(is_noise, noise, x0), is_noise
 
 
@@ -95,7 +96,7 @@ def ddpd_sample(planner: Callable[[Tensor, Tensor], Tensor], denoiser: Callable[
     if not isinstance(positions_per_step, int) or not 1 <= positions_per_step <= length:
         raise ValueError(f"positions_per_step: expected an integer in [1, {length}], got {positions_per_step!r}")
     if x_init is None:
-        x = torch.randint(0, num_classes, shape, generator=generator).to(device)
+        x = random_integers(0, num_classes, shape, generator, device)
     else:
         x = check_tokens("x_init", x_init, num_classes, min_ndim=2).clone()
         if tuple(x.shape) != tuple(shape):
@@ -110,7 +111,9 @@ def ddpd_sample(planner: Callable[[Tensor, Tensor], Tensor], denoiser: Callable[
         total = p.sum(-1, keepdim=True)
         active = total > 0
         weights = torch.where(active, p, 1.0)  # any valid weights; inactive rows are not updated
-        positions = torch.multinomial(weights, positions_per_step, replacement=False, generator=generator)
+        # Gumbel-top-k: ``positions_per_step`` draws without replacement, each proportional to the weights
+        keys = weights.log() - (-uniform(weights.shape, generator, x.device).log()).log()
+        positions = keys.topk(positions_per_step, -1).indices
         t_denoise = (total[:, 0] / length).to(t.dtype) if adaptive_time else t
         logits = denoiser(x, t_denoise)
         if k == 0:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._validation import check_logits, check_time, check_tokens, sample_categorical
+from ._validation import check_logits, check_time, check_tokens, sample_categorical, uniform
 
 __all__ = ["MaskingSchedule", "subs_log_probs", "mdlm_nelbo", "mdlm_sample", "mdlm_sample_first_hitting"]
 
@@ -107,8 +107,8 @@ def subs_log_probs(logits: Tensor, z: Tensor, mask_index: int) -> Tensor:
 
 def _stratified_times(batch: int, generator, device, t_min: float) -> Tensor:
     # MDLM's low-discrepancy sampler: one uniform shift of an evenly spaced grid over the batch
-    u = (torch.rand((), generator=generator, dtype=torch.float64) + torch.arange(batch, dtype=torch.float64) / batch) % 1
-    return (t_min + (1 - t_min) * u).clamp_min(t_min).to(device)
+    u = (uniform((), generator, device) + torch.arange(batch, dtype=torch.float64, device=device) / batch) % 1
+    return (t_min + (1 - t_min) * u).clamp_min(t_min)
 
 
 def mdlm_nelbo(model: Callable[[Tensor, Tensor], Tensor], x0: Tensor, schedule: MaskingSchedule, num_classes: int,
@@ -130,7 +130,7 @@ def mdlm_nelbo(model: Callable[[Tensor, Tensor], Tensor], x0: Tensor, schedule: 
     if bool((t <= 0).any()):
         raise ValueError("t: expected times in (0, 1]; the NELBO weight is infinite at t = 0")
     alpha = schedule.alpha(t).view((-1,) + (1,) * (x0.ndim - 1))
-    u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
+    u = uniform(x0.shape, generator, x0.device)
     masked = u >= alpha  # P(masked) = 1 - alpha(t)
     z = torch.where(masked, torch.full_like(x0, mask_index), x0)
     logits = model(z, t.to(torch.get_default_dtype()))
@@ -192,13 +192,13 @@ def mdlm_sample_first_hitting(model: Callable[[Tensor, Tensor], Tensor], shape: 
     one_minus_alpha = torch.full((batch,), 1.0 - schedule.eps, dtype=torch.float64, device=x.device)
     rows = torch.arange(batch, device=x.device)
     for n in range(length, 0, -1):
-        u = torch.rand(batch, generator=generator, dtype=torch.float64).to(x.device)
+        u = uniform((batch,), generator, x.device)
         one_minus_alpha = one_minus_alpha * u ** (1.0 / n)
         s = schedule.time_from_alpha(1 - one_minus_alpha)
         logits = model(x.view(shape), s.to(torch.get_default_dtype())).reshape(batch, length, num_classes)
         if n == length:
             check_logits("model output", logits, (batch, length), num_classes)
-        scores = torch.rand((batch, length), generator=generator, dtype=torch.float64).to(x.device)
+        scores = uniform((batch, length), generator, x.device)
         position = torch.where(x == mask_index, scores, -1.0).argmax(-1)
         probs = subs_log_probs(logits[rows, position], x[rows, position], mask_index).exp()
         x[rows, position] = sample_categorical(probs, generator)
