@@ -25,6 +25,7 @@ class Attention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"heads: {heads} must divide dim={dim}")
+        self.config = {"dim": dim, "heads": heads, "context_dim": context_dim, "dropout": float(dropout)}
         self.heads, self.dropout = heads, dropout
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim if context_dim is None else context_dim, 2 * dim)
