@@ -1,6 +1,6 @@
 """DPM-Solver (Lu et al., 2022, "DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in
 Around 10 Steps"), noise-prediction form: singlestep orders 1-3 (Algorithms 1-2) and the multistep 2M/3M
-updates of the authors' reference code (Lu et al., 2022b, appendix B).
+updates of the authors' reference code (introduced with Lu et al., 2022b).
 
 Both forms integrate the probability-flow ODE exactly in its linear part, working in lambda = log(alpha / sigma):
 x_t = (alpha_t / alpha_s) x_s - alpha_t int_{lambda_s}^{lambda_t} e^{-lambda} eps dlambda, with the phi-functions
@@ -66,14 +66,19 @@ def multistep_coefficients(lam: Tensor, outer: Tensor, ratio: Tensor, first: Ten
     """(a, c0, c1, c2), each (N,) or (N, batch): x_{i+1} = a x_i + c0 m_i + c1 m_{i-1} + c2 m_{i-2}.
 
     With hh = h for the noise form (outer = sigma_t, ratio = alpha_t / alpha_s) and hh = -h for the data form
-    (outer = alpha_t, ratio = sigma_t / sigma_s), the 3M update of Lu et al. (2022b, eq. B.8 / Algorithm of the
-    reference code) is
+    (outer = alpha_t, ratio = sigma_t / sigma_s), the 3M update of the authors' reference code (Lu et al., 2022b;
+    ``multistep_dpm_solver_third_update``) is, with D2 corrected (see the note below),
         x_t = ratio x_s + A D0 + B D1 + C D2,
         A = -outer expm1(hh),  B = -outer (expm1(hh) / hh - 1),  C = -outer ((expm1(hh) - hh) / hh^2 - 1/2),
     with D0 = m0, D1_0 = (m0 - m1) / r0, D1_1 = (m1 - m2) / r1, r0 = h_{i-1} / h, r1 = h_{i-2} / h,
-    D1 = D1_0 + r0 / (r0 + r1) (D1_0 - D1_1), D2 = (D1_0 - D1_1) / (r0 + r1); 2M uses A D0 + A / 2 D1_0
-    (the "midpoint" form). Order 1 is DDIM, ``first`` m0 alone: the caller gives that coefficient, finite on a
-    step to sigma = 0 (h = inf), where every higher-order term is masked out.
+    D1 = D1_0 + r0 / (r0 + r1) (D1_0 - D1_1) ~ h m' and D2 = 2 (D1_0 - D1_1) / (r0 + r1) ~ h^2 m''.
+    2M uses A D0 + A / 2 D1_0 (the "midpoint" form). Order 1 is DDIM, ``first`` m0 alone: the caller gives that
+    coefficient, finite on a step to sigma = 0 (h = inf), where every higher-order term is masked out.
+
+    Note: the reference code and diffusers (0.42) use D2 = (D1_0 - D1_1) / (r0 + r1) ~ h^2 m'' / 2, half the
+    divided difference that the phi_3 coefficient C multiplies (expand m to second order: the exact term is
+    C h^2 m''); that leaves an O(h^3) local error and makes their 3M second order. Here D2 carries the factor 2,
+    which the convergence test in tests/core/test_solvers_exponential.py shows to be third order.
     """
     h = lam[1:] - lam[:-1]
     safe_h = torch.where(torch.isfinite(h), h, torch.ones_like(h))
@@ -89,9 +94,9 @@ def multistep_coefficients(lam: Tensor, outer: Tensor, ratio: Tensor, first: Ten
     zero = torch.zeros_like(h)
     # second order (midpoint): A m0 + A / (2 r0) (m0 - m1)
     c0_2, c1_2 = big_a + big_a / (2 * r0), -big_a / (2 * r0)
-    # third order, expanded over m0, m1, m2
-    u0 = big_b * (1 + r0 / (r0 + r1)) + big_c / (r0 + r1)
-    u1 = -big_b * r0 / (r0 + r1) - big_c / (r0 + r1)
+    # third order, expanded over m0, m1, m2: coefficients of D1_0 (u0) and D1_1 (u1)
+    u0 = big_b * (1 + r0 / (r0 + r1)) + 2 * big_c / (r0 + r1)
+    u1 = -big_b * r0 / (r0 + r1) - 2 * big_c / (r0 + r1)
     c0_3, c1_3, c2_3 = big_a + u0 / r0, -u0 / r0 + u1 / r1, -u1 / r1
     c0 = torch.where(orders == 1, first, torch.where(orders == 2, c0_2, c0_3))
     c1 = torch.where(orders == 1, zero, torch.where(orders == 2, c1_2, c1_3))
@@ -133,7 +138,7 @@ def _multistep(denoiser, x, grid, order, lower_order_final, cond, callback, prog
 @register_solver("dpm_solver_2m")
 def sample_dpm_solver_2m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, callback=None,
                          progress: bool = False):
-    """Multistep DPM-Solver-2 in the noise form (Lu et al., 2022b, Algorithm of appendix B, "midpoint" form;
+    """Multistep DPM-Solver-2 in the noise form (Lu et al., 2022b, reference code, "midpoint" form;
     diffusers' ``algorithm_type="dpmsolver", solver_order=2``). One model call per step.
 
     x: (batch, ...) at grid[0]; grid: (N + 1,) or (N + 1, batch) decreasing times. Returns x at grid[-1].
@@ -144,8 +149,10 @@ def sample_dpm_solver_2m(denoiser, x, grid, *, lower_order_final: bool = True, c
 @register_solver("dpm_solver_3m")
 def sample_dpm_solver_3m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, callback=None,
                          progress: bool = False):
-    """Multistep DPM-Solver-3 in the noise form (Lu et al., 2022b, appendix B; diffusers'
-    ``algorithm_type="dpmsolver", solver_order=3``). One model call per step; shapes as for dpm_solver_2m."""
+    """Multistep DPM-Solver-3 in the noise form (Lu et al., 2022b, reference code). One model call per step;
+    shapes as for dpm_solver_2m. Third order: its second-difference term is twice diffusers'
+    ``algorithm_type="dpmsolver", solver_order=3`` one, which is second order (see ``multistep_coefficients``).
+    The first-order first step costs order in the limit h -> 0; it is negligible at practical step counts."""
     return _multistep(denoiser, x, grid, 3, lower_order_final, cond, callback, progress, "dpm_solver_3m")
 
 

@@ -53,9 +53,13 @@ def sample_dpmpp_2m(denoiser, x, grid, *, lower_order_final: bool = True, cond=N
 @register_solver("dpmpp_3m")
 def sample_dpmpp_3m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, callback=None,
                     progress: bool = False):
-    """DPM-Solver++(3M) (Lu et al., 2022b, appendix B, third-order multistep in the data form): one model call
-    per step, orders 1, 2, 3, 3, ...; with ``lower_order_final`` and fewer than 15 steps the last two steps use
-    orders 2 and 1. Shapes as for :func:`sample_dpmpp_2m`."""
+    """DPM-Solver++(3M) (Lu et al., 2022b; the third-order multistep of the authors' code, data form): one model
+    call per step, orders 1, 2, 3, 3, ...; with ``lower_order_final`` and fewer than 15 steps the last two steps
+    use orders 2 and 1. Shapes as for :func:`sample_dpmpp_2m`.
+
+    Unlike diffusers' ``solver_order=3`` (and the reference code) this is third order: their second-difference
+    term is half the one the phi_3 coefficient needs (see :func:`.dpm_solver.multistep_coefficients`), so their
+    3M converges at order 2 and its trajectories differ from these at O(h^3) per step."""
     return _dpmpp_multistep(denoiser, x, grid, 3, lower_order_final, cond, callback, progress, "dpmpp_3m")
 
 
