@@ -52,7 +52,7 @@ def sequence_index(x: torch.Tensor, num_classes: int) -> torch.Tensor:
 def markov_law(num_classes: int, length: int, init, transition) -> tuple[torch.Tensor, torch.Tensor]:
     seqs = all_sequences(num_classes, length)
     init, transition = np.asarray(init), np.asarray(transition)
-    probs = [init[s[0]] * np.prod([transition[a, b] for a, b in zip(s[:-1], s[1:])]) for s in seqs.tolist()]
+    probs = [init[s[0]] * np.prod([transition[a, b] for a, b in zip(s[:-1], s[1:], strict=True)]) for s in seqs.tolist()]
     return seqs, torch.tensor(probs, dtype=torch.float64)
 
 
@@ -303,7 +303,7 @@ def test_d3pm_sampler_markov_chain(chain):
     distances = {}
     for num_steps in (50, 100):
         process = D3PM("absorbing", k, num_steps)
-        model = table_model(k, length, lambda t: d3pm_oracle_table(process, seqs, probs, t))
+        model = table_model(k, length, lambda t, process=process: d3pm_oracle_table(process, seqs, probs, t))
         law = exact_output_law(process, model, k, length)[sequence_index(seqs, k)]
         distances[num_steps] = 0.5 * float((law - probs).abs().sum())
     assert distances[100] < 0.005

@@ -14,7 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import check_logits, check_probs, check_time, check_tokens, random_integers, sample_categorical
+from ._validation import (
+    check_logits,
+    check_probs,
+    check_time,
+    check_tokens,
+    random_integers,
+    sample_categorical,
+)
 from .transitions import TRANSITIONS, cumulative_matrices, d3pm_betas, transition_matrices
 
 __all__ = ["D3PM"]

@@ -20,8 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import (check_logits, check_time, check_tokens, check_unit_interval, random_integers,
-                          sample_categorical, uniform)
+from ._validation import (
+    check_logits,
+    check_time,
+    check_tokens,
+    check_unit_interval,
+    random_integers,
+    sample_categorical,
+    uniform,
+)
 
 __all__ = ["ddpd_corrupt", "ddpd_planner_loss", "ddpd_denoiser_loss", "ddpd_sample"]
 
