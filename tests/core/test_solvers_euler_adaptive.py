@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 from polydiff.core import Denoiser, DiscreteSchedule, EDMSchedule, VPLinearSchedule, make_grid, sample
@@ -326,3 +328,25 @@ def test_adaptive_interval_must_be_nonempty():
     denoiser = MIXTURE.denoiser(VPLinearSchedule())
     with pytest.raises(ValueError, match="grid"):
         sample_dpm_solver_adaptive(denoiser, torch.zeros(2, 2, dtype=F64), torch.tensor([5e-4, 0.0], dtype=F64))
+
+
+# ------------------------------------------------------------------------------------- shapes and dtypes
+
+SOLVERS = [sample_euler, sample_heun, sample_euler_ancestral, sample_paradigms, sample_ddim_inversion,
+           sample_adaptive_sde, sample_dpm_solver_adaptive]
+
+
+@given(solver=st.sampled_from(SOLVERS), batch=st.integers(1, 3), event=st.lists(st.integers(1, 3), max_size=2),
+       dtype=st.sampled_from([torch.float32, torch.float64]), per_sample=st.booleans())
+def test_solvers_keep_shape_and_dtype(solver, batch, event, dtype, per_sample):
+    schedule = DiscreteSchedule.linear()
+    denoiser = Denoiser(lambda x, t: 0.1 * x + 1e-3 * t.reshape((-1,) + (1,) * (x.ndim - 1)), schedule, "eps")
+    x = torch.randn(batch, *event, generator=torch.Generator().manual_seed(0)).to(dtype)
+    grid = make_grid(schedule, 4, "logsnr", final_zero=True)
+    if per_sample:  # each sample starts a little lower
+        grid = torch.stack([make_grid(schedule, 4, "logsnr", t_start=1.0 - 0.05 * b, final_zero=True)
+                            for b in range(batch)], 1)
+    options = {"eps_rel": 0.1} if solver is sample_adaptive_sde else {"rtol": 0.1} if solver is \
+        sample_dpm_solver_adaptive else {}
+    out = solver(denoiser, x, grid, **options)
+    assert out.shape == x.shape and out.dtype == dtype and bool(torch.isfinite(out).all())

@@ -107,7 +107,7 @@ def sample_paradigms(denoiser, x, grid, *, base: str = "ddim", window: int = 8, 
         if stochastic:
             drift = drift + c[begin:end] * noise[begin:end]
         update = chain[begin] + drift.cumsum(0)  # x_{begin+1} .. x_end
-        change = (update - chain[begin + 1 : end + 1]).square().flatten(2).mean(2)  # (size, batch)
+        change = (update - chain[begin + 1 : end + 1]).square().reshape(size, batch, -1).mean(2)  # (size, batch)
         unconverged = (change > threshold[begin:end]).any(1)
         # first unconverged point; `size` when all converged (the one host sync per round)
         first = int(torch.cat([unconverged, unconverged.new_ones(1)]).int().argmax())
