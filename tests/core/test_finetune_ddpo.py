@@ -156,3 +156,26 @@ def test_ddpo_raises_the_reward():
     assert rise > 2.0, rise
     assert sorted(kls)[len(kls) // 2] < 0.005 and max(kls) < 0.2, kls
     assert 0 < chain_kl < 20.0, chain_kl
+
+
+def test_conditional_minibatches_reproduce_recorded_log_probs():
+    """With a zero learning rate every minibatch must see rho = 1 exactly: the shuffled minibatches pick the
+    matching states, old log-probs, advantages and per-sample cond entries."""
+    schedule = VPLinearSchedule()
+
+    class Conditional(ToyEps):
+        def forward(self, x, t, label):
+            return super().forward(x, t) + 0.3 * label[:, None] * torch.sin(3 * t[:, None])
+
+    model = Conditional(schedule)
+    denoiser = Denoiser(model, schedule, "eps")
+    labels = torch.arange(48) % 3 - 1.0
+    g = torch.Generator().manual_seed(7)
+    traj = collect_trajectories(denoiser, torch.randn(48, 1, generator=g), make_grid(schedule, 6, "uniform"),
+                                reward, variance="large", cond={"label": labels}, generator=g)
+    stats = ddpo_step(denoiser, torch.optim.SGD(model.parameters(), lr=0.0), traj,
+                      normalize_advantages(traj.rewards, labels.long()), minibatch_size=16, inner_epochs=2,
+                      generator=g)
+    assert stats["max_log_ratio"] < 1e-5 and stats["clipfrac"] == 0.0
+    with pytest.raises(ValueError, match="advantages"):
+        ddpo_step(denoiser, torch.optim.SGD(model.parameters(), lr=0.0), traj, torch.zeros(5))

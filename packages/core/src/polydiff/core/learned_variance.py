@@ -92,8 +92,7 @@ def _variance_bounds(schedule: NoiseSchedule, t: Tensor, s: Tensor) -> tuple[Ten
     step = transition_coefficients(*values[0], *values[1])
     if isinstance(schedule, DiscreteSchedule):
         above = (t + 1 / schedule.num_train_timesteps).clamp_max(schedule.t_max)
-        clip = transition_coefficients(schedule.alpha_sigma(above)[0], schedule.alpha_sigma(above)[1],
-                                       schedule.log_snr(above), *values[0]).log_small
+        clip = transition_coefficients(*schedule.alpha_sigma(above), schedule.log_snr(above), *values[0]).log_small
     else:
         clip = step.log_large
     return step.log_large, torch.where(step.final, clip, step.log_small)
@@ -135,14 +134,14 @@ def _per_dim_bits(value: Tensor) -> Tensor:
 
 def vlb_terms(denoiser: Denoiser, x0: Tensor, index: Tensor, *, noise: Tensor | None = None,
               variance: str | None = None, cond: dict | None = None, detach_mean: bool = False,
-              generator: torch.Generator | None = None, prediction: tuple | None = None) -> Tensor:
+              generator: torch.Generator | None = None, precomputed: tuple | None = None) -> Tensor:
     """The bound's term L_n for training index n, in bits/dim, (batch,) (Ho et al., 2020, eq. 5):
     KL(q(x_{n-1} | x_n, x0) || p(x_{n-1} | x_n)) for n >= 1, and the discretised decoder NLL -log p(x0 | x_1)
     at n = 0 (x0 in [-1, 1], 8-bit bins).
 
     x0: (batch, C, ...); index: (batch,) integers in [0, N); variance: "learned" (the default for a
     LearnedVarianceDenoiser), "small" or "large". detach_mean stops the gradient through the model mean
-    (the hybrid loss). prediction: (x_t, x0_hat, v) already computed at this index (saves a model call).
+    (the hybrid loss). precomputed: (x_t, x0_hat, v) already computed at this index (saves a model call).
     """
     schedule = _check_discrete(denoiser.schedule)
     n = schedule.num_train_timesteps
@@ -156,14 +155,14 @@ def vlb_terms(denoiser: Denoiser, x0: Tensor, index: Tensor, *, noise: Tensor | 
         raise ValueError(f"index: training indices must lie in [0, {n})")
     t = (index + 1).to(torch.float64) / n
     s = index.to(torch.float64) / n
-    if prediction is None:
+    if precomputed is None:
         x_t = q_sample(schedule, x0, t, noise, generator)
         if learned:
             x0_hat, _, fraction = denoiser.predict_with_variance(x_t, t, **(cond or {}))
         else:
             x0_hat, fraction = denoiser.predict(x_t, t, **(cond or {})).x0, None
     else:
-        x_t, x0_hat, fraction = prediction
+        x_t, x0_hat, fraction = precomputed
     if detach_mean:
         x0_hat = x0_hat.detach()
     values = [(*schedule.alpha_sigma(u), schedule.log_snr(u)) for u in (t, s)]
@@ -247,7 +246,7 @@ def hybrid_loss(denoiser: LearnedVarianceDenoiser, x0: Tensor, *, lambda_vlb: fl
     target, output = (convert_prediction(a, b, denoiser.prediction, alpha, sigma)
                       for a, b in ((x0, noise), (x0_hat, eps_hat)))
     mse = (output - target).square().flatten(1).mean(1)
-    vlb = vlb_terms(denoiser, x0, index, cond=cond, detach_mean=True, prediction=(x_t, x0_hat, fraction))
+    vlb = vlb_terms(denoiser, x0, index, cond=cond, detach_mean=True, precomputed=(x_t, x0_hat, fraction))
     loss = mse + lambda_vlb * n * vlb
     return {"loss": loss.mean(), "mse": mse.mean().detach(), "vlb": vlb.mean().detach()}
 
