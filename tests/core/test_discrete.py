@@ -241,6 +241,23 @@ def test_elbo_exact_model_single_token_is_tight(kind):
             assert vb == pytest.approx(-math.log(float(probs[value])), abs=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["uniform", "absorbing"])
+def test_nll_bound_estimate_of_exact_model(kind):
+    """D3PM.nll_bound (one x_t per t) averages to the exact E[L_vb] = -log p(x0) of the tight single-token case:
+    within 4 standard errors over 40000 draws."""
+    k, num_steps = 4, 3
+    process = D3PM(kind, k, num_steps, betas=[0.3, 0.5, 1.0] if kind == "uniform" else None)
+    data_classes = k - 1 if kind == "absorbing" else k
+    probs = torch.tensor([0.45, 0.3, 0.15, 0.1][:data_classes], dtype=torch.float64)
+    probs = probs / probs.sum()
+    model = table_model(k, 1, lambda t: d3pm_oracle_table(process, torch.arange(data_classes)[:, None], probs, t))
+    generator = torch.Generator().manual_seed(9)
+    for value in range(data_classes):
+        draws = process.nll_bound(model, torch.full((40000, 1), value), generator=generator)
+        standard_error = draws.std().item() / math.sqrt(draws.numel())
+        assert abs(draws.mean().item() + math.log(float(probs[value]))) < 4 * standard_error + 1e-9
+
+
 @pytest.mark.parametrize("kind", ["uniform", "absorbing", "gaussian"])
 @pytest.mark.parametrize("form", ["marginal", "austin"])
 def test_elbo_decomposition_on_sequences(kind, form):

@@ -83,19 +83,23 @@ class D3PM:
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    def _buffers(self, device) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """(Q, Q^T, Qbar, Qbar^T, prior) on ``device`` (each (T + 1, K, K) but the prior (K,))."""
+    def _buffers(self, device) -> tuple[Tensor, Tensor, Tensor]:
+        """(Q, Qbar, prior) on ``device``: (T + 1, K, K), (T + 1, K, K), (K,)."""
         key = str(device)
         if key not in self._device_cache:
-            q, qbar = self.q_one_step.to(device), self.q_cumulative.to(device)
-            self._device_cache[key] = (q, q.transpose(1, 2).contiguous(), qbar,
-                                       qbar.transpose(1, 2).contiguous(), self.prior.to(device))
+            self._device_cache[key] = (self.q_one_step.to(device), self.q_cumulative.to(device),
+                                       self.prior.to(device))
         return self._device_cache[key]
 
     @staticmethod
     def _rows(mats: Tensor, t: Tensor, index: Tensor) -> Tensor:
-        """mats[t_b, index[b, ...]]: (batch, ..., K) from mats (T + 1, K, K), t (batch,), index (batch, ...)."""
+        """mats[t_b, index[b, ...], :]: (batch, ..., K) from mats (T + 1, K, K), t (batch,), index (batch, ...)."""
         return mats[t.view((-1,) + (1,) * (index.ndim - 1)), index]
+
+    @staticmethod
+    def _columns(mats: Tensor, t: Tensor, index: Tensor) -> Tensor:
+        """mats[t_b, :, index[b, ...]]: (batch, ..., K), a column of each matrix (no transposed copy kept)."""
+        return mats[t.view((-1,) + (1,) * (index.ndim - 1)), :, index]
 
     def _check_x(self, name: str, x, *, clean: bool = False) -> Tensor:
         x = check_tokens(name, x, self.num_classes)
@@ -112,7 +116,7 @@ class D3PM:
         """q(x_t | x_0) = x_0 Qbar_t (eq. 3): (batch, ..., K) float64; t (batch,) in [0, T]."""
         x0 = self._check_x("x0", x0)
         t = self._check_t(t, x0.shape[0], low=0).to(x0.device)
-        return self._rows(self._buffers(x0.device)[2], t, x0)
+        return self._rows(self._buffers(x0.device)[1], t, x0)
 
     def q_sample(self, x0: Tensor, t, generator: torch.Generator | None = None) -> Tensor:
         """Draw x_t ~ q(x_t | x_0): (batch, ...) long."""
@@ -130,8 +134,8 @@ class D3PM:
         return self._posterior(x0, x_t, t)
 
     def _posterior(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
-        _, q_t, qbar, _, _ = self._buffers(x0.device)
-        joint = self._rows(q_t, t, x_t) * self._rows(qbar, t - 1, x0)
+        q, qbar, _ = self._buffers(x0.device)
+        joint = self._columns(q, t, x_t) * self._rows(qbar, t - 1, x0)
         return joint / joint.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
 
     # -------------------------------------------------------------------------------------- reverse model
@@ -169,9 +173,9 @@ class D3PM:
         return self._reverse(self.x0_log_probs(logits).exp(), x_t, t)
 
     def _reverse(self, p0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
-        _, q_t, qbar, qbar_t, _ = self._buffers(x_t.device)
+        q, qbar, _ = self._buffers(x_t.device)
         if self.reverse_form == "marginal":
-            likelihood = self._rows(qbar_t, t, x_t)  # q(x_t | x_0 = .) over x_0
+            likelihood = self._columns(qbar, t, x_t)  # q(x_t | x_0 = .) over x_0
             reachable = likelihood > 0
             p0 = p0 * reachable
             mass = p0.sum(-1, keepdim=True)
@@ -180,7 +184,7 @@ class D3PM:
             p0 = torch.where(reachable, p0 / torch.where(reachable, likelihood, 1.0), 0.0)
         batch, k = x_t.shape[0], self.num_classes
         mixed = torch.bmm(p0.reshape(batch, -1, k), qbar[t - 1]).reshape(p0.shape)  # sum_x0 w(x0) Qbar_{t-1}[x0]
-        joint = self._rows(q_t, t, x_t) * mixed
+        joint = self._columns(q, t, x_t) * mixed
         return joint / joint.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
 
     # ----------------------------------------------------------------------------------------------- loss
@@ -209,9 +213,9 @@ class D3PM:
     def prior_kl(self, x0: Tensor) -> Tensor:
         """L_T = KL(q(x_T | x_0) || p(x_T)) per token, (batch, ...) float64 (uniform prior, or all-mask)."""
         x0 = self._check_x("x0", x0, clean=True)
-        q_last = self._rows(self._buffers(x0.device)[2], torch.full((x0.shape[0],), self.num_steps,
+        q_last = self._rows(self._buffers(x0.device)[1], torch.full((x0.shape[0],), self.num_steps,
                                                                     device=x0.device), x0)
-        prior = self._buffers(x0.device)[4]
+        prior = self._buffers(x0.device)[2]
         return torch.where(q_last > 0, q_last * (q_last.clamp_min(_LOG_FLOOR).log()
                                                  - prior.clamp_min(_LOG_FLOOR).log()), 0.0).sum(-1)
 
@@ -227,10 +231,28 @@ class D3PM:
         if t is None:
             t = random_integers(1, self.num_steps + 1, (batch,), generator, x0.device)
         t = self._check_t(t, batch).to(x0.device)
-        x_t = sample_categorical(self._rows(self._buffers(x0.device)[2], t, x0), generator)
+        x_t = sample_categorical(self._rows(self._buffers(x0.device)[1], t, x0), generator)
         logits = model(x_t, t)
         vb, ce = self.loss_terms(logits, x0, x_t, t)
         return (vb + self.hybrid_weight * ce).mean().to(logits.dtype)
+
+    def nll_bound(self, model: Callable[[Tensor, Tensor], Tensor], x0: Tensor, *,
+                  generator: torch.Generator | None = None) -> Tensor:
+        """A one-sample unbiased estimate of L_vb (eq. 1) per sample, summed over tokens: (batch,) float64 nats.
+
+        L_T + sum_{t=1}^{T} L_{t-1}, each term at one x_t ~ q(x_t | x_0); T model calls. Its expectation bounds
+        -log p_theta(x_0) from above (divide by the token count and log 2 for bits per token).
+        """
+        x0 = self._check_x("x0", x0, clean=True)
+        batch = x0.shape[0]
+        qbar = self._buffers(x0.device)[1]
+        total = self.prior_kl(x0).reshape(batch, -1).sum(-1)
+        for step in range(1, self.num_steps + 1):
+            t = torch.full((batch,), step, dtype=torch.long, device=x0.device)
+            x_t = sample_categorical(self._rows(qbar, t, x0), generator)
+            vb, _ = self.loss_terms(model(x_t, t), x0, x_t, t)
+            total = total + vb.reshape(batch, -1).sum(-1)
+        return total
 
     # -------------------------------------------------------------------------------------------- sampling
 
@@ -244,7 +266,7 @@ class D3PM:
         if not (isinstance(shape, (tuple, list)) and len(shape) >= 1 and all(isinstance(s, int) and s > 0
                                                                               for s in shape)):
             raise ValueError(f"shape: expected a tuple of positive ints (batch, ...), got {shape!r}")
-        prior = self._buffers(device or "cpu")[4]
+        prior = self._buffers(device or "cpu")[2]
         x = sample_categorical(prior.expand(tuple(shape) + (self.num_classes,)), generator)
         for step in range(self.num_steps, 0, -1):
             t = torch.full((shape[0],), step, dtype=torch.long, device=x.device)
