@@ -128,7 +128,10 @@ def _multistep(denoiser, x, grid, order, lower_order_final, cond, callback, prog
         x0, eps = denoiser.predict(x, t[i], **cond)
         eps_1 = eps if eps_1 is None else eps_1
         eps_2 = eps_1 if eps_2 is None else eps_2
-        x = torch.addcmul(torch.addcmul(torch.addcmul(ratio[i] * x, c0[i], eps), c1[i], eps_1), c2[i], eps_2)
+        x = ratio[i] * x  # a fresh tensor: the in-place updates below never touch the caller's x
+        x.addcmul_(c0[i], eps).addcmul_(c1[i], eps_1)
+        if order == 3:
+            x.addcmul_(c2[i], eps_2)
         eps_1, eps_2 = eps, eps_1
         if callback is not None:
             callback({"i": i, "x": x, "t": t[i], "x0": x0})

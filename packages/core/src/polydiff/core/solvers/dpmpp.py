@@ -29,7 +29,10 @@ def _dpmpp_multistep(denoiser, x, grid, order, lower_order_final, cond, callback
         x0, _ = denoiser.predict(x, t[i], **cond)
         x0_1 = x0 if x0_1 is None else x0_1  # warm-up: the coefficients of missing history are zero
         x0_2 = x0_1 if x0_2 is None else x0_2
-        x = torch.addcmul(torch.addcmul(torch.addcmul(ratio[i] * x, c0[i], x0), c1[i], x0_1), c2[i], x0_2)
+        x = ratio[i] * x  # a fresh tensor: the in-place updates below never touch the caller's x
+        x.addcmul_(c0[i], x0).addcmul_(c1[i], x0_1)
+        if order == 3:
+            x.addcmul_(c2[i], x0_2)
         x0_1, x0_2 = x0, x0_1
         if callback is not None:
             callback({"i": i, "x": x, "t": t[i], "x0": x0})
@@ -93,9 +96,10 @@ def sample_dpmpp_2m_sde(denoiser, x, grid, *, eta: float = 1.0, lower_order_fina
     for i in step_range(len(t) - 1, progress, "dpmpp_2m_sde"):
         x0, _ = denoiser.predict(x, t[i], **cond)
         x0_1 = x0 if x0_1 is None else x0_1
-        x = torch.addcmul(torch.addcmul(ratio[i] * x, c0[i], x0), c1[i], x0_1)
+        x = ratio[i] * x
+        x.addcmul_(c0[i], x0).addcmul_(c1[i], x0_1)
         if eta > 0:
-            x = torch.addcmul(x, noise_scale[i], noise_like(x, generator))
+            x.addcmul_(noise_scale[i], noise_like(x, generator))
         x0_1 = x0
         if callback is not None:
             callback({"i": i, "x": x, "t": t[i], "x0": x0})

@@ -94,6 +94,10 @@ def sample_unipc(denoiser, x, grid, *, order: int = 2, variant: str = "bh2", use
         every step count. A step to sigma = 0 is first order. The corrector is skipped after the final step.
     Equals diffusers' ``UniPCMultistepScheduler(solver_order=p, solver_type=variant)`` on the same times.
     x: (batch, ...) at grid[0]; grid: (N + 1,) or (N + 1, batch) decreasing times. Returns x at grid[-1].
+
+    The corrected state is never formed: x_i^c = x_i + k_new m_i + sum_k (k_k - p_k) m_{i-1-k} (both updates
+    start from a x_{i-1}^c) is folded into the next predictor, x_{i+1} = a x_i + sum_k c_k m_{i-k}, so a step
+    costs p + 2 fused multiply-adds over x.
     """
     check_order(order, (1, 2, 3))
     if variant not in VARIANTS:
@@ -101,22 +105,31 @@ def sample_unipc(denoiser, x, grid, *, order: int = 2, variant: str = "bh2", use
     grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
     cond = cond or {}
     orders = multistep_orders(lam, order, lower_order_final, final_below=math.inf)
-    predictor, corrector = unipc_coefficients(lam, alpha, sigma, orders, variant)
-    ratio, p0, p1, p2 = (step_table(v, x) for v in predictor)
-    k_new, k0, k1, k2 = (step_table(v, x) for v in corrector)
-    x_corrected = x
-    m_0 = m_1 = m_2 = None
+    (ratio, p0, p1, p2), (k_new, k0, k1, k2) = unipc_coefficients(lam, alpha, sigma, orders, variant)
+    zero = torch.zeros_like(p0)
+    if use_corrector:  # the corrector of step i - 1, carried by the predictor of step i
+        previous = lambda v: torch.cat([torch.zeros_like(v[:1]), v[:-1]])  # noqa: E731
+        c0, c1 = p0 + ratio * previous(k_new), p1 + ratio * previous(k0 - p0)
+        c2, c3 = p2 + ratio * previous(k1 - p1), ratio * previous(k2 - p2)
+    else:
+        c0, c1, c2, c3 = p0, p1, p2, zero
+    ratio, c0, c1, c2, c3 = (step_table(v, x) for v in (ratio, c0, c1, c2, c3))
+    terms = order + 1 if use_corrector else order  # model outputs m_i, m_{i-1}, .. with nonzero weight
+    m_1 = m_2 = m_3 = None
     for i in step_range(len(t) - 1, progress, "unipc"):
         x0, _ = denoiser.predict(x, t[i], **cond)
         if i == 0:
-            m_0 = m_1 = m_2 = x0  # their coefficients are zero until the history fills up
-        elif use_corrector:  # UniC for the point just reached, reusing x0 evaluated there
-            j = i - 1
-            x = torch.addcmul(torch.addcmul(torch.addcmul(torch.addcmul(
-                ratio[j] * x_corrected, k_new[j], x0), k0[j], m_0), k1[j], m_1), k2[j], m_2)
-        x_corrected = x
-        m_0, m_1, m_2 = x0, m_0, m_1
-        x = torch.addcmul(torch.addcmul(torch.addcmul(ratio[i] * x_corrected, p0[i], m_0), p1[i], m_1), p2[i], m_2)
+            m_1 = m_2 = m_3 = x0  # their coefficients are zero until the history fills up
+        x_next = ratio[i] * x
+        x_next.addcmul_(c0[i], x0)
+        if terms > 1:
+            x_next.addcmul_(c1[i], m_1)
+        if terms > 2:
+            x_next.addcmul_(c2[i], m_2)
+        if terms > 3:
+            x_next.addcmul_(c3[i], m_3)
+        m_1, m_2, m_3 = x0, m_1, m_2
+        x = x_next
         if callback is not None:
             callback({"i": i, "x": x, "t": t[i], "x0": x0})
     return x
