@@ -403,6 +403,28 @@ def test_mdlm_ancestral_sampler_markov_chain(kind):
     assert chi_square_pvalue(samples, seqs, probs, classes + 1) > CHI2_LEVEL
 
 
+def test_mdlm_ancestral_custom_grid():
+    """The one-step grid [1, 0] unmasks every token at once from p(x^l | all masked): exact per-position
+    marginals. An uneven grid (denser near t = 0) still samples the joint law."""
+    classes, length = 3, 4
+    seqs, probs = markov_law(classes, length, *CHAIN3)
+    table = masked_oracle_table(seqs, probs, classes)
+    model = lambda z, t: table[sequence_index(z, classes + 1)]  # noqa: E731
+    schedule = MaskingSchedule("loglinear")
+    samples = mdlm_sample(model, (20000, length), schedule, classes + 1, classes, times=[1.0, 0.0],
+                          generator=torch.Generator().manual_seed(10))
+    for position in range(length):
+        marginal = torch.zeros(classes, dtype=torch.float64).index_add_(0, seqs[:, position], probs)
+        counts = torch.bincount(samples[:, position], minlength=classes).numpy()
+        assert stats.chisquare(counts, marginal.numpy() * counts.sum()).pvalue > CHI2_LEVEL
+    grid = torch.linspace(1, 0, 129, dtype=torch.float64) ** 2
+    samples = mdlm_sample(model, (20000, length), schedule, classes + 1, classes, times=grid,
+                          generator=torch.Generator().manual_seed(11))
+    assert chi_square_pvalue(samples, seqs, probs, classes + 1) > CHI2_LEVEL
+    with pytest.raises(ValueError, match="times"):
+        mdlm_sample(model, (2, length), schedule, classes + 1, classes, times=[0.0, 1.0])
+
+
 @pytest.mark.parametrize("kind", ["loglinear", "cosine"])
 def test_mdlm_nelbo_of_exact_model_is_the_nll(kind):
     """Monte Carlo over t (MDLM's stratified draw) and the masks: with the exact conditionals and alpha(1) = 0,

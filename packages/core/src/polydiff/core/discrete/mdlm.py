@@ -148,20 +148,29 @@ def _check_shape(shape) -> tuple[int, ...]:
 
 
 def mdlm_sample(model: Callable[[Tensor, Tensor], Tensor], shape: tuple[int, ...], schedule: MaskingSchedule,
-                num_classes: int, mask_index: int, num_steps: int = 100, *,
+                num_classes: int, mask_index: int, num_steps: int = 100, *, times=None,
                 generator: torch.Generator | None = None, device=None) -> Tensor:
-    """Ancestral sampling on the uniform grid t_i = 1 - i / num_steps (Sahoo et al., 2024, eq. 7 with SUBS).
+    """Ancestral sampling on a time grid (Sahoo et al., 2024, eq. 7 with SUBS): by default the uniform grid
+    t_i = 1 - i / num_steps, or ``times``, strictly decreasing values in [0, 1] (then num_steps = len - 1).
 
     From t to s < t a masked token is unmasked with probability (alpha_s - alpha_t) / (1 - alpha_t) and then
     drawn from p_theta(x_0 | z_t); visible tokens are carried over. The last step reaches s = 0 (alpha = 1),
-    so every token is unmasked. Returns (batch, ...) long.
+    so every token is unmasked (a grid ending above 0 leaves the still-masked tokens masked). Returns (batch, ...)
+    long.
     """
     schedule, shape = _check_schedule(schedule), _check_shape(shape)
     _check_mask_index(num_classes, mask_index)
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps: expected an integer >= 1, got {num_steps!r}")
+    if times is None:
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps: expected an integer >= 1, got {num_steps!r}")
+        times = torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64)
+    else:
+        times = torch.as_tensor(times, dtype=torch.float64).cpu()
+        if times.ndim != 1 or times.numel() < 2 or not bool(torch.isfinite(times).all()) \
+                or bool((times < 0).any()) or bool((times > 1).any()) or not bool((times.diff() < 0).all()):
+            raise ValueError("times: expected a 1-D grid of at least 2 strictly decreasing values in [0, 1]")
+        num_steps = times.numel() - 1
     x = torch.full(shape, mask_index, dtype=torch.long, device=device)
-    times = torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64)
     alphas = schedule.alpha(times).tolist()  # on the host before the loop
     for i in range(num_steps):
         t = torch.full((shape[0],), float(times[i]), dtype=torch.get_default_dtype(), device=x.device)
