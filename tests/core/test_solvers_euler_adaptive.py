@@ -123,6 +123,45 @@ def test_euler_matches_diffusers_euler_discrete(spacing, steps, final):
         assert float(((x / a.float() - state) / (1 + sigma)).abs().max()) <= 1e-5
 
 
+def test_euler_ancestral_matches_diffusers_with_the_same_generator():
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    schedule = DiscreteSchedule.linear()
+    denoiser = MIXTURE.denoiser(schedule)
+    scheduler = EulerAncestralDiscreteScheduler(timestep_spacing="leading")
+    scheduler.set_timesteps(20)
+    noise = torch.randn(16, 2, generator=torch.Generator().manual_seed(2))
+    state, generator = noise * scheduler.init_noise_sigma, torch.Generator().manual_seed(5)
+    for timestep in scheduler.timesteps:
+        output = denoiser.model(scheduler.scale_model_input(state, timestep), timestep.expand(16).float())
+        state = scheduler.step(output, timestep, state, generator=generator).prev_sample
+    times = torch.cat([(scheduler.timesteps.to(F64) + 1) / 1000, torch.zeros(1, dtype=F64)])
+    ours = sample_euler_ancestral(denoiser, noise * scheduler.init_noise_sigma * schedule.alpha(times[0]).float(),
+                                  times, generator=torch.Generator().manual_seed(5))
+    assert float((ours - state).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("spacing, steps", [("leading", 10), ("linspace", 10), ("trailing", 20)])
+def test_heun_matches_diffusers_heun_discrete(spacing, steps):
+    from diffusers import HeunDiscreteScheduler
+
+    schedule = DiscreteSchedule.linear()
+    denoiser = MIXTURE.denoiser(schedule)
+    # HeunDiscreteScheduler's default betas are Stable Diffusion's; ask for DDPM's linear ones
+    scheduler = HeunDiscreteScheduler(timestep_spacing=spacing, beta_start=1e-4, beta_end=0.02)
+    scheduler.set_timesteps(steps)
+    noise = torch.randn(16, 2, generator=torch.Generator().manual_seed(2))
+    state = noise * scheduler.init_noise_sigma
+    for timestep in scheduler.timesteps:  # each step's two model calls are listed as two timesteps
+        output = denoiser.model(scheduler.scale_model_input(state, timestep), timestep.expand(16).float())
+        state = scheduler.step(output, timestep, state).prev_sample
+    steps_start = torch.cat([scheduler.timesteps[:1], scheduler.timesteps[1::2]])
+    times = torch.cat([(steps_start.to(F64) + 1) / 1000, torch.zeros(1, dtype=F64)])
+    ours = sample_heun(denoiser, noise * scheduler.init_noise_sigma * schedule.alpha(times[0]).float(), times)
+    assert denoiser.nfe == len(scheduler.timesteps) == 2 * steps - 1
+    assert float((ours - state).abs().max()) <= 1e-5
+
+
 def test_heun_skips_the_correction_on_the_step_to_zero_and_per_sample_grids_agree():
     schedule = VPLinearSchedule()
     denoiser = MIXTURE.denoiser(schedule)
