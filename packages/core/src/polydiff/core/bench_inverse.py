@@ -191,10 +191,12 @@ def run_inverse_bench(out_dir=None, quick: bool = True, seed: int = 0, *, nfes=N
         reference = posterior.sample(n, g)
         for nfe in nfes:
             name = f"gmm-d{DIM}-k{COMPONENTS}/{task}/nfe{nfe}"
+            top_weight = float(posterior.weights.max())  # how unimodal the exact posterior is
             peers = {"exact-posterior (resampled)": posterior.sample(n, g),
                      "measurement-only pinv": operator.pinv(y).expand(n, DIM)}
             for method, samples in peers.items():
                 rows.append({"task": name, "method": method, "peer": True, "nfe": 0,
+                             "posterior_max_weight": top_weight,
                              **_metrics(samples, reference, posterior, seed)})
             for method, sampler, steps, options, used in _methods(task, nfe):
                 grid = make_grid(schedule, steps, "uniform", final_zero=True)
@@ -212,8 +214,10 @@ PREAMBLE = """Zero-shot inverse-problem samplers on the exact eps of a Gaussian 
 y = A x + n, sigma_y = 0.05; the exact posterior is a Gaussian mixture (Gaussian conditioning per component,
 weights by the component evidence). Grids: VP-linear schedule, uniform in t, ending at t = 0. RePaint and DDNM+
 time-travel use jump length 2 x 2 samples, with the grid shortened so the redone steps fit the NFE budget (the
-``nfe`` column is the count of denoiser calls); DPS also backpropagates through the denoiser once per NFE and uses
-zeta = 1 (tuned on a held-out measurement). "exact-posterior (resampled)" is a second exact draw: the Monte-Carlo noise floor of each metric."""
+``nfe`` field of the JSON counts denoiser calls); DPS also backpropagates through the denoiser once per NFE and uses
+zeta = 1 (tuned on a held-out measurement). "exact-posterior (resampled)" is a second exact draw: the Monte-Carlo
+noise floor of each metric. The peers' ``posterior_max_weight`` (JSON) is the largest posterior component weight:
+near 1, the measurement has picked one mode of the multimodal prior, which the samplers must find from noise."""
 
 
 def main(argv: list[str] | None = None) -> int:
