@@ -477,3 +477,45 @@ def test_diffusion_loss_batch_formats():
         torch.testing.assert_close(value, values[0])
     shifted = loss(model, {"x0": x0, "cond": {"shift": 1.0}}, generator=torch.Generator().manual_seed(0))
     assert float(shifted) != float(values[0])
+
+
+class _ExactMeanLearnedVariance(torch.nn.Module):
+    """The exact eps of N(0, 1) data (sigma_t x) or of a point mass at ``point`` ((x - alpha_t point) / sigma_t),
+    plus one learnable variance output per training index."""
+
+    def __init__(self, schedule, point=None):
+        super().__init__()
+        self.schedule, self.point = schedule, point
+        self.raw = torch.nn.Parameter(torch.zeros(schedule.num_train_timesteps, dtype=F64))
+
+    def forward(self, x, t_model):
+        n = t_model.round().long()
+        alpha, sigma = (v[:, None] for v in self.schedule.alpha_sigma((n + 1).double() / len(self.raw)))
+        eps = sigma * x if self.point is None else (x - alpha * self.point) / sigma
+        return torch.cat([eps, self.raw[n][:, None].expand_as(x)], dim=1)
+
+
+def test_hybrid_loss_learns_the_optimal_variance():
+    """With the exact mean, the VLB's optimal reverse variance is beta-tilde + b^2 Var[x0 | x_t]: beta itself
+    (v = 1) for N(0, 1) data, where Var[x0 | x_t] = sigma_t^2, and beta-tilde (v = 0) for a point mass. Training
+    only the variance outputs with the hybrid loss must find both to within 0.1 (measured: 0.043 and 0.004, the
+    stochastic-gradient noise left after 100 decaying Adam steps with every index seen 32 times a step; an
+    error in the KL, the posterior or the interpolation moves v far off). Checked for n = 1..20, where
+    log(beta / beta-tilde) > 0.08 makes v well determined (it tends to 0 at the end of the cosine schedule)."""
+    schedule = DiscreteSchedule(cosine_betas(50))
+    index = torch.arange(50).repeat(32)
+    for point, target in ((None, 1.0), (0.3, 0.0)):
+        model = _ExactMeanLearnedVariance(schedule, point)
+        denoiser = LearnedVarianceDenoiser(model, schedule)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 100)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(100):
+            x0 = (torch.randn(len(index), 1, dtype=F64, generator=g) if point is None
+                  else torch.full((len(index), 1), point, dtype=F64))
+            optimizer.zero_grad()
+            hybrid_loss(denoiser, x0, index=index, generator=g)["loss"].backward()
+            optimizer.step()
+            decay.step()
+        v = (model.raw.detach()[1:21] + 1) / 2
+        assert float((v - target).abs().max()) < 0.1, (point, v)
