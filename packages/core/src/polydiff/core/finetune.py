@@ -129,7 +129,7 @@ def trajectory_log_probs(denoiser: Denoiser, trajectories: Trajectories) -> Tens
 def normalize_advantages(rewards: Tensor, groups: Tensor | Sequence | None = None, *, eps: float = 1e-8
                          ) -> Tensor:
     """Advantages (batch,): rewards standardised within each group (DDPO's per-prompt statistics, Black et al.,
-    2023, Appendix B) or over the whole batch when ``groups`` is None. groups: (batch,) integer ids or a
+    2023) or over the whole batch when ``groups`` is None. groups: (batch,) integer ids or a
     sequence of hashable prompts; a group of one sample uses the batch's mean and std."""
     rewards = torch.as_tensor(rewards)
     if rewards.ndim != 1 or rewards.numel() < 2 or not rewards.is_floating_point():

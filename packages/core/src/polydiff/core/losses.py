@@ -12,9 +12,9 @@ is a fixed multiple of the x0 error, ||target_hat - target||^2 = c_p^2 ||x0_hat 
 so the target-space factor is w / c_p^2. Weightings (``weighting=``):
     "simple"   unit weight on the target itself (Ho et al., 2020, L_simple; its x0 weight is c_p^2).
     "min_snr"  w = min(SNR, gamma) (Hang et al., 2023, "Efficient Diffusion Training via Min-SNR Weighting
-               Strategy", eq. 8): min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v (VP).
+               Strategy"): min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v (VP).
     "p2"       the eps-space weight 1 / (k + SNR)^gamma (Choi et al., 2022, "Perception Prioritized Training of
-               Diffusion Models", eq. 8), i.e. w = SNR / (k + SNR)^gamma.
+               Diffusion Models"), i.e. w = SNR / (k + SNR)^gamma.
     "edm"      w = (sigma~^2 + sigma_data^2) / (sigma~ sigma_data)^2 with sigma~ = sigma / alpha (Karras et al.,
                2022, "Elucidating the Design Space...", Table 1, lambda(sigma)); pair it with
                :class:`EDMPreconditioner` and ``prediction="x0"``.
@@ -37,7 +37,7 @@ WEIGHTINGS = ("simple", "min_snr", "p2", "edm")
 TIME_KINDS = ("uniform", "logsnr_normal", "discrete")
 REDUCTIONS = ("mean", "sum", "none")
 
-__all__ = ["q_sample", "sample_time", "loss_weight", "diffusion_loss", "DiffusionLoss", "EDMPreconditioner",
+__all__ = ["q_sample", "sample_time", "loss_weight", "diffusion_loss", "DiffusionLoss", "split_batch", "EDMPreconditioner",
            "edm_coefficients", "LOSS_PREDICTIONS", "WEIGHTINGS", "TIME_KINDS"]
 
 

@@ -4,7 +4,7 @@ Denoising Diffusion Probabilistic Models", eq. 15 and section 4 "respacing").
 Between any two times t > s of a Gaussian diffusion x_u = alpha_u x0 + sigma_u eps (VP, VE, EDM, flow alike) the
 forward transition is q(x_t | x_s) = N(alpha_{t|s} x_s, sigma_{t|s}^2) with alpha_{t|s} = alpha_t / alpha_s and
 sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2 = sigma_t^2 r, r = 1 - exp(2 (lambda_t - lambda_s)). Bayes'
-rule gives the posterior (Kingma et al., 2021, "Variational Diffusion Models", eq. 31-33)
+rule gives the posterior (Kingma et al., 2021, "Variational Diffusion Models", appendix A)
 
     q(x_s | x_t, x0) = N(a x_t + b x0, sigma_s^2 r),  a = alpha_t sigma_s^2 / (alpha_s sigma_t^2),  b = alpha_s r.
 
