@@ -163,12 +163,14 @@ def test_third_order_multistep_is_exact_for_quadratic_predictions(form):
                     callback=lambda info: states.append(info["x"]))
     alpha, sigma = SCHEDULE.alpha_sigma(grid)
     lam = SCHEDULE.log_snr(grid)
+    a, b, c = coefficients.tolist()
+    if form == "data":
+        integrand = lambda u: math.exp(u) * (a + b * u + c * u * u)  # noqa: E731
+    else:
+        integrand = lambda u: -math.exp(-u) * (a + b * u + c * u * u)  # noqa: E731
+    scale = sigma if form == "data" else alpha
     for i in range(2, len(grid) - 1):  # steps 0 and 1 are the lower-order warm-up
-        lo, hi = lam[i].item(), lam[i + 1].item()
-        weight = (lambda u: math.exp(u)) if form == "data" else (lambda u: -math.exp(-u))
-        a, b, c = coefficients.tolist()
-        integral = _integrate(lambda u: weight(u) * (a + b * u + c * u * u), lo, hi)
-        scale = sigma if form == "data" else alpha
+        integral = _integrate(integrand, lam[i].item(), lam[i + 1].item())
         expected = states[i] / scale[i] + integral
         torch.testing.assert_close(states[i + 1] / scale[i + 1], expected, rtol=1e-11, atol=1e-11)
 
@@ -176,7 +178,7 @@ def test_third_order_multistep_is_exact_for_quadratic_predictions(form):
 def _integrate(f, lo, hi, nodes=20):
     points, weights = np.polynomial.legendre.leggauss(nodes)
     mid, half = (hi + lo) / 2, (hi - lo) / 2
-    return half * sum(w * f(mid + half * p) for p, w in zip(points, weights))
+    return half * sum(w * f(mid + half * p) for p, w in zip(points, weights, strict=True))
 
 
 # ----------------------------------------------------------------------------------------- final sigma = 0
@@ -272,7 +274,7 @@ def test_dpmpp_2m_equals_diffusers(prediction, final, steps, spacing, lower_orde
     SOLVERS["dpmpp_2m"](denoiser, PEER_X.clone(), _grid_from(scheduler, final),
                         lower_order_final=lower_order_final, callback=lambda info: ours.append(info["x"]))
     assert len(ours) == len(expected)
-    for i, (a, b) in enumerate(zip(ours, expected)):
+    for i, (a, b) in enumerate(zip(ours, expected, strict=True)):
         assert (a - b).abs().max() < 1e-5, f"step {i}"
 
 

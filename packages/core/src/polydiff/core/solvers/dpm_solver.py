@@ -20,7 +20,8 @@ from torch import Tensor
 from ..sampling import check_inputs, register_solver, step_range
 
 __all__ = ["sample_dpm_solver_1", "sample_dpm_solver_2", "sample_dpm_solver_3", "sample_dpm_solver_2m",
-           "sample_dpm_solver_3m", "step_table", "multistep_orders", "multistep_coefficients", "check_order"]
+           "sample_dpm_solver_3m", "step_table", "multistep_orders", "multistep_coefficients", "noise_first_order",
+           "check_order"]
 
 
 # ----------------------------------------------------------------------------------------- shared tables
@@ -104,7 +105,7 @@ def multistep_coefficients(lam: Tensor, outer: Tensor, ratio: Tensor, first: Ten
     return ratio, c0, c1, c2
 
 
-def _noise_first_order(alpha: Tensor, sigma: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
+def noise_first_order(alpha: Tensor, sigma: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
     """DDIM in the noise form, x_t = (alpha_t / alpha_s) x_s - sigma_t expm1(h) eps_s (Lu et al., 2022, eq. 3.7),
     as (a, b) per step; at sigma_t = 0 the eps coefficient tends to -alpha_t sigma_s / alpha_s."""
     h = lam[1:] - lam[:-1]
@@ -120,7 +121,7 @@ def _multistep(denoiser, x, grid, order, lower_order_final, cond, callback, prog
     grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
     cond = cond or {}
     orders = multistep_orders(lam, order, lower_order_final, final_below=15)
-    ratio, first = _noise_first_order(alpha, sigma, lam)
+    ratio, first = noise_first_order(alpha, sigma, lam)
     ratio, c0, c1, c2 = multistep_coefficients(lam, sigma[1:], ratio, first, orders, data_prediction=False)
     ratio, c0, c1, c2 = (step_table(v, x) for v in (ratio, c0, c1, c2))
     eps_1 = eps_2 = None
@@ -168,47 +169,45 @@ def _singlestep(denoiser, x, grid, order, cond, callback, progress):
     cond = cond or {}
     h = lam[1:] - lam[:-1]
     finite = torch.isfinite(h)
-    # a step to sigma = 0 has its intermediate points at lambda = inf: take it with first order instead
+    # a step to sigma = 0 would put its intermediate points at lambda = inf: it is taken first order instead
     orders = [order] * (len(t) - 1)
     if order > 1 and not bool(finite[-1].all()):
         orders[-1] = 1
     safe_h = torch.where(finite, h, torch.ones_like(h))
-    ratio, first = _noise_first_order(alpha, sigma, lam)
-    nodes = {2: (0.5,), 3: (1 / 3, 2 / 3)}.get(order, ())
-    # the intermediate times t(lambda_s + r h), with r recomputed from the schedule's lambda there
-    mids = []
-    for r_nominal in nodes:
-        t_mid = schedule.t_from_log_snr(lam[:-1] + r_nominal * safe_h)
-        alpha_mid, sigma_mid = schedule.alpha_sigma(t_mid)
-        r = (schedule.log_snr(t_mid) - lam[:-1]) / safe_h
-        mids.append((t_mid, alpha_mid / alpha[:-1], -sigma_mid * torch.expm1(r * safe_h), r, sigma_mid))
-    tables = [step_table(v, x) for v in (ratio, first)]
-    if order == 2:  # Algorithm 1: x_t = a x - sigma_t expm1(h) eps_s - sigma_t / (2 r1) expm1(h) (eps_s1 - eps_s)
-        t_1, ratio_1, first_1, r_1, _ = mids[0]
-        tables += [step_table(v, x) for v in (ratio_1, first_1, first / (2 * r_1))]
-    elif order == 3:  # Algorithm 2 with (r1, r2) = (1/3, 2/3)
-        (t_1, ratio_1, first_1, r_1, _), (t_2, ratio_2, first_2, r_2, sigma_2) = mids
-        phi_2 = torch.expm1(r_2 * safe_h) / (r_2 * safe_h) - 1
-        coupling = -sigma_2 * r_2 / r_1 * phi_2
-        final = -sigma[1:] / r_2 * (torch.expm1(safe_h) / safe_h - 1)
-        tables += [step_table(v, x) for v in (ratio_1, first_1, ratio_2, first_2, coupling, final)]
+    ratio, first = noise_first_order(alpha, sigma, lam)
+    # intermediate points s_k = t(lambda_s + r_k h), with r_k recomputed from the schedule's lambda there so that
+    # every coefficient belongs to the time the model is actually called at
+    stages = []
+    for r_nominal in {1: (), 2: (0.5,), 3: (1 / 3, 2 / 3)}[order]:
+        t_k = schedule.t_from_log_snr(lam[:-1] + r_nominal * safe_h)
+        alpha_k, sigma_k = schedule.alpha_sigma(t_k)
+        r_k = (schedule.log_snr(t_k) - lam[:-1]) / safe_h
+        stages.append((t_k, alpha_k / alpha[:-1], -sigma_k * torch.expm1(r_k * safe_h), r_k, sigma_k))
+    if order == 2:  # Algorithm 1: x_t = a x - sigma_t expm1(h) eps_s - sigma_t expm1(h) / (2 r1) (eps_s1 - eps_s)
+        (t_1, ratio_1, first_1, r_1, _), = stages
+        last = first / (2 * r_1)
+    elif order == 3:  # Algorithm 2: u2 corrects with (eps_s1 - eps_s), x_t with (eps_s2 - eps_s)
+        (t_1, ratio_1, first_1, r_1, _), (t_2, ratio_2, first_2, r_2, sigma_2) = stages
+        coupling = -sigma_2 * r_2 / r_1 * (torch.expm1(r_2 * safe_h) / (r_2 * safe_h) - 1)
+        last = -sigma[1:] / r_2 * (torch.expm1(safe_h) / safe_h - 1)
+    ratio, first = step_table(ratio, x), step_table(first, x)
+    if order >= 2:
+        ratio_1, first_1, last = step_table(ratio_1, x), step_table(first_1, x), step_table(last, x)
+    if order == 3:
+        ratio_2, first_2, coupling = step_table(ratio_2, x), step_table(first_2, x), step_table(coupling, x)
     for i in step_range(len(t) - 1, progress, f"dpm_solver_{order}"):
         x0, eps = denoiser.predict(x, t[i], **cond)
-        a, b = tables[0][i], tables[1][i]
-        if orders[i] == 1:
-            x_next = torch.addcmul(a * x, b, eps)
-        elif order == 2:
-            ratio_1, first_1, second = (table[i] for table in tables[2:])
-            u = torch.addcmul(ratio_1 * x, first_1, eps)
-            _, eps_1 = denoiser.predict(u, t_1[i], **cond)
-            x_next = torch.addcmul(torch.addcmul(a * x, b, eps), second, eps_1 - eps)
-        else:
-            ratio_1, first_1, ratio_2, first_2, coupling, final = (table[i] for table in tables[2:])
-            u_1 = torch.addcmul(ratio_1 * x, first_1, eps)
+        x_next = (ratio[i] * x).addcmul_(first[i], eps)  # DPM-Solver-1 (DDIM)
+        if orders[i] == 2:
+            u_1 = (ratio_1[i] * x).addcmul_(first_1[i], eps)
             _, eps_1 = denoiser.predict(u_1, t_1[i], **cond)
-            u_2 = torch.addcmul(torch.addcmul(ratio_2 * x, first_2, eps), coupling, eps_1 - eps)
+            x_next.addcmul_(last[i], eps_1 - eps)
+        elif orders[i] == 3:
+            u_1 = (ratio_1[i] * x).addcmul_(first_1[i], eps)
+            _, eps_1 = denoiser.predict(u_1, t_1[i], **cond)
+            u_2 = (ratio_2[i] * x).addcmul_(first_2[i], eps).addcmul_(coupling[i], eps_1 - eps)
             _, eps_2 = denoiser.predict(u_2, t_2[i], **cond)
-            x_next = torch.addcmul(torch.addcmul(a * x, b, eps), final, eps_2 - eps)
+            x_next.addcmul_(last[i], eps_2 - eps)
         x = x_next
         if callback is not None:
             callback({"i": i, "x": x, "t": t[i], "x0": x0})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..sampling import check_inputs, noise_like, register_solver, step_range
-from .dpm_solver import check_order, multistep_coefficients, multistep_orders, step_table
+from .dpm_solver import multistep_coefficients, multistep_orders, step_table
 
 __all__ = ["sample_dpmpp_2m", "sample_dpmpp_3m", "sample_dpmpp_2m_sde"]
 

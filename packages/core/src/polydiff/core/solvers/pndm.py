@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..sampling import check_inputs, register_solver, step_range
-from .dpm_solver import _noise_first_order, step_table
+from .dpm_solver import noise_first_order, step_table
 
 __all__ = ["sample_pndm", "sample_plms"]
 
@@ -26,7 +26,7 @@ def _pseudo_multistep(denoiser, x, grid, runge_kutta_steps, cond, callback, prog
     grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
     schedule = denoiser.schedule
     cond = cond or {}
-    ratio, transfer = _noise_first_order(alpha, sigma, lam)
+    ratio, transfer = noise_first_order(alpha, sigma, lam)
     ratio, transfer = step_table(ratio, x), step_table(transfer, x)
     if runge_kutta_steps:
         sigma_tilde = torch.exp(-lam)  # sigma / alpha: 0 at t = 0
@@ -48,10 +48,10 @@ def _pseudo_multistep(denoiser, x, grid, runge_kutta_steps, cond, callback, prog
         else:  # pseudo linear multistep (eq. 12), lower order while the history fills up
             weights = _ADAMS_BASHFORTH[min(len(history) + 1, 4)]
             direction = weights[0] * eps
-            for weight, past in zip(weights[1:], history):
-                direction = direction.add(past, alpha=weight)
+            for weight, past in zip(weights[1:], history, strict=True):
+                direction.add_(past, alpha=weight)
         history = [eps, *history[:2]]
-        x = torch.addcmul(ratio[i] * x, transfer[i], direction)
+        x = (ratio[i] * x).addcmul_(transfer[i], direction)
         if callback is not None:
             callback({"i": i, "x": x, "t": t[i], "x0": x0})
     return x
