@@ -1,0 +1,21 @@
+"""polydiff.tabular: TabDDPM for mixed-type tables (Kotelnikov et al., 2023) with evaluation, peers and a bench.
+
+    from polydiff.tabular import TabDDPM
+    model = TabDDPM().fit(df, target="y")
+    synthetic = model.sample(1000, seed=0)
+"""
+
+from .data import DATASETS, TableTask, load_dataset, read_table, split, write_table
+from .evaluate import evaluate
+from .transform import TableTransformer
+
+__all__ = ["TabDDPM", "TabDDPMConfig", "TableTransformer", "evaluate", "load_dataset", "read_table", "write_table",
+           "split", "TableTask", "DATASETS"]
+
+
+def __getattr__(name):  # the model pulls in torch; import it on first use
+    if name in ("TabDDPM", "TabDDPMConfig"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(name)

@@ -1,0 +1,376 @@
+"""TabDDPM (Kotelnikov et al., 2023, "TabDDPM: Modelling Tabular Data with Diffusion Models"): one MLP denoises
+the numerical columns (Gaussian diffusion on quantile-normalised values) and every categorical column (multinomial
+diffusion, :class:`polydiff.core.discrete.multinomial.MultinomialDiffusion`) at the same time step, optionally
+conditioned on a categorical target (the paper's setting for classification datasets).
+
+Network: ``MLPDenoiser`` from :mod:`polydiff.core.nn`; input ``[x_num_t, onehot(x_cat_t)]`` (batch, d + sum K),
+output ``[eps_hat, x0 logits]`` of the same width (sec. 3, "the MLP outputs eps for the numerical features and the
+x0 logits for each categorical feature").
+
+Training (sec. 3, eq. 2): loss = L_simple(numerical) + sum_c L_KL(column c) / C at one shared training index
+n ~ U{0..N-1}; the Gaussian term is :func:`polydiff.core.losses.diffusion_loss` (eps target), the multinomial term
+:meth:`MultinomialDiffusion.loss`; the loop is :class:`polydiff.core.training.Trainer`.
+
+Sampling with any core solver — the joint chain. The core solver sees only the numerical block through a
+:class:`~polydiff.core.denoiser.Denoiser` over :class:`_JointModel`. The categorical state rides along with the
+solver's own model evaluations: when the solver evaluates the network at a time t below the previous evaluation's
+time t', the wrapper first moves the categorical columns from t' to t with one multinomial reverse step
+x_t ~ p(x_t | x_t') built from the logits of the evaluation at t' (the posterior of
+:meth:`MultinomialDiffusion.posterior` holds for any pair t < t'). After the solver returns, one last step takes the
+categorical columns from the last evaluation time to clean data. With the "ddpm" solver on the full 1000-step grid
+this is exactly the paper's ancestral sampler; with a 100-step grid it is the respaced chain for both parts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from polydiff.core import Denoiser, DiscreteSchedule, sample as core_sample
+from polydiff.core.discrete.multinomial import MultinomialDiffusion
+from polydiff.core.losses import diffusion_loss
+from polydiff.core.nn import MLPDenoiser
+from polydiff.core.sampling import list_solvers
+
+from .transform import NAN_MODES, TableTransformer
+
+__all__ = ["TabDDPM", "TabDDPMConfig"]
+
+
+@dataclass(frozen=True)
+class TabDDPMConfig:
+    """Every knob of TabDDPM, validated on construction.
+
+    steps, batch_size, lr, weight_decay, ema_decay: training (AdamW through the core Trainer; the EMA weights
+        sample). num_timesteps, schedule: the diffusion ("cosine" as the paper's default, or "linear").
+    hidden, time_embedding_dim, dropout: the MLP. conditional: condition on a categorical target.
+    solver, sample_steps, grid, eta: sampling (any name of ``polydiff.core.list_solvers()``).
+    nan: "category" or "impute" (see :mod:`polydiff.tabular.transform`). seed: training seed.
+    """
+
+    steps: int = 3000
+    batch_size: int = 1024
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    ema_decay: float | None = 0.999
+    num_timesteps: int = 1000
+    schedule: str = "cosine"
+    hidden: tuple = (512, 512, 512)
+    time_embedding_dim: int = 128
+    dropout: float = 0.0
+    conditional: bool = True
+    solver: str = "ddpm"
+    sample_steps: int = 100
+    grid: str = "uniform"
+    nan: str = "category"
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "num_timesteps", "sample_steps", "time_embedding_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if self.num_timesteps < 2:
+            raise ValueError(f"num_timesteps: expected at least 2, got {self.num_timesteps}")
+        if self.sample_steps > self.num_timesteps:
+            raise ValueError(f"sample_steps: {self.sample_steps} exceeds num_timesteps={self.num_timesteps}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr: expected a positive finite float, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay}")
+        if self.schedule not in ("cosine", "linear"):
+            raise ValueError(f"schedule: expected 'cosine' or 'linear', got {self.schedule!r}")
+        hidden = tuple(self.hidden)
+        if not hidden or not all(isinstance(h, int) and h > 0 for h in hidden):
+            raise ValueError(f"hidden: expected positive integers, got {self.hidden!r}")
+        object.__setattr__(self, "hidden", hidden)
+        if self.nan not in NAN_MODES:
+            raise ValueError(f"nan: expected one of {NAN_MODES}, got {self.nan!r}")
+        if self.solver not in list_solvers():
+            raise ValueError(f"solver: unknown solver {self.solver!r}; choices: {list(list_solvers())}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
+
+
+class _JointModel:
+    """The network as the core Denoiser sees it: numerical block in, eps out; the categorical chain is advanced
+    in step with the solver's evaluations (module docstring). Call :meth:`finish` after the solver."""
+
+    def __init__(self, network, mult: MultinomialDiffusion | None, schedule: DiscreteSchedule, x_cat: Tensor,
+                 y: Tensor | None, generator: torch.Generator):
+        self.network, self.mult, self.schedule, self.y, self.generator = network, mult, schedule, y, generator
+        self.x_cat, self.logits, self.t_previous = x_cat, None, None
+
+    def _log_alpha_bar(self, t: Tensor) -> Tensor:
+        return 2 * self.schedule.log_alpha(t.to(torch.float64))
+
+    def _advance(self, t: Tensor) -> None:
+        if self.mult is None or self.logits is None:
+            return
+        move = t < self.t_previous
+        if bool(move.any()):
+            stepped = self.mult.reverse_step(self.logits, self.x_cat, self._log_alpha_bar(self.t_previous),
+                                             self._log_alpha_bar(t), self.generator)
+            self.x_cat = torch.where(move[:, None], stepped, self.x_cat)
+
+    def __call__(self, x_num: Tensor, t_model: Tensor) -> Tensor:
+        t = (t_model.to(torch.float64).expand(x_num.shape[0]) + 1) / self.schedule.num_train_timesteps
+        self._advance(t)
+        inputs = x_num if self.mult is None else torch.cat([x_num, self.mult.to_onehot(self.x_cat)], 1)
+        output = self.network(inputs, t_model.to(x_num.dtype).expand(x_num.shape[0]), self.y)
+        d = x_num.shape[1]
+        self.logits, self.t_previous = output[:, d:], t
+        return output[:, :d]
+
+    def finish(self) -> Tensor:
+        """The categorical columns at clean data (batch, C)."""
+        if self.mult is not None:
+            self._advance(torch.zeros_like(self.t_previous))
+        return self.x_cat
+
+
+class _Loss:
+    """loss_fn(model, batch) for the Trainer: the Gaussian eps loss + the mean per-column multinomial loss."""
+
+    def __init__(self, schedule: DiscreteSchedule, mult: MultinomialDiffusion | None, conditional: bool):
+        self.schedule, self.mult, self.conditional = schedule, mult, conditional
+
+    def __call__(self, model, batch) -> dict:
+        x_num, x_cat, y = batch
+        y = y if self.conditional else None
+        n = self.schedule.num_train_timesteps
+        index = torch.randint(0, n, (x_num.shape[0],), device=x_num.device)
+        t = (index + 1).to(torch.float64) / n
+        if self.mult is not None:
+            x_cat_t = self.mult.q_sample(x_cat, self.mult.log_alpha_bar(index))
+            onehot = self.mult.to_onehot(x_cat_t)
+        stash = {}
+
+        def network(x_num_t, t_model):
+            inputs = x_num_t if self.mult is None else torch.cat([x_num_t, onehot], 1)
+            output = model(inputs, t_model, y)
+            stash["logits"] = output[:, x_num.shape[1]:]
+            return output[:, :x_num.shape[1]]
+
+        zero = torch.zeros((), device=x_num.device)
+        if x_num.shape[1]:
+            loss_gauss = diffusion_loss(network, self.schedule, x_num, prediction="eps", t=t)
+        else:
+            network(x_num, self.schedule.model_input(t).to(torch.float32))
+            loss_gauss = zero
+        loss_multi = zero
+        if self.mult is not None:
+            loss_multi = self.mult.loss(stash["logits"], x_cat, x_cat_t, index).mean() / self.mult.num_columns
+        return {"loss": loss_gauss + loss_multi, "loss_gauss": loss_gauss.detach(), "loss_multi": loss_multi.detach()}
+
+
+class TabDDPM:
+    """TabDDPM for a pandas DataFrame (sklearn/SDV verbs).
+
+        model = TabDDPM(steps=3000).fit(df, target="y")
+        synthetic = model.sample(1000, seed=0)            # same columns, order, dtypes and levels as df
+        model.sample(10, conditions={"y": "yes"})           # class-conditional rows
+        model.save_pretrained("model/"); TabDDPM.from_pretrained("model/")
+
+    Keyword arguments are :class:`TabDDPMConfig` fields.
+    """
+
+    def __init__(self, config: TabDDPMConfig | None = None, **options):
+        self.config = config if config is not None else TabDDPMConfig(**options)
+        if config is not None and options:
+            raise ValueError("options: give either a TabDDPMConfig or keyword options, not both")
+        self.transformer: TableTransformer | None = None
+        self.network = None
+
+    # ------------------------------------------------------------------------------------------- fit
+
+    def _schedule(self) -> DiscreteSchedule:
+        maker = DiscreteSchedule.cosine if self.config.schedule == "cosine" else DiscreteSchedule.linear
+        return maker(self.config.num_timesteps)
+
+    def _build(self) -> None:
+        transformer = self.transformer
+        self.schedule = self._schedule()
+        counts = transformer.num_classes
+        self.mult = MultinomialDiffusion(counts, self.schedule.betas) if counts else None
+        self.num_numeric = len(transformer.numeric_columns)
+        width = self.num_numeric + (self.mult.width if self.mult else 0)
+        labels = transformer.label_levels
+        self.num_labels = len(labels) if (labels is not None and self.config.conditional) else 0
+        self.network = None
+        if width:
+            self.network = MLPDenoiser(width, hidden=self.config.hidden,
+                                       time_embedding_dim=self.config.time_embedding_dim,
+                                       num_classes=self.num_labels, dropout=self.config.dropout)
+
+    def fit(self, df: pd.DataFrame, target: str | None = None, categorical=None, discrete=None) -> TabDDPM:
+        """Fit on ``df``. ``target``: the column to condition on (categorical) or just model (numeric);
+        ``categorical`` / ``discrete``: explicit column lists that win over dtype detection."""
+        from polydiff.core.training import TrainConfig, Trainer
+
+        config = self.config
+        self.transformer = TableTransformer(target, categorical, discrete, nan=config.nan).fit(df)
+        x_num, x_cat, y = self.transformer.transform(df)
+        if not np.isfinite(x_num).all():
+            raise ValueError("df: the quantile transform produced non-finite values")
+        self._build()
+        labels = self.transformer.label_levels
+        self.label_counts = (np.bincount(y, minlength=len(labels)).tolist() if labels is not None else [])
+        self.clip = float(np.abs(x_num).max()) if x_num.size else None
+        if self.network is None:
+            return self
+        torch.manual_seed(config.seed)
+        data = (torch.from_numpy(x_num), torch.from_numpy(x_cat),
+                torch.from_numpy(y) if y is not None else torch.zeros(len(df), dtype=torch.long))
+        train = TrainConfig(steps=config.steps, batch_size=min(config.batch_size, len(df)), lr=config.lr,
+                            weight_decay=config.weight_decay, ema_decay=config.ema_decay, grad_clip=None,
+                            lr_schedule="linear", seed=config.seed, progress=config.progress, device="cpu",
+                            log_every=max(1, config.steps // 20))
+        trainer = Trainer(self.network, _Loss(self.schedule, self.mult, self.num_labels > 0), data, train)
+        trainer.fit()
+        self.network = trainer.ema_model.eval()
+        self.history = {"steps": trainer.step}
+        return self
+
+    # ---------------------------------------------------------------------------------------- sample
+
+    def _labels(self, n: int, conditions, generator: torch.Generator) -> np.ndarray | None:
+        levels = self.transformer.label_levels
+        if conditions:
+            if not isinstance(conditions, dict):
+                raise ValueError(f"conditions: expected a dict {{column: value or values}}, got {type(conditions)}")
+            target = self.transformer.target
+            unknown = [c for c in conditions if c != target]
+            if unknown or levels is None:
+                raise ValueError(f"conditions: only the categorical target can be conditioned on "
+                                 f"({target!r} {'' if levels is not None else 'is not categorical'}); got "
+                                 f"{list(conditions)}")
+            value = conditions[target]
+            values = [value] * n if np.isscalar(value) or value is None else list(value)
+            if len(values) != n:
+                raise ValueError(f"conditions: {len(values)} values for {target!r}, expected 1 or n={n}")
+            return self.transformer.label_codes(values)
+        if levels is None:
+            return None
+        probs = torch.tensor(self.label_counts, dtype=torch.float64)
+        return torch.multinomial(probs / probs.sum(), n, replacement=True, generator=generator).numpy()
+
+    @torch.no_grad()
+    def sample(self, n: int, conditions: dict | None = None, seed: int | None = None, *, steps: int | None = None,
+               solver: str | None = None, batch_size: int = 8192, progress: bool | None = None,
+               **solver_options) -> pd.DataFrame:
+        """``n`` synthetic rows as a DataFrame with the training frame's columns, order, dtypes and levels.
+
+        conditions: ``{target: value}`` or ``{target: n values}`` for class-conditional rows (unseen value ->
+        ValueError). seed: same seed, same rows. steps / solver: override the config's sampling choice.
+        """
+        if self.transformer is None:
+            raise ValueError("sample: the model is not fitted; call fit(df) or from_pretrained(path) first")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n: expected a positive integer, got {n!r}")
+        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**62))
+        y_all = self._labels(int(n), conditions, generator)
+        steps = self.config.sample_steps if steps is None else steps
+        solver = self.config.solver if solver is None else solver
+        progress = self.config.progress if progress is None else progress
+        nums, cats = [], []
+        for start in range(0, n, batch_size):
+            size = min(batch_size, n - start)
+            y = None if y_all is None else torch.from_numpy(np.asarray(y_all[start:start + size])).long()
+            x_num, x_cat = self._sample_batch(size, y, generator, steps, solver, progress, solver_options)
+            nums.append(x_num.numpy())
+            cats.append(x_cat.numpy())
+        x_num, x_cat = np.concatenate(nums), np.concatenate(cats)
+        if not np.isfinite(x_num).all():
+            raise RuntimeError("sample: the sampler produced non-finite values")
+        return self.transformer.inverse_transform(x_num, x_cat, y_all)
+
+    def _sample_batch(self, size, y, generator, steps, solver, progress, options):
+        d = self.num_numeric
+        if self.network is None:
+            return torch.zeros(size, d), torch.zeros(size, 0, dtype=torch.long)
+        x_cat = self.mult.sample_prior(size, generator) if self.mult else torch.zeros(size, 0, dtype=torch.long)
+        joint = _JointModel(self.network, self.mult, self.schedule, x_cat,
+                            y if self.num_labels else None, generator)
+        noise = torch.randn(size, d, generator=generator)
+        if d:
+            function = list_solvers()[solver]
+            if "generator" in inspect.signature(function).parameters:
+                options = {"generator": generator, **options}
+            # the x0 prediction is clipped to the range of the training scores: near t = 1 the cosine schedule's
+            # alpha is ~1e-2, and eps -> x0 = (x - sigma eps) / alpha amplifies any eps error a hundredfold
+            denoiser = Denoiser(joint, self.schedule, prediction="eps", clip_x0=self.clip)
+            x_num = core_sample(denoiser, noise, solver=solver, steps=steps,
+                                grid=self.config.grid, final_zero=True, progress=progress, **options)
+        else:  # categorical only: walk the same grid with the network alone
+            from polydiff.core.grids import make_grid
+
+            grid = make_grid(self.schedule, steps, self.config.grid, final_zero=True)
+            for t in grid[:-1]:
+                joint(noise, self.schedule.model_input(t.expand(size)).to(torch.float32))
+            x_num = noise
+        return x_num, joint.finish()
+
+    # ------------------------------------------------------------------------------------ persistence
+
+    def save_pretrained(self, path) -> None:
+        """Write ``path/config.json`` (config, column spec, label counts) and ``path/model.safetensors``
+        (network weights and the quantile transformer), each through a temporary file renamed into place."""
+        from safetensors.torch import save_file
+
+        if self.transformer is None:
+            raise ValueError("save_pretrained: the model is not fitted")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        spec, arrays = self.transformer.state()
+        tensors = {f"transformer.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        if self.network is not None:
+            tensors.update({f"network.{k}": v.detach().contiguous().clone()
+                            for k, v in self.network.state_dict().items()})
+        document = {"format": "polydiff-tabular/tabddpm-1", "config": asdict(self.config), "transformer": spec,
+                    "label_counts": self.label_counts, "clip": self.clip}
+        tmp = path / ".model.safetensors.tmp"
+        save_file(tensors, str(tmp))
+        os.replace(tmp, path / "model.safetensors")
+        tmp = path / ".config.json.tmp"
+        tmp.write_text(json.dumps(document, indent=1, default=_json_default))
+        os.replace(tmp, path / "config.json")
+
+    @classmethod
+    def from_pretrained(cls, path) -> TabDDPM:
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise ValueError(f"path: {str(path)!r} has no config.json (expected a save_pretrained folder)")
+        document = json.loads((path / "config.json").read_text())
+        config = dict(document["config"])
+        config["hidden"] = tuple(config["hidden"])
+        self = cls(TabDDPMConfig(**config))
+        tensors = load_file(str(path / "model.safetensors"))
+        arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("transformer.")}
+        self.transformer = TableTransformer.from_state(document["transformer"], arrays)
+        self.label_counts = document["label_counts"]
+        self.clip = document["clip"]
+        self._build()
+        if self.network is not None:
+            self.network.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items()
+                                          if k.startswith("network.")})
+            self.network.eval()
+        return self
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
