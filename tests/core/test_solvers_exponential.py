@@ -10,6 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 from polydiff.core.denoiser import Denoiser
@@ -278,6 +280,25 @@ def test_dpmpp_2m_equals_diffusers(prediction, final, steps, spacing, lower_orde
         assert (a - b).abs().max() < 1e-5, f"step {i}"
 
 
+@pytest.mark.parametrize("final", ["zero", "sigma_min"])
+@pytest.mark.parametrize("steps", [8, 20])
+def test_dpmpp_2m_sde_equals_diffusers_with_the_same_noise(final, steps):
+    from diffusers import DPMSolverMultistepScheduler
+
+    scheduler = DPMSolverMultistepScheduler(beta_schedule="linear", algorithm_type="sde-dpmsolver++",
+                                            solver_order=2, final_sigmas_type=final, prediction_type="sample")
+    generator = torch.Generator().manual_seed(5)
+    noises = [torch.randn(PEER_X.shape, generator=generator, dtype=F64) for _ in range(steps)]
+    scheduler.set_timesteps(steps)
+    expected = PEER_X.clone()
+    for timestep, noise in zip(scheduler.timesteps, noises, strict=True):
+        expected = scheduler.step(_peer_model(expected, timestep.to(F64)), timestep, expected,
+                                  variance_noise=noise).prev_sample
+    out = SOLVERS["dpmpp_2m_sde"](Denoiser(_peer_model, _peer_schedule(), "x0"), PEER_X.clone(),
+                                  _grid_from(scheduler, final), generator=torch.Generator().manual_seed(5))
+    assert (out - expected).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("variant", ["bh1", "bh2"])
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("final", ["zero", "sigma_min"])
@@ -381,6 +402,16 @@ def test_differing_columns_match_solo_runs(solver):
     for j, column in enumerate(columns):
         alone = SOLVERS[solver](mixture_denoiser(), x[j:j + 1].clone(), column, **_options(solver))
         torch.testing.assert_close(together[j:j + 1], alone, rtol=1e-12, atol=1e-12)
+
+
+@given(solver=st.sampled_from(ALL), batch=st.integers(1, 3), shape=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+       dtype=st.sampled_from([torch.float32, torch.float64]), steps=st.integers(1, 4), final_zero=st.booleans())
+def test_shape_and_dtype_are_kept(solver, batch, shape, dtype, steps, final_zero):
+    denoiser = Denoiser(lambda x, t: 0.5 * torch.tanh(x), SCHEDULE, "eps")
+    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    out = SOLVERS[solver](denoiser, x, make_grid(SCHEDULE, steps, "logsnr", final_zero=final_zero),
+                          **_options(solver))
+    assert out.shape == x.shape and out.dtype == dtype and torch.isfinite(out).all()
 
 
 # --------------------------------------------------------------------------------------------- no syncs
