@@ -43,6 +43,8 @@ class TrainConfig:
     nonfinite: what a NaN/inf loss or gradient does: "raise" stops with a RuntimeError naming the step and the
         tensor; "skip" leaves the weights untouched for that step and counts it in ``Trainer.skipped_steps``.
     device: "cpu", "cuda", "cuda:1"... or None for CUDA when available (under DDP: cuda:LOCAL_RANK).
+    num_workers: DataLoader worker processes.
+    find_unused_parameters: passed to DistributedDataParallel, for models whose forward skips parameters.
     """
 
     steps: int
@@ -71,6 +73,7 @@ class TrainConfig:
     device: str | None = None
     nonfinite: str = "raise"
     num_workers: int = 0
+    find_unused_parameters: bool = False
 
     def __post_init__(self):
         def positive_int(name, value, minimum=1):
@@ -121,8 +124,9 @@ class TrainConfig:
             raise _bad("device", self.device, "None or a device string such as 'cpu' or 'cuda:0'")
         if self.checkpoint_dir is not None:
             object.__setattr__(self, "checkpoint_dir", str(self.checkpoint_dir))
-        if not isinstance(self.progress, bool):
-            raise _bad("progress", self.progress, "a bool")
+        for name in ("progress", "find_unused_parameters"):
+            if not isinstance(getattr(self, name), bool):
+                raise _bad(name, getattr(self, name), "a bool")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

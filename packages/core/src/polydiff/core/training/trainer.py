@@ -140,7 +140,8 @@ class Trainer:
         self._train_model = self.model
         if self.dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
-            self._train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self._train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=config.find_unused_parameters)
 
         self.global_batch = config.batch_size * self.dist.world_size * config.grad_accum
         self.sampler = ResumableDistributedSampler(len(self.dataset), global_batch=self.global_batch,
@@ -198,12 +199,15 @@ class Trainer:
                     callback.on_step_end(self, logs)
             for callback in self.callbacks:
                 callback.on_train_end(self)
+            barrier(self.dist)  # no collective may still be in flight when the group goes away
         finally:
             if progress is not None:
                 progress.close()
             if writer is not None:
                 writer.close()
             if self.dist.initialised_here and dist.is_initialized():
+                # free DDP's reducer (it holds gloo/nccl work objects) before the group, not at interpreter exit
+                self._train_model = self.model
                 dist.destroy_process_group()
         return self
 
