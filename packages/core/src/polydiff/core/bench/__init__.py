@@ -46,7 +46,7 @@ def parse_options(argv: list[str] | None, quick: bool) -> argparse.Namespace:
     parser.add_argument("--solvers", default="", help="comma-separated polydiff solvers (default: all)")
     parser.add_argument("--repeats", type=int, default=3 if quick else 7, help="timing repeats (median)")
     parser.add_argument("--timing-batch", type=int, default=2000, help="the large batch of the overhead column")
-    parser.add_argument("--fit-iterations", type=int, default=15 if quick else 40)
+    parser.add_argument("--fit-iterations", type=int, default=15 if quick else 25)
     parser.add_argument("--no-peers", action="store_true", help="skip the diffusers rows")
     parser.add_argument("--train", action="store_true", help="also run polydiff.core.bench_train")
     parser.add_argument("--inverse", action="store_true", help="also run polydiff.core.bench_inverse")
@@ -80,21 +80,22 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv: list[str] | None =
 
 
 def _run_extra(out: Path, quick: bool, seed: int, module: str, function: str, package: str) -> None:
+    """Run ``polydiff.core.<module>.<function>(out, quick, seed)`` and write its rows as ``<package>.json/.md``,
+    with the module's own ``BETTER`` (metric -> "min"/"max") and ``PREAMBLE`` (or its docstring)."""
     name = f"polydiff.core.{module}"
     if importlib.util.find_spec(name) is None:
         raise SystemExit(f"--{module.split('_')[1]}: {name} is not installed in this checkout")
-    result = getattr(importlib.import_module(name), function)(out, quick, seed)
-    rows = result["rows"] if isinstance(result, dict) else list(result or [])
-    if not rows:
-        return  # the module wrote its own report
-    if isinstance(result, dict) and "better" in result:
-        better = result["better"]
-    else:
-        numeric = {k for row in rows for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        better = {k: "min" for k in sorted(numeric)}
-    write_report(out, package, quick=quick, seed=seed, versions=versions(["torch", "polydiff-core"]), better=better,
-                 rows=rows, title=f"polydiff bench {package}",
-                 preamble=result.get("preamble", "") if isinstance(result, dict) else "")
+    loaded = importlib.import_module(name)
+    _log(f"running {name}.{function}")
+    rows = list(getattr(loaded, function)(out, quick, seed))
+    better = getattr(loaded, "BETTER", None)
+    if better is None:
+        raise SystemExit(f"{name}: expected a module-level BETTER dict (metric -> 'min' or 'max')")
+    preamble = getattr(loaded, "PREAMBLE", None) or (loaded.__doc__ or "")
+    first_line = (loaded.__doc__ or package).strip().splitlines()[0]
+    title = f"polydiff core: {first_line.split(': ', 1)[-1].rstrip('.')}"
+    write_report(out, package, quick=quick, seed=seed, versions=versions(["torch", "polydiff-core"]),
+                 better=better, rows=rows, title=title, preamble=preamble)
 
 
 def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
@@ -108,7 +109,8 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
     schedule = DiscreteSchedule.linear()
     mixture = make_mixture(options.dim, options.components, seed, options.anisotropic)
     model = eps_model(mixture, schedule)
-    denoiser = Denoiser(model, schedule)
+    evaluated = [0]
+    denoiser = Denoiser(methods.counting_model(model, evaluated), schedule)
     task_prefix = f"gmm-d{options.dim}-k{options.components}{'-aniso' if options.anisotropic else ''}"
     t_min = schedule.t_min
     ends = {"t_min": t_min, "zero": 0.0}
@@ -127,7 +129,7 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
     exact = {"t_min": mixture.sample(options.batch, generator, alpha_min, sigma_min),
              "zero": mixture.sample(options.batch, generator)}
     problem = methods.Problem(denoiser, x_start, references, exact, calibration,
-                              {name: solved_cal[t] for name, t in ends.items()}, seed=seed)
+                              {name: solved_cal[t] for name, t in ends.items()}, evaluated, seed=seed)
     floor = {end: methods.score(references[end], problem, end, True)[1] for end in ends}
     _log(f"reference: {options.batch} + {options.calibration} samples in {reference_seconds:.1f} s; "
          f"sw2 floor {floor}")
@@ -166,7 +168,9 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
         f"`set_timesteps` + the step loop), with `torch.set_num_threads(1)`. Fitted grids (`fit_grid`, global-error "
         f"objective, L-BFGS on log-SNR increments) are fitted on a separate batch of {options.calibration} x_T "
         f"against its own DOP853 reference, never on the evaluation batch. `nfe` is the model-call count actually "
-        f"used; the task's NFE is the target.")
+        f"used (batched calls); `model_evals` counts model evaluations per sample, which exceeds `nfe` for "
+        f"ParaDiGMS (a window of times per call); rows whose `model_evals` exceed the target are left out of the "
+        f"target checks.")
     reference_text = (f"Noise floor of `sw2` (the exact reference samples themselves): t_min {floor['t_min']:.4f}, "
                       f"t = 0 {floor['zero']:.4f}. Reference solve: {reference_seconds:.1f} s.")
     text, checks = report.preamble(rows, problem_text=problem_text, notes=notes, reference_text=reference_text)
@@ -226,7 +230,7 @@ def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_
             else:
                 grid = make_grid(schedule, steps, probe_kind, final_zero=final_zero)
             fit_seconds = time.perf_counter() - tic if grid_kind == "fitted" else None
-            error, sw2, nfe = methods.evaluate(fn, problem, grid, run_options, end, stochastic)
+            error, sw2, nfe, evaluations = methods.evaluate(fn, problem, grid, run_options, end, stochastic)
             timing = {}
             for key, batch in (("us_per_step_b2000", options.timing_batch), ("us_per_step_b1", 1)):
                 timing[key] = methods.per_step_overhead(fn, schedule, grid, steps, batch, options.dim, run_options,
@@ -239,8 +243,8 @@ def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_
                 extra["grid_times"] = [round(v, 6) for v in grid.tolist()]
             if isinstance(error, float) and math.isnan(error):
                 notes.append(f"`{method}` at NFE {target}: non-finite samples.")
-            rows.append(_row(task, method, False, error=error, sw2=sw2, **timing, nfe=nfe, steps=steps,
-                             target_nfe=target, solver=name, variant=label, grid=grid_kind, final_zero=final_zero,
+            rows.append(_row(task, method, False, error=error, sw2=sw2, **timing, nfe=nfe,
+                             model_evals=evaluations, steps=steps, target_nfe=target, solver=name, variant=label, grid=grid_kind, final_zero=final_zero,
                              end=end, stochastic=stochastic, **extra))
         _log(f"{base}: NFE {target} done")
     return rows
@@ -273,7 +277,7 @@ def _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends
                 continue
             if isinstance(error, float) and math.isnan(error):
                 notes.append(f"`{config.name}` at NFE {target}: non-finite samples (diffusers' own output).")
-            rows.append(_row(task, config.name, True, error=error, sw2=sw2, **timing, nfe=calls, steps=target,
+            rows.append(_row(task, config.name, True, error=error, sw2=sw2, **timing, nfe=calls, model_evals=float(calls), steps=target,
                              target_nfe=target, family=config.family, grid=config.kwargs.get("timestep_spacing", ""),
                              end=config.end, final_zero=config.end == "zero", stochastic=False))
         _log(f"{config.name} done")

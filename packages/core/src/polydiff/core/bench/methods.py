@@ -45,7 +45,8 @@ _TOLERANCES = {"rtol": "atol", "eps_rel": "eps_abs"}  # relative tolerance -> it
 class Problem:
     """Everything a row is computed from. x_start: (batch, dim) float64 noise at t = 1; references / exact:
     {"t_min" | "zero": (batch, dim)} — the PF-ODE solution from x_start and independent exact samples of the
-    marginal at that end time; calibration / calibration_references: a separate batch for fitting grids."""
+    marginal at that end time; calibration / calibration_references: a separate batch for fitting grids;
+    evaluated: a one-element counter of the samples the model has been called on (``counting_model``)."""
 
     denoiser: Denoiser
     x_start: Tensor
@@ -53,6 +54,7 @@ class Problem:
     exact: dict[str, Tensor]
     calibration: Tensor
     calibration_references: dict[str, Tensor]
+    evaluated: list[int] | None = None
     dtype: torch.dtype = torch.float32
     sw_projections: int = 256
     seed: int = 0
@@ -128,7 +130,7 @@ def _tolerance_for_nfe(fn, problem, target, options, tolerance, final_zero):
     x = problem.calibration.to(problem.dtype)
     grid = make_grid(problem.denoiser.schedule, 1, "uniform", final_zero=final_zero)
     best = None
-    for exponent in torch.linspace(0.5, -5, 23).tolist():  # tolerances 10^0.5 .. 10^-5, coarse to fine
+    for exponent in torch.linspace(2, -4, 25).tolist():  # tolerances 100 .. 1e-4, coarse to fine
         rtol = 10.0**exponent
         trial = {**options, tolerance: rtol, absolute: rtol * ratio}
         _, nfe = _call(fn, problem.denoiser, x, grid, trial, problem.seed)
@@ -138,13 +140,27 @@ def _tolerance_for_nfe(fn, problem, target, options, tolerance, final_zero):
     return best
 
 
+def counting_model(model: Callable, counter: list[int]) -> Callable:
+    """``model`` that adds the number of samples of every call to ``counter[0]``: a solver that evaluates
+    several times per batched call (ParaDiGMS' window) shows more evaluations than calls."""
+
+    def counted(x, t_model, **cond):
+        counter[0] += x.shape[0]
+        return model(x, t_model, **cond)
+
+    return counted
+
+
 def evaluate(fn, problem: Problem, grid: Tensor, options: dict, end: str, stochastic: bool
-             ) -> tuple[float | None, float | None, int]:
-    """(error, sw2, nfe) of one run from the shared x_start; error is the mean L2 distance to the reference
-    (None for a stochastic solver); NaN output gives (nan, nan, nfe)."""
+             ) -> tuple[float | None, float | None, int, float | None]:
+    """(error, sw2, nfe, model evaluations per sample) of one run from the shared x_start; error is the mean L2
+    distance to the reference (None for a stochastic solver); NaN output gives (nan, nan, ...)."""
     x = problem.x_start.to(problem.dtype)
+    if problem.evaluated is not None:
+        problem.evaluated[0] = 0
     out, nfe = _call(fn, problem.denoiser, x, grid, options, problem.seed)
-    return score(out, problem, end, stochastic) + (nfe,)
+    evaluations = None if problem.evaluated is None else problem.evaluated[0] / x.shape[0]
+    return score(out, problem, end, stochastic) + (nfe, evaluations)
 
 
 def score(out: Tensor, problem: Problem, end: str, stochastic: bool) -> tuple[float | None, float | None]:
