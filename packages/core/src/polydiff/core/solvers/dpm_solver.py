@@ -106,7 +106,7 @@ def multistep_coefficients(lam: Tensor, outer: Tensor, ratio: Tensor, first: Ten
 
 
 def noise_first_order(alpha: Tensor, sigma: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
-    """DDIM in the noise form, x_t = (alpha_t / alpha_s) x_s - sigma_t expm1(h) eps_s (Lu et al., 2022, eq. 3.7),
+    """DDIM in the noise form, x_t = (alpha_t / alpha_s) x_s - sigma_t expm1(h) eps_s (Lu et al., 2022, DPM-Solver-1),
     as (a, b) per step; at sigma_t = 0 the eps coefficient tends to -alpha_t sigma_s / alpha_s."""
     h = lam[1:] - lam[:-1]
     ratio = alpha[1:] / alpha[:-1]
@@ -216,7 +216,7 @@ def _singlestep(denoiser, x, grid, order, cond, callback, progress):
 
 @register_solver("dpm_solver_1")
 def sample_dpm_solver_1(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
-    """DPM-Solver-1 (Lu et al., 2022, eq. 3.7): the exponential Euler step in lambda, identical to DDIM.
+    """DPM-Solver-1 (Lu et al., 2022): the exponential Euler step in lambda, identical to DDIM.
     One model call per step. x: (batch, ...); grid: (N + 1,) or (N + 1, batch) decreasing times."""
     return _singlestep(denoiser, x, grid, 1, cond, callback, progress)
 

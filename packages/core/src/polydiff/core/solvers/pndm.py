@@ -18,7 +18,7 @@ from .dpm_solver import noise_first_order, step_table
 
 __all__ = ["sample_pndm", "sample_plms"]
 
-# Adams-Bashforth weights of the newest, previous, ... noise estimate (paper eq. 12 and its lower orders)
+# Adams-Bashforth weights of the newest, previous, ... noise estimate (the paper's PLMS and its lower orders)
 _ADAMS_BASHFORTH = {1: (1.0,), 2: (1.5, -0.5), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
 
 
@@ -37,7 +37,7 @@ def _pseudo_multistep(denoiser, x, grid, runge_kutta_steps, cond, callback, prog
     history: list[torch.Tensor] = []  # noise estimates at the accepted points, newest first
     for i in step_range(len(t) - 1, progress, name):
         x0, eps = denoiser.predict(x, t[i], **cond)
-        if i < runge_kutta_steps:  # pseudo RK4 (eq. 13): three more model calls in the step
+        if i < runge_kutta_steps:  # pseudo Runge-Kutta (PRK): three more model calls in the step
             _, eps_2 = denoiser.predict(torch.addcmul(ratio_mid[i] * x, transfer_mid[i], eps), t_mid[i], **cond)
             _, eps_3 = denoiser.predict(torch.addcmul(ratio_mid[i] * x, transfer_mid[i], eps_2), t_mid[i], **cond)
             _, eps_4 = denoiser.predict(torch.addcmul(ratio[i] * x, transfer[i], eps_3), t[i + 1], **cond)
@@ -45,7 +45,7 @@ def _pseudo_multistep(denoiser, x, grid, runge_kutta_steps, cond, callback, prog
         elif runge_kutta_steps == 0 and i == 0:  # PLMS warm start: pseudo improved Euler (one more call)
             _, eps_2 = denoiser.predict(torch.addcmul(ratio[i] * x, transfer[i], eps), t[i + 1], **cond)
             direction = (eps + eps_2) / 2
-        else:  # pseudo linear multistep (eq. 12), lower order while the history fills up
+        else:  # pseudo linear multistep (PLMS), lower order while the history fills up
             weights = _ADAMS_BASHFORTH[min(len(history) + 1, 4)]
             direction = weights[0] * eps
             for weight, past in zip(weights[1:], history, strict=True):
@@ -59,7 +59,7 @@ def _pseudo_multistep(denoiser, x, grid, runge_kutta_steps, cond, callback, prog
 
 @register_solver("pndm")
 def sample_pndm(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
-    """PNDM (Liu et al., 2022, Algorithm 2): three pseudo Runge-Kutta steps (4 model calls each), then the
+    """PNDM (Liu et al., 2022): three pseudo Runge-Kutta steps (4 model calls each), then the
     fourth-order pseudo linear multistep method (1 call per step).
 
     x: (batch, ...) at grid[0]; grid: (N + 1,) or (N + 1, batch) decreasing times. Returns x at grid[-1].

@@ -1,7 +1,6 @@
 """UniPC (Zhao et al., 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
-Models"), data-prediction form: the multistep predictor UniP-p (Algorithm 2 / eq. 8) and the corrector UniC
-(Algorithm 1), which raises the order to p + 1 at no extra model call by reusing the model output at the new
-point.
+Models"), data-prediction form: the multistep predictor UniP-p and the corrector UniC, which raises the order
+to p + 1 at no extra model call by reusing the model output at the new point.
 
 Both updates are linear in the model outputs, so every coefficient is computed once, vectorised over the grid,
 before the loop: x_{i+1} = a x_i^c + sum_k p_{i,k} m_{i-k} (predictor) and
@@ -30,9 +29,10 @@ def unipc_coefficients(lam: Tensor, alpha: Tensor, sigma: Tensor, orders: Tensor
 
     For the step s -> t with h = lambda_t - lambda_s, hh = -h, history nodes r_k = (lambda_{s-k} - lambda_s) / h
     and B(h) = hh ("bh1") or expm1(hh) ("bh2"), UniPC solves R rho = b with R_{jk} = r_k^j (nodes r_1.., 1) and
-    b_j = j! g_j / B(h), g_1 = expm1(hh) / hh - 1, g_{j+1} = g_j / hh - 1 / (j + 1)! (Zhao et al., 2023, eq. 6-8).
+    b_j = j! g_j / B(h), g_1 = expm1(hh) / hh - 1, g_{j+1} = g_j / hh - 1 / (j + 1)! (Zhao et al., 2023,
+    section 3 and the authors' code).
     Predictor of order p: x_t = (sigma_t / sigma_s) x_s - alpha_t expm1(hh) m0
-        - alpha_t B(h) sum_{k<p} rho_k (m_k - m0) / r_k, rho = 1/2 for p = 2 (the paper's choice), else the
+        - alpha_t B(h) sum_{k<p} rho_k (m_k - m0) / r_k, rho = 1/2 for p = 2 (the authors' choice), else the
         leading (p - 1) x (p - 1) system; corrector: the same with the p x p system over (r_1.., 1) and the new
         output m_t in the last slot.
     """
