@@ -265,7 +265,7 @@ def test_skip_mode_skips_and_counts_nonfinite_steps(tmp_path):
     for before, after in zip(record.params[3], record.params[4], strict=True):
         assert not torch.equal(before, after)
     line = json.loads((tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert line["skipped_steps"] == 2
+    assert line["skipped_steps"] == 2 and math.isfinite(line["loss"])  # the loss averages the good steps
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -377,3 +377,18 @@ def test_resume_with_a_different_dataset_warns(tmp_path):
     Trainer(_model(), _mse, _data(), _config(tmp_path, steps=4)).fit()
     with pytest.warns(RuntimeWarning, match="the dataset has 48 samples"):
         Trainer(_model(), _mse, _data(48), _config(tmp_path, steps=8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["no", "bf16", "fp16"])
+def test_cuda_mixed_precision_trains_and_resumes(tmp_path, precision):
+    config = _config(tmp_path, steps=40, lr=3e-2, device="cuda", mixed_precision=precision, checkpoint_every=20)
+    trainer = Trainer(_model(), _mse, _data(), config).fit()
+    assert next(trainer.model.parameters()).is_cuda and (trainer.scaler is not None) == (precision == "fp16")
+    x, y = _data()
+    assert _mse(trainer.model.cpu(), (x, y)).item() < 0.5 * _mse(_model(), (x, y)).item()
+    resumed = Trainer(_model(), _mse, _data(), _config(tmp_path, steps=40, device="cuda",
+                                                       mixed_precision=precision, checkpoint_every=20))
+    assert resumed.step == 40
+    for p, q in zip(trainer.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p.cpu(), q.cpu())

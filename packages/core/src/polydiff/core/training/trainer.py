@@ -165,27 +165,29 @@ class Trainer:
         writer = self._tensorboard()
         for callback in self.callbacks:
             callback.on_train_start(self)
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window_steps, window_good = time.perf_counter(), 0, 0
         loss_sum = torch.zeros((), device=self.device)
         extra_sums: dict[str, Tensor] = {}
         grad_norm = torch.zeros((), device=self.device)
         try:
             while self.step < config.steps:
-                loss, extras, grad_norm = self._train_step()
-                loss_sum += loss
-                for key, value in extras.items():
-                    extra_sums[key] = extra_sums.get(key, 0.0) + value
+                loss, extras, grad_norm, good = self._train_step()
+                if good:  # skipped steps are counted, not averaged into the logged loss
+                    loss_sum += loss
+                    window_good += 1
+                    for key, value in extras.items():
+                        extra_sums[key] = extra_sums.get(key, 0.0) + value
                 window_steps += 1
                 logs = None
                 if self.step % config.log_every == 0 or self.step == config.steps:
                     elapsed = time.perf_counter() - window_start
-                    logs = self._log_record(loss_sum / window_steps, {k: v / window_steps for k, v in
-                                                                      extra_sums.items()}, grad_norm,
-                                            window_steps / max(elapsed, 1e-9))
+                    count = window_good if window_good else float("nan")
+                    logs = self._log_record(loss_sum / count, {k: v / count for k, v in extra_sums.items()},
+                                            grad_norm, window_steps / max(elapsed, 1e-9))
                     self._write_metrics(logs, writer)
                     if progress is not None:
                         progress.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
-                    window_start, window_steps = time.perf_counter(), 0
+                    window_start, window_steps, window_good = time.perf_counter(), 0, 0
                     loss_sum.zero_()
                     extra_sums = {}
                 if config.eval_every is not None and self.step % config.eval_every == 0 and self.eval_fn:
@@ -221,7 +223,8 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
-    def _train_step(self) -> tuple[Tensor, dict, Tensor]:
+    def _train_step(self) -> tuple[Tensor, dict, Tensor, bool]:
+        """One optimizer step; returns (mean loss, mean extra metrics, grad norm, whether the update was made)."""
         config = self.config
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = torch.zeros((), device=self.device)
@@ -276,7 +279,7 @@ class Trainer:
         self.epoch_samples += self.global_batch
         if self.epoch_samples + self.global_batch > len(self.dataset):
             self.epoch, self.epoch_samples, self._iterator = self.epoch + 1, 0, None
-        return loss_mean.detach(), extras, grad_norm.detach()
+        return loss_mean.detach(), extras, grad_norm.detach(), bool(loss_ok and grads_ok)
 
     def _nonfinite(self, loss: Tensor, loss_ok: bool) -> None:
         step = self.step + 1
