@@ -131,3 +131,24 @@ def test_quick_bench_writes_the_report_shape(tmp_path):
     # the fitted grid was scored on the evaluation batch, the same x_T as every other row
     fitted = next(r for r in on_disk["rows"] if r["method"] == "polydiff dpmpp_2m fitted")
     assert len(fitted["grid_times"]) == fitted["steps"] + 1
+
+
+def test_denoiser_evaluates_the_schedule_once_for_a_scalar_time():
+    """The overhead column depends on it: a scalar t must not be evaluated on batch copies (that cost ~130 us per
+    call at batch 2000), and the result must equal the per-sample evaluation exactly."""
+    seen = []
+
+    class Recording(DiscreteSchedule):
+        def alpha_sigma(self, t):
+            seen.append(tuple(torch.as_tensor(t).shape))
+            return super().alpha_sigma(t)
+
+    schedule = Recording(SCHEDULE.betas)
+    model = eps_model(make_mixture(dim=3, components=2), schedule)
+    denoiser = Denoiser(model, schedule)
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x0, eps = denoiser.predict(x, torch.tensor(0.4, dtype=torch.float64))
+    assert seen[-1] == ()
+    x0_batch, eps_batch = denoiser.predict(x, torch.full((50,), 0.4, dtype=torch.float64))
+    assert seen[-1] == (50,)
+    assert torch.equal(x0, x0_batch) and torch.equal(eps, eps_batch)

@@ -267,9 +267,9 @@ def _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends
                     start = torch.randn(batch, options.dim, generator=generator, dtype=problem.dtype)
                     scheduler = config.build()
 
-                    def loop():
+                    def loop(scheduler=scheduler, output=output, start=start, steps=target):
                         with torch.no_grad():
-                            peers.run_peer(scheduler, lambda x_in, t_in: output, start, target)
+                            peers.run_peer(scheduler, lambda x_in, t_in: output, start, steps)
 
                     timing[key] = 1e6 * methods.time_median(loop, options.repeats) / target
             except Exception as error:  # report, do not hide: a failing peer is a finding

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 __all__ = ["PeerConfig", "peer_configs", "run_peer"]
