@@ -13,6 +13,7 @@ import argparse
 import os
 import random
 import sys
+import time
 
 import numpy as np
 import torch
@@ -54,12 +55,14 @@ class Stop(Exception):
 
 
 class PrintStep(Callback):
-    def __init__(self, stop_at=None):
-        self.stop_at = stop_at
+    def __init__(self, stop_at=None, sleep=0.0):
+        self.stop_at, self.sleep = stop_at, sleep
 
     def on_step_end(self, trainer, logs):
         if trainer.dist.is_main:
             print(f"step {trainer.step}", flush=True)
+        if self.sleep:  # leaves a parent that reads these lines time to kill the run mid-way
+            time.sleep(self.sleep)
         if trainer.step == self.stop_at:  # an interruption after the checkpoint of this step is on disk
             raise Stop
 
@@ -73,7 +76,7 @@ def config(args) -> TrainConfig:
 
 def train(args) -> Trainer:
     loss = noisy_loss if args.noisy else deterministic_loss
-    trainer = Trainer(make_model(args.noisy), loss, make_data(), config(args), callbacks=[PrintStep(args.stop_at)])
+    trainer = Trainer(make_model(args.noisy), loss, make_data(), config(args), callbacks=[PrintStep(args.stop_at, args.step_sleep)])
     try:
         trainer.fit()
     except Stop:
@@ -91,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noisy", action="store_true")
     p.add_argument("--stop-at", type=int, default=None)
+    p.add_argument("--step-sleep", type=float, default=0.0)
     p.add_argument("--out", default=None)
     return p
 
