@@ -15,8 +15,6 @@ Conversions, for x = alpha x0 + sigma eps (any schedule):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
@@ -27,9 +25,44 @@ PREDICTIONS = ("eps", "x0", "v", "score", "flow")
 __all__ = ["Denoiser", "Prediction", "PREDICTIONS", "append_dims", "convert_prediction", "to_x0_eps"]
 
 
-class Prediction(NamedTuple):
-    x0: Tensor
-    eps: Tensor
+class Prediction:
+    """The pair (x0, eps) at a state x. Either may be given; the other is derived on first access from
+    x = alpha x0 + sigma eps, so a solver that reads only x0 (or only eps) pays for no conversion.
+    Unpacks like a tuple: ``x0, eps = prediction``."""
+
+    __slots__ = ("_x0", "_eps", "_x", "_alpha", "_sigma")
+
+    def __init__(self, x0: Tensor | None = None, eps: Tensor | None = None, *, x: Tensor | None = None,
+                 alpha: Tensor | None = None, sigma: Tensor | None = None):
+        if x0 is None and eps is None:
+            raise ValueError("x0, eps: give at least one of them")
+        if (x0 is None or eps is None) and (x is None or alpha is None or sigma is None):
+            raise ValueError("x, alpha, sigma: needed to derive the missing half of the prediction")
+        self._x0, self._eps, self._x, self._alpha, self._sigma = x0, eps, x, alpha, sigma
+
+    @property
+    def x0(self) -> Tensor:
+        if self._x0 is None:  # x0 = x / alpha - (sigma / alpha) eps
+            inverse = 1 / self._alpha
+            self._x0 = torch.addcmul(self._x * inverse, self._eps, -self._sigma * inverse)
+        return self._x0
+
+    @property
+    def eps(self) -> Tensor:
+        if self._eps is None:  # eps = x / sigma - (alpha / sigma) x0
+            inverse = 1 / self._sigma
+            self._eps = torch.addcmul(self._x * inverse, self._x0, -self._alpha * inverse)
+        return self._eps
+
+    def __iter__(self):
+        yield self.x0
+        yield self.eps
+
+    def __getitem__(self, index: int) -> Tensor:
+        return (self.x0, self.eps)[index]
+
+    def __len__(self) -> int:
+        return 2
 
 
 def append_dims(value: Tensor, ndim: int) -> Tensor:
@@ -37,10 +70,15 @@ def append_dims(value: Tensor, ndim: int) -> Tensor:
     return value.reshape(value.shape + (1,) * (ndim - value.ndim))
 
 
-def _one_time(t: Tensor) -> Tensor:
-    """t itself, or its single value when t is one time expanded over the batch (stride 0): the schedule is then
-    evaluated once instead of on batch copies, which made each call's overhead grow with the batch."""
-    return t[0] if t.ndim == 1 and t.shape[0] > 1 and t.stride(0) == 0 else t
+def _row_index(t: Tensor, root: Tensor) -> int | None:
+    """The index i with t == root[i] when t is a view of one element (1-D root) or row (2-D root) of a float64
+    time array; None otherwise. Reads only tensor metadata (no host sync)."""
+    if root.dtype != torch.float64 or root.ndim not in (1, 2) or t.ndim != root.ndim - 1:
+        return None
+    if t.shape != root.shape[1:] or t.stride() != root.stride()[1:] or root.stride(0) <= 0:
+        return None
+    index, remainder = divmod(t.storage_offset() - root.storage_offset(), root.stride(0))
+    return index if remainder == 0 and 0 <= index < root.shape[0] else None
 
 
 def _check_prediction(prediction: str) -> None:
@@ -52,20 +90,18 @@ def to_x0_eps(output: Tensor, x: Tensor, prediction: str, alpha: Tensor, sigma: 
               d_alpha: Tensor | None = None, d_sigma: Tensor | None = None) -> Prediction:
     """(x0, eps) from a network output of the given parameterisation; alpha, sigma broadcast against x."""
     _check_prediction(prediction)
+    context = {"x": x, "alpha": alpha, "sigma": sigma}
     if prediction == "eps":
-        return Prediction((x - sigma * output) / alpha, output)
+        return Prediction(eps=output, **context)
     if prediction == "score":
-        eps = -sigma * output
-        return Prediction((x - sigma * eps) / alpha, eps)
+        return Prediction(eps=-sigma * output, **context)
     if prediction == "x0":
-        x0 = output
-    elif prediction == "v":
-        x0 = (alpha * x - sigma * output) / (alpha**2 + sigma**2)
-    else:  # flow velocity
-        if d_alpha is None or d_sigma is None:
-            raise ValueError("d_alpha, d_sigma: a flow-velocity output needs the schedule's time derivatives")
-        x0 = (d_sigma * x - sigma * output) / (d_sigma * alpha - sigma * d_alpha)
-    return Prediction(x0, (x - alpha * x0) / sigma)
+        return Prediction(x0=output, **context)
+    if prediction == "v":
+        return Prediction(x0=(alpha * x - sigma * output) / (alpha**2 + sigma**2), **context)
+    if d_alpha is None or d_sigma is None:
+        raise ValueError("d_alpha, d_sigma: a flow-velocity output needs the schedule's time derivatives")
+    return Prediction(x0=(d_sigma * x - sigma * output) / (d_sigma * alpha - sigma * d_alpha), **context)
 
 
 def convert_prediction(x0: Tensor, eps: Tensor, target: str, alpha: Tensor, sigma: Tensor,
@@ -102,7 +138,13 @@ class Denoiser:
 
     Calling ``denoiser(x, t, **cond)`` returns x0; ``denoiser.predict(x, t, **cond)`` returns both x0 and eps
     without a lossy round trip. t is a scalar or (batch,) tensor in schedule time. ``nfe`` counts network calls.
+
+    Schedule values are memoised per time array: when t is an element (or row) of a float64 time array such as
+    a solver's grid, alpha, sigma and the model time are computed once for the whole array and then indexed,
+    so a solver step costs no schedule evaluation (and no host sync).
     """
+
+    _CACHE_SIZE = 16
 
     def __init__(self, model: Callable[..., Tensor], schedule: NoiseSchedule, prediction: str = "eps", *,
                  guidance_scale: float | None = None, uncond: dict | None = None, guidance_rescale: float = 0.0,
@@ -122,42 +164,61 @@ class Denoiser:
         self.guidance_rescale = guidance_rescale
         self.clip_x0 = clip_x0
         self.nfe = 0
+        self._cache: dict[tuple[int, torch.dtype], tuple] = {}
 
-    def _call_model(self, x: Tensor, t: Tensor, cond: dict) -> Prediction:
-        t_model = self.schedule.model_input(t).to(x.dtype)
-        output = self.model(x, t_model, **cond)
+    def schedule_values(self, t, x: Tensor) -> dict[str, Tensor]:
+        """Model time (batch,) and alpha, sigma (and d_alpha, d_sigma for flow models) at t, shaped to broadcast
+        over x and in x's dtype. Memoised when t is an element or row of a float64 time array."""
+        root = t._base if isinstance(t, Tensor) and not t.requires_grad else None
+        index = _row_index(t, root) if root is not None else None
+        if index is None:
+            return self._evaluate(torch.as_tensor(t, device=x.device, dtype=torch.float64), x)
+        key = (id(root), x.dtype)
+        entry = self._cache.get(key)
+        if entry is None or entry[0] is not root:
+            if len(self._cache) >= self._CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            entry = (root, self._evaluate(root.detach(), x, table=True))
+            self._cache[key] = entry
+        return {name: value[index] for name, value in entry[1].items()}
+
+    def _evaluate(self, t: Tensor, x: Tensor, table: bool = False) -> dict[str, Tensor]:
+        """Schedule values at t (a scalar, (batch,), or with ``table`` a whole (N,) / (N, batch) time array)."""
+        ndim = x.ndim + (1 if table else 0)
+        values = {"t_model": self.schedule.model_input(t).to(x.dtype)}
+        for name, value in zip(("alpha", "sigma"), self.schedule.alpha_sigma(t), strict=True):
+            values[name] = append_dims(value, ndim).to(x.dtype)
+        if self.prediction == "flow":
+            for name, value in zip(("d_alpha", "d_sigma"), self.schedule.derivatives(t), strict=True):
+                values[name] = append_dims(value, ndim).to(x.dtype)
+        return values
+
+    def _call_model(self, x: Tensor, values: dict[str, Tensor], cond: dict) -> Prediction:
+        t_model = values["t_model"]
+        output = self.model(x, t_model.expand(x.shape[0]) if t_model.ndim == 0 else t_model, **cond)
         self.nfe += 1
         if output.shape != x.shape:
             raise ValueError(f"model: output shape {tuple(output.shape)} differs from input x {tuple(x.shape)}")
-        alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(_one_time(t)))
-        derivatives = {}
-        if self.prediction == "flow":
-            d_alpha, d_sigma = (append_dims(d, x.ndim).to(x.dtype) for d in self.schedule.derivatives(t))
-            derivatives = {"d_alpha": d_alpha, "d_sigma": d_sigma}
-        return to_x0_eps(output, x, self.prediction, alpha, sigma, **derivatives)
+        derivatives = {k: values[k] for k in ("d_alpha", "d_sigma") if k in values}
+        return to_x0_eps(output, x, self.prediction, values["alpha"], values["sigma"], **derivatives)
 
     def predict(self, x: Tensor, t, **cond) -> Prediction:
         """(x0, eps) at x: (batch, ...), t: scalar or (batch,)."""
-        t = torch.as_tensor(t, device=x.device)
-        t = t.to(torch.float64 if x.dtype == torch.float64 else torch.float32).expand(x.shape[0])
-        guided = self.guidance_scale is not None and self.guidance_scale != 1
-        conditional = self._call_model(x, t, cond)
-        if guided:
-            unconditional = self._call_model(x, t, {**cond, **self.uncond})
+        values = self.schedule_values(t, x)
+        prediction = self._call_model(x, values, cond)
+        alpha, sigma = values["alpha"], values["sigma"]
+        if self.guidance_scale is not None and self.guidance_scale != 1:
+            unconditional = self._call_model(x, values, {**cond, **self.uncond})
             w = self.guidance_scale
-            eps = unconditional.eps + w * (conditional.eps - unconditional.eps)
+            eps = torch.lerp(unconditional.eps, prediction.eps, w)
             if self.guidance_rescale > 0:
                 dims = tuple(range(1, x.ndim))
-                ratio = conditional.eps.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
+                ratio = prediction.eps.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
                 eps = self.guidance_rescale * eps * ratio + (1 - self.guidance_rescale) * eps
-            alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(_one_time(t)))
-            prediction = Prediction((x - sigma * eps) / alpha, eps)
-        else:
-            prediction = conditional
+            prediction = Prediction(eps=eps, x=x, alpha=alpha, sigma=sigma)
         if self.clip_x0 is not None:
-            alpha, sigma = (append_dims(v, x.ndim).to(x.dtype) for v in self.schedule.alpha_sigma(_one_time(t)))
             x0 = prediction.x0.clamp(-self.clip_x0, self.clip_x0)
-            prediction = Prediction(x0, (x - alpha * x0) / sigma)
+            prediction = Prediction(x0=x0, x=x, alpha=alpha, sigma=sigma)
         return prediction
 
     def __call__(self, x: Tensor, t, **cond) -> Tensor:

@@ -83,16 +83,21 @@ class BridgeDenoiser(Denoiser):
         super().__init__(model, schedule, prediction="x0", **options)
         self.y = y
 
-    def _call_model(self, u: Tensor, t: Tensor, cond: dict) -> Prediction:
+    def _evaluate(self, t: Tensor, x: Tensor, table: bool = False) -> dict[str, Tensor]:
+        values = super()._evaluate(t, x, table)
+        values["shift"] = append_dims(self.schedule.shift(t), x.ndim + (1 if table else 0)).to(x.dtype)
+        return values
+
+    def _call_model(self, u: Tensor, values: dict[str, Tensor], cond: dict) -> Prediction:
         if u.shape != self.y.shape:
             raise ValueError(f"x: expected the shape of y {tuple(self.y.shape)}, got {tuple(u.shape)}")
-        shift = append_dims(self.schedule.shift(t), u.ndim).to(u.dtype)
-        x0 = self.model(u + shift * self.y, self.schedule.model_input(t).to(u.dtype), self.y, **cond)
+        t_model = values["t_model"]
+        t_model = t_model.expand(u.shape[0]) if t_model.ndim == 0 else t_model
+        x0 = self.model(u + values["shift"] * self.y, t_model, self.y, **cond)
         self.nfe += 1
         if x0.shape != u.shape:
             raise ValueError(f"model: output shape {tuple(x0.shape)} differs from input x {tuple(u.shape)}")
-        alpha, sigma = (append_dims(v, u.ndim).to(u.dtype) for v in self.schedule.alpha_sigma(t))
-        return Prediction(x0, (u - alpha * x0) / sigma)
+        return Prediction(x0=x0, x=u, alpha=values["alpha"], sigma=values["sigma"])
 
 
 @dataclass(frozen=True)
