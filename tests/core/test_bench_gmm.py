@@ -153,3 +153,14 @@ def test_denoiser_evaluates_the_schedule_once_for_a_scalar_time():
     x0_batch, eps_batch = denoiser.predict(x, torch.full((50,), 0.4, dtype=torch.float64))
     assert seen[0] == (50,)
     assert torch.equal(x0, x0_batch) and torch.equal(eps, eps_batch)
+
+
+def test_cli_runs_the_core_bench_with_options_after_the_package_name(tmp_path):
+    """`polydiff bench core --quick --out DIR <bench options>` reaches polydiff.core.bench:run with the options."""
+    from polydiff.core.cli import main
+
+    code = main(["bench", "core", "--quick", "--out", str(tmp_path), "--solvers", "ddim", "--nfe", "5",
+                 "--no-peers", "--batch", "32", "--calibration", "16", "--repeats", "1", "--timing-batch", "32"])
+    document = json.loads((tmp_path / "core.json").read_text())
+    assert code == 0 and document["quick"] is True and document["options"]["batch"] == 32
+    assert {row["method"] for row in document["rows"]} == {"polydiff ddim logsnr", "polydiff ddim karras"}

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes, for `make bench` and smoke runs")
     bench.add_argument("--out", required=True, help="output folder for <package>.json, <package>.md, figures")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("extra", nargs=argparse.REMAINDER, help="options passed to the package's benchmark")
+    # Options the bench parser does not know (anywhere after `bench`) go to the package's benchmark as `extra`;
+    # a REMAINDER positional would also swallow --quick/--out written after the package name.
+    bench.set_defaults(extra=[])
     bench.set_defaults(func=_run_bench)
 
     for ep in _group("polydiff.commands").values():
@@ -66,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.extra = [*args.extra, *unknown]
     return int(args.func(args) or 0)
 
 
