@@ -94,7 +94,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     """Run the benchmark and write ``out_dir/tabular.json`` and ``tabular.md`` (see module docstring)."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("POLYDIFF_THREADS", "2")))
+    # one thread by default: on a shared 2-core machine two OpenMP threads ran CTGAN 7x slower than one
+    torch.set_num_threads(int(os.environ.get("POLYDIFF_THREADS", "1")))
     args = _parse(argv)
     budget = budgets(quick)
     out = Path(out_dir)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -68,7 +69,7 @@ def _fit_predict(train_x, train_y, test_x, categorical, task, seed, iterations):
     except ImportError:  # the documented fallback
         CatBoostClassifier = CatBoostRegressor = None
     if CatBoostClassifier is not None:
-        options = dict(iterations=iterations, random_seed=seed, verbose=False, thread_count=2,
+        options = dict(iterations=iterations, random_seed=seed, verbose=False, thread_count=int(os.environ.get("POLYDIFF_THREADS", "1")),
                        cat_features=categorical, allow_writing_files=False)
         if task == "regression":
             model = CatBoostRegressor(**options).fit(train_x, train_y)

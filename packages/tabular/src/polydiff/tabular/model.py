@@ -174,6 +174,24 @@ class _Loss:
         return {"loss": loss_gauss + loss_multi, "loss_gauss": loss_gauss.detach(), "loss_multi": loss_multi.detach()}
 
 
+class _Rows(torch.utils.data.Dataset):
+    """The encoded table as a map-style Dataset whose batched fetch (``__getitems__``) gathers all rows of a
+    batch with one indexing op per tensor, instead of one Python call per row (half the step time at batch 512)."""
+
+    def __init__(self, *tensors: Tensor):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return list(zip(*(t[index].unbind(0) for t in self.tensors), strict=True))
+
+
 class TabDDPM:
     """TabDDPM for a pandas DataFrame (sklearn/SDV verbs).
 
@@ -230,8 +248,8 @@ class TabDDPM:
         if self.network is None:
             return self
         torch.manual_seed(config.seed)
-        data = (torch.from_numpy(x_num), torch.from_numpy(x_cat),
-                torch.from_numpy(y) if y is not None else torch.zeros(len(df), dtype=torch.long))
+        data = _Rows(torch.from_numpy(x_num), torch.from_numpy(x_cat),
+                     torch.from_numpy(y) if y is not None else torch.zeros(len(df), dtype=torch.long))
         train = TrainConfig(steps=config.steps, batch_size=min(config.batch_size, len(df)), lr=config.lr,
                             weight_decay=config.weight_decay, ema_decay=config.ema_decay, grad_clip=None,
                             lr_schedule="linear", seed=config.seed, progress=config.progress, device="cpu",

@@ -220,8 +220,10 @@ class TableTransformer:
                           pandas_category=pandas_category)
         if has_missing and self.nan == "impute":
             spec.fill = float(np.bincount(self._codes(series.dropna(), spec)).argmax())
-        if len(levels) == 1 and series.name != self.target:
-            return ColumnSpec(series.name, "constant", dtype, constant=levels[0])
+        observed = series.dropna().unique()
+        if len(observed) == 1 and not (has_missing and self.nan == "category") and series.name != self.target:
+            return ColumnSpec(series.name, "constant", dtype, levels=levels, ordered=ordered,
+                              pandas_category=pandas_category, constant=_python(observed[0]))
         return spec
 
     # ------------------------------------------------------------------------------------- structure
@@ -364,9 +366,11 @@ class TableTransformer:
     @staticmethod
     def _constant_series(spec: ColumnSpec, n: int) -> pd.Series:
         value = np.nan if spec.constant is None else spec.constant
+        if spec.pandas_category:
+            categories = [level for level in spec.levels if level is not None]
+            return pd.Series(pd.Categorical([value] * n, categories=categories, ordered=spec.ordered),
+                             name=spec.name)
         series = pd.Series([value] * n, name=spec.name, dtype=object if isinstance(value, str) else None)
-        if spec.dtype.startswith("category"):
-            return series.astype("category")
         try:
             return series.astype(spec.dtype)
         except (TypeError, ValueError):
