@@ -56,7 +56,9 @@ def grid_from_logits(schedule, logits: Tensor, t_start: float, t_end: float, fin
     the end points are set to t_start and t_end (or 0 with ``final_zero``) exactly."""
     f64 = dict(dtype=torch.float64, device=logits.device)
     lam_start, lam_end = schedule.log_snr(torch.tensor([t_start, t_end], **f64))
-    fractions = torch.cumsum(torch.softmax(logits.to(torch.float64), dim=0), dim=0)
+    # logits are bounded to +-8 (smooth) so no increment underflows and grid points stay distinct in t
+    bounded = 8.0 * torch.tanh(logits.to(torch.float64) / 8.0)
+    fractions = torch.cumsum(torch.softmax(bounded, dim=0), dim=0)
     interior = schedule.t_from_log_snr(lam_start + (lam_end - lam_start) * fractions[:-1])
     last = torch.zeros(1, **f64) if final_zero else torch.tensor([t_end], **f64)
     return torch.cat([torch.tensor([t_start], **f64), interior, last])
@@ -69,7 +71,8 @@ def _logits_from_grid(schedule, grid: Tensor, t_end: float, final_zero: bool) ->
     increments = lam[1:] - lam[:-1]
     if not bool((increments > 0).all()):
         raise ValueError("init: the initial grid must have strictly increasing log-SNR before its end point")
-    return increments.log() - increments.log().mean()
+    logits = increments.log() - increments.log().mean()
+    return 8.0 * torch.atanh((logits / 8.0).clamp(-0.999, 0.999))
 
 
 def fit_grid(denoiser: Denoiser, solver, steps: int, x_start: Tensor | None = None, *, data: Tensor | None = None,

@@ -119,13 +119,17 @@ def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: i
     table = list_solvers()
     if solver not in table:
         raise ValueError(f"solver: unknown solver {solver!r}; choices: {list(table)}")
-    if not isinstance(noise, Tensor):
-        raise ValueError("noise: expected a torch tensor of shape (batch, ...)")
+    if not isinstance(noise, Tensor) or not noise.is_floating_point() or noise.ndim < 1:
+        raise ValueError("noise: expected a floating-point torch tensor of shape (batch, ...)")
+    if not bool(torch.isfinite(noise).all()):
+        raise ValueError("noise: contains NaN or inf")
     schedule = denoiser.schedule
     times = make_grid(schedule, steps, grid, t_start=t_start, t_end=t_end, final_zero=final_zero,
                       device=noise.device)
     if not isinstance(grid, str) and times.shape[0] != steps + 1:
         raise ValueError(f"steps: {steps} does not match the explicit grid of {times.shape[0]} times")
+    if times.ndim == 2 and times.shape[1] != noise.shape[0]:
+        raise ValueError(f"grid: per-sample grid has {times.shape[1]} columns but noise has batch {noise.shape[0]}")
     alpha, sigma = schedule.alpha_sigma(times[0])
-    x = noise * torch.sqrt(alpha**2 + sigma**2).to(noise.dtype)
+    x = noise * append_dims(torch.sqrt(alpha**2 + sigma**2), noise.ndim).to(noise.dtype)
     return table[solver](denoiser, x, times, cond=cond, **options)

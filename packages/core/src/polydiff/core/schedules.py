@@ -218,12 +218,11 @@ class DiscreteSchedule(NoiseSchedule):
         knots = np.arange(1, n + 1, dtype=np.float64) / n
         self._t = torch.from_numpy(knots)
         self._log_alpha = torch.from_numpy(np.where(np.isfinite(log_alpha), log_alpha, lam + log_sigma))
-        self._lam = torch.from_numpy(lam)
         # log alpha with the clean-data knot (t = 0, alpha = 1) for t in [0, 1/N]
         self._t0 = torch.cat([torch.zeros(1, dtype=torch.float64), self._t])
         self._log_alpha0 = torch.cat([torch.zeros(1, dtype=torch.float64), self._log_alpha])
-        self._lam_flipped = self._lam.flip(0)
-        self._t_flipped = self._t.flip(0)
+        self._log_alpha_flipped = self._log_alpha0.flip(0)
+        self._t0_flipped = self._t0.flip(0)
 
     def _buffers(self, t: Tensor, *names: str) -> list[Tensor]:
         return [getattr(self, name).to(device=t.device, dtype=t.dtype) for name in names]
@@ -242,13 +241,15 @@ class DiscreteSchedule(NoiseSchedule):
         return lam.clamp_min(self.terminal_log_snr) if self.zero_terminal_snr else lam
 
     def t_from_log_snr(self, log_snr):
+        """Exact inverse (as in the DPM-Solver reference): lambda -> log alpha = -softplus(-2 lambda) / 2, then t
+        from the piecewise-linear log alpha(t). With zero terminal SNR, lambdas below the clamp map to t = 1."""
         log_snr = _as_tensor(log_snr)
-        lam_knots, t_knots = self._buffers(log_snr, "_lam_flipped", "_t_flipped")
-        # t from lambda on [t_min, 1] by interpolation; below t_min invert the clean-data segment exactly
-        t = interp(log_snr, lam_knots, t_knots)
-        log_alpha = -0.5 * torch.nn.functional.softplus(-2 * log_snr)  # alpha^2 = sigmoid(2 lambda)
-        t_small = log_alpha / self._log_alpha[0].to(log_snr) * self.t_min
-        return torch.where(log_snr > lam_knots[-1], t_small, t)
+        log_alpha = -0.5 * torch.nn.functional.softplus(-2 * log_snr)
+        knots, values = self._buffers(log_snr, "_log_alpha_flipped", "_t0_flipped")
+        t = interp(log_alpha, knots, values)
+        if self.zero_terminal_snr:
+            t = torch.where(log_snr <= self.terminal_log_snr, torch.ones_like(t), t)
+        return t
 
     def model_input(self, t):
         """The fractional training index ``t * N - 1`` (DPM-Solver's discrete-time convention)."""
