@@ -26,8 +26,8 @@ from polydiff.core.schedules import (
     linear_betas,
     logistic_betas,
     rescale_zero_terminal_snr,
-    schedule_from_config,
     scaled_linear_betas,
+    schedule_from_config,
     sigmoid_betas,
 )
 

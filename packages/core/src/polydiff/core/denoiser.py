@@ -15,6 +15,7 @@ Conversions, for x = alpha x0 + sigma eps (any schedule):
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
