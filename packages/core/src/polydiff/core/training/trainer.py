@@ -416,7 +416,7 @@ class Trainer:
             np.random.seed(seed % 2**32)  # noqa: NPY002
             torch.manual_seed(seed)
             return
-        self.load_checkpoint(found)
+        self.load_checkpoint(found, verify=not self.dist.is_main)  # rank 0 has just verified it
 
     def _agree_on_checkpoint(self) -> Path | None:
         step = -1
@@ -429,10 +429,11 @@ class Trainer:
             step = int(value.item())
         return None if step < 0 else self.root / f"step-{step:08d}"
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore the full training state from a checkpoint directory (verified first)."""
+    def load_checkpoint(self, path: Path, *, verify: bool = True) -> None:
+        """Restore the full training state from a checkpoint directory (checked against its manifest first)."""
         path = Path(path)
-        ckpt.verify(path)
+        if verify:
+            ckpt.verify(path)
         state = ckpt.read_json(path / "trainer.json")
         ckpt.load_module(self.model, path / "model.safetensors")
         if self.ema is not None:
