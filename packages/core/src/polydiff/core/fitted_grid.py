@@ -13,14 +13,16 @@ the "DPM-Solver-v3"/"GITS" line of work, specialised to the final-sample error r
 Align Your Steps (Sabour et al., 2024) minimises a KL upper bound instead; it is not implemented here.
 
 Parameterisation: the interior points live in log-SNR, lambda_i = lambda_start + (lambda_end - lambda_start) *
-cumsum(softmax(theta))_i, so every theta gives a strictly increasing lambda (a strictly decreasing time grid) with
+cumsum(softmax(8 tanh(theta / 8)))_i (the bound keeps every increment above e^-16 of the others, so no two
+points merge), so every theta gives a strictly increasing lambda (a strictly decreasing time grid) with
 both end points fixed; theta = 0 is the uniform log-SNR grid (``make_grid(..., "logsnr")``). With
 ``final_zero`` the last point is t = 0 and the N - 1 interior points lie between lambda_start and lambda(t_end)
 (the last softmax increment is the slack), which again reproduces ``make_grid(..., final_zero=True)`` at theta = 0.
 
 The solvers are differentiable end-to-end in float64 torch, so theta is fitted by L-BFGS with autograd; a solver
 that is not differentiable (a gradient that is missing or not finite) falls back to Nelder-Mead on the same
-parameters.
+parameters. With ``final_zero`` some solvers' step to t = 0 has a NaN gradient (0 * inf in the backward pass),
+which sends them to that fallback.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def fit_grid(denoiser: Denoiser, solver, steps: int, x_start: Tensor | None = No
             solver on a ``reference_steps``-step log-SNR grid.
         method: "global" (the mean final-sample L2 error; see the module docstring).
         init: the starting grid: a kind accepted by ``make_grid`` or explicit times.
-        iterations: optimiser iterations (L-BFGS) or tens of evaluations (Nelder-Mead).
+        iterations: optimiser iterations (L-BFGS); the Nelder-Mead fallback gets 30 evaluations per iteration.
         final_zero: end the grid at t = 0 (the last step returns the denoised prediction).
         t_start, t_end: the fixed end points (default: the schedule's t_max and t_min).
         solver_options: keyword options for the solver (e.g. ``{"lower_order_final": True}``).
@@ -203,8 +205,10 @@ def _fit_nelder_mead(objective, logits: Tensor, iterations: int) -> Tensor:
         return loss if np.isfinite(loss) else 1e30
 
     start = logits.detach().cpu().numpy()
+    # the budget grows with the iterations, not with the dimension: the derivative-free search is a fallback and
+    # must stay within seconds on a CPU
     result = minimize(value, start, method="Nelder-Mead",
-                      options={"maxfev": 10 * iterations * max(len(start), 1), "xatol": 1e-4, "fatol": 1e-10,
+                      options={"maxfev": 30 * iterations, "xatol": 1e-4, "fatol": 1e-10,
                                "initial_simplex": np.vstack([start] + [start + 0.5 * e for e in np.eye(len(start))])})
     best = result.x if result.fun <= value(start) else start
     return torch.as_tensor(best, dtype=torch.float64, device=logits.device)

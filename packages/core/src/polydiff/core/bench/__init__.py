@@ -189,11 +189,8 @@ def _row(task, method, peer, **values) -> dict:
 
 
 def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_prefix, ends, notes) -> list[dict]:
-    from ..fitted_grid import fit_grid
-    from ..grids import make_grid
     from . import methods
 
-    schedule = problem.denoiser.schedule
     stochastic = methods.is_stochastic(fn, problem, solver_options)
     adaptive = methods.is_adaptive(fn) is not None
     if adaptive:
@@ -209,45 +206,61 @@ def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_
     rows = []
     base = f"polydiff {name}{' ' + label if label else ''}"
     for target in options.nfe:
-        task = f"{task_prefix}/nfe{target}"
         for grid_kind, final_zero in specs:
             method = f"{base} {grid_kind}{' final_zero' if final_zero else ''}"
-            end = "zero" if final_zero else "t_min"
-            probe_kind = "uniform" if adaptive else ("logsnr" if grid_kind == "fitted" else grid_kind)
-            found = methods.steps_for_nfe(fn, problem, target, probe_kind, solver_options, final_zero)
-            if found is None:
-                notes.append(f"`{method}`: no setting reaches NFE ≤ {target}; row omitted.")
+            try:
+                row = _solver_row(fn, method, grid_kind, final_zero, target, name, label, solver_options,
+                                  stochastic, adaptive, problem, options, task_prefix, notes)
+            except Exception as error:  # one failing row must not sink the solver's other rows
+                notes.append(f"`{method}` at NFE {target} failed: {type(error).__name__}: {error}")
                 continue
-            steps, run_options = found
-            tic = time.perf_counter()
-            if grid_kind == "fitted":
-                if steps < 2:
-                    notes.append(f"`{method}`: {steps} step at NFE {target} leaves no point to fit; row omitted.")
-                    continue
-                grid = fit_grid(problem.denoiser, fn, steps, problem.calibration,
-                                target=problem.calibration_references[end], final_zero=final_zero,
-                                iterations=options.fit_iterations, solver_options=run_options)
-            else:
-                grid = make_grid(schedule, steps, probe_kind, final_zero=final_zero)
-            fit_seconds = time.perf_counter() - tic if grid_kind == "fitted" else None
-            error, sw2, nfe, evaluations = methods.evaluate(fn, problem, grid, run_options, end, stochastic)
-            timing = {}
-            for key, batch in (("us_per_step_b2000", options.timing_batch), ("us_per_step_b1", 1)):
-                timing[key] = methods.per_step_overhead(fn, schedule, grid, steps, batch, options.dim, run_options,
-                                                        options.repeats, final_zero)
-            extra = {}
-            if adaptive:
-                extra["tolerance"] = {k: v for k, v in run_options.items() if k not in solver_options}
-            if fit_seconds is not None:
-                extra["fit_seconds"] = round(fit_seconds, 2)
-                extra["grid_times"] = [round(v, 6) for v in grid.tolist()]
-            if isinstance(error, float) and math.isnan(error):
-                notes.append(f"`{method}` at NFE {target}: non-finite samples.")
-            rows.append(_row(task, method, False, error=error, sw2=sw2, **timing, nfe=nfe,
-                             model_evals=evaluations, steps=steps, target_nfe=target, solver=name, variant=label, grid=grid_kind, final_zero=final_zero,
-                             end=end, stochastic=stochastic, **extra))
+            if row is not None:
+                rows.append(row)
         _log(f"{base}: NFE {target} done")
     return rows
+
+
+def _solver_row(fn, method, grid_kind, final_zero, target, name, label, solver_options, stochastic, adaptive,
+                problem, options, task_prefix, notes) -> dict | None:
+    from ..fitted_grid import fit_grid
+    from ..grids import make_grid
+    from . import methods
+
+    schedule = problem.denoiser.schedule
+    end = "zero" if final_zero else "t_min"
+    probe_kind = "uniform" if adaptive else ("logsnr" if grid_kind == "fitted" else grid_kind)
+    found = methods.steps_for_nfe(fn, problem, target, probe_kind, solver_options, final_zero)
+    if found is None:
+        notes.append(f"`{method}`: no setting reaches NFE ≤ {target}; row omitted.")
+        return None
+    steps, run_options = found
+    tic = time.perf_counter()
+    if grid_kind == "fitted":
+        if steps < 2:
+            notes.append(f"`{method}`: {steps} step at NFE {target} leaves no point to fit; row omitted.")
+            return None
+        grid = fit_grid(problem.denoiser, fn, steps, problem.calibration,
+                        target=problem.calibration_references[end], final_zero=final_zero,
+                        iterations=options.fit_iterations, solver_options=run_options)
+    else:
+        grid = make_grid(schedule, steps, probe_kind, final_zero=final_zero)
+    fit_seconds = time.perf_counter() - tic if grid_kind == "fitted" else None
+    error, sw2, nfe, evaluations = methods.evaluate(fn, problem, grid, run_options, end, stochastic)
+    timing = {}
+    for key, batch in (("us_per_step_b2000", options.timing_batch), ("us_per_step_b1", 1)):
+        timing[key] = methods.per_step_overhead(fn, schedule, grid, steps, batch, options.dim, run_options,
+                                                options.repeats, final_zero)
+    extra = {}
+    if adaptive:
+        extra["tolerance"] = {k: v for k, v in run_options.items() if k not in solver_options}
+    if fit_seconds is not None:
+        extra["fit_seconds"] = round(fit_seconds, 2)
+        extra["grid_times"] = [round(v, 6) for v in grid.tolist()]
+    if isinstance(error, float) and math.isnan(error):
+        notes.append(f"`{method}` at NFE {target}: non-finite samples.")
+    return _row(f"{task_prefix}/nfe{target}", method, False, error=error, sw2=sw2, **timing, nfe=nfe,
+                model_evals=evaluations, steps=steps, target_nfe=target, solver=name, variant=label,
+                grid=grid_kind, final_zero=final_zero, end=end, stochastic=stochastic, **extra)
 
 
 def _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends, notes) -> list[dict]:

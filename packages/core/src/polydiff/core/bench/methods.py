@@ -190,9 +190,16 @@ def per_step_overhead(fn, schedule, grid_kind, steps: int, batch: int, dim: int,
     """Microseconds per solver step with a zero-cost model (one returning a preallocated tensor): the time of
     ``make_grid`` + the solver call, divided by its steps (by its model calls for an adaptive solver)."""
     generator = torch.Generator().manual_seed(0)
-    output = 0.1 * torch.randn(batch, dim, generator=generator, dtype=dtype)
     x = torch.randn(batch, dim, generator=generator, dtype=dtype)
-    denoiser = Denoiser(lambda x_in, t_in: output, schedule)
+    outputs = {}  # one preallocated output per input shape (ParaDiGMS calls the model on a window of times)
+
+    def zero_cost_model(x_in, t_in):
+        output = outputs.get(x_in.shape)
+        if output is None:
+            output = outputs[x_in.shape] = 0.1 * torch.randn(x_in.shape, generator=generator, dtype=dtype)
+        return output
+
+    denoiser = Denoiser(zero_cost_model, schedule)
     parameters = inspect.signature(fn).parameters
     options = dict(options)
 
