@@ -157,11 +157,14 @@ def _fit_lbfgs(objective, logits: Tensor, iterations: int) -> Tensor | None:
     """L-BFGS with a strong-Wolfe line search; returns the best logits seen, or None if the objective has no
     usable gradient (the caller then falls back to a derivative-free search)."""
     theta = logits.clone().requires_grad_(True)
-    with torch.enable_grad():
-        value = objective(theta)
-        if not value.requires_grad:
-            return None
-        (grad,) = torch.autograd.grad(value, theta, allow_unused=True)
+    try:
+        with torch.enable_grad():
+            value = objective(theta)
+            if not value.requires_grad:
+                return None
+            (grad,) = torch.autograd.grad(value, theta, allow_unused=True)
+    except RuntimeError:  # e.g. a solver updating a saved tensor in place: not differentiable as written
+        return None
     if grad is None or not bool(torch.isfinite(grad).all()) or not bool((grad != 0).any()):
         return None
     best = [float(value.detach()), logits.clone()]

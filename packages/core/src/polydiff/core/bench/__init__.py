@@ -200,7 +200,11 @@ def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_
     else:
         specs = [("logsnr", False), ("karras", False), ("uniform", False), ("trailing", False),
                  ("logsnr", True), ("karras", True)]
-    fit = not stochastic and not adaptive and (not quick or name in ("dpmpp_2m", "unipc"))
+    parallel = methods.evaluations_per_call(fn, problem, solver_options) > 1
+    fit = not stochastic and not adaptive and not parallel and (not quick or name in ("dpmpp_2m", "unipc"))
+    if parallel and not quick:
+        notes.append(f"`{name}` evaluates the model on several times per call; no fitted grid (each fit would "
+                     f"cost many times a sequential solver's).")
     if fit:
         specs += [("fitted", False)] + ([] if quick else [("fitted", True)])
     rows = []

@@ -27,7 +27,7 @@ from ..denoiser import Denoiser
 from ..grids import make_grid
 from ..metrics import sliced_wasserstein
 
-__all__ = ["Problem", "solver_variants", "is_adaptive", "is_stochastic", "steps_for_nfe", "evaluate",
+__all__ = ["Problem", "solver_variants", "is_adaptive", "is_stochastic", "evaluations_per_call", "steps_for_nfe", "evaluate",
            "per_step_overhead", "NOT_SAMPLERS"]
 
 # registered functions that are not noise-to-data samplers (they run data -> noise)
@@ -89,6 +89,17 @@ def _call(fn, denoiser, x, grid, options, seed: int):
     return out[0] if isinstance(out, tuple) else out, denoiser.nfe
 
 
+def evaluations_per_call(fn, problem: Problem, options: dict) -> float:
+    """Model evaluations per sample and per batched call (1 for every solver but parallel-in-time ones)."""
+    x = problem.x_start[:4].to(problem.dtype)
+    if problem.evaluated is None:
+        return 1.0
+    problem.evaluated[0] = 0
+    _, calls = _call(fn, problem.denoiser, x, make_grid(problem.denoiser.schedule, 8, "logsnr"), options,
+                     problem.seed)
+    return problem.evaluated[0] / x.shape[0] / max(calls, 1)
+
+
 def is_stochastic(fn, problem: Problem, options: dict) -> bool:
     """True when two runs with different noise seeds give different samples."""
     x = problem.x_start[:4].to(problem.dtype)
@@ -107,7 +118,8 @@ def steps_for_nfe(fn, problem: Problem, target: int, grid_kind, options: dict, f
     tolerance = is_adaptive(fn)
     if tolerance is not None:
         return _tolerance_for_nfe(fn, problem, target, options, tolerance, final_zero)
-    x = problem.x_start[:4].to(problem.dtype)
+    # probe on the calibration batch: an iterative solver's call count (ParaDiGMS) depends on the batch
+    x = problem.calibration.to(problem.dtype)
 
     def nfe(steps: int) -> int:
         kind = grid_kind if isinstance(grid_kind, str) else "logsnr"
