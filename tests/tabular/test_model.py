@@ -37,6 +37,7 @@ def test_sample_keeps_order_dtypes_levels_integers_and_bounds(fitted):
     assert set(out["label"]) <= {"no", "yes"}
     assert set(out["visits"]) <= set(df["visits"])  # integer column: observed values only
     assert out["amount"].between(df["amount"].min(), df["amount"].max()).all()
+    np.testing.assert_array_equal(out["amount"], out["amount"].round(2))  # the data shows 2 decimals
     assert not out.isna().any().any()
 
 

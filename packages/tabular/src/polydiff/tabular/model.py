@@ -57,9 +57,9 @@ class TabDDPMConfig:
     nan: "category" or "impute" (see :mod:`polydiff.tabular.transform`). seed: training seed.
     """
 
-    steps: int = 3000
-    batch_size: int = 1024
-    lr: float = 2e-3
+    steps: int = 2000
+    batch_size: int = 512
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     ema_decay: float | None = 0.999
     num_timesteps: int = 1000

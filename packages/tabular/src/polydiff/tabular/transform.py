@@ -13,7 +13,10 @@ multinomial diffusion; a categorical target becomes the conditioning label y. Co
 kept aside and written back as they are.
 
 Column kinds:
-    "continuous"   numeric, sampled values clipped to the training range [min, max]
+    "continuous"   numeric, sampled values clipped to the training range [min, max] and rounded to the largest
+                   number of decimals the column shows (at most 6); a column with at most ``SNAP_LIMIT``
+                   distinct values (a rounded measurement such as an unemployment rate) is inverted exactly onto
+                   those values, since values between them would set synthetic rows apart at once
     "discrete"     numeric with integer values (detected from integer dtypes or given by the user): rounded, then
                    snapped to the observed values when there are at most ``SNAP_LIMIT`` of them, else clipped
     "categorical"  anything else (object, str, category, bool) or given by the user; the levels are kept with
@@ -58,7 +61,7 @@ class QuantileNormal:
         ordered = np.sort(np.asarray(values, np.float64))
         n = ordered.size
         unique = np.unique(ordered)
-        discrete = discrete and unique.size <= SNAP_LIMIT
+        discrete = discrete and unique.size <= SNAP_LIMIT  # the exact inverse only for few distinct values
         if unique.size <= MAX_KNOTS:
             knots = unique
         else:
@@ -108,6 +111,7 @@ class ColumnSpec:
     fill: float = 0.0                                # numeric: the median, used to fill missing values
     missing: bool = False                            # numeric with nan="category": has a missing indicator
     values: list = field(default_factory=list)       # discrete: observed values to snap to (<= SNAP_LIMIT)
+    decimals: int | None = None                      # continuous: decimals shown by the data (None: > 6)
     constant: object = None                          # constant: the value
 
     def to_dict(self) -> dict:
@@ -159,8 +163,8 @@ class TableTransformer:
         df = df.copy()
         df.columns = self.columns
         self.specs = {name: self._fit_column(df[name]) for name in self.columns}
-        self.quantiles = {c: QuantileNormal.fit(self._numeric_values(df[c], self.specs[c]),
-                                                self.specs[c].kind == "discrete") for c in self.numeric_columns}
+        self.quantiles = {c: QuantileNormal.fit(self._numeric_values(df[c], self.specs[c]), discrete=True)
+                          for c in self.numeric_columns}
         return self
 
     def _fit_column(self, series: pd.Series) -> ColumnSpec:
@@ -196,6 +200,10 @@ class TableTransformer:
         if integer:
             unique = np.unique(values)
             spec.values = unique.tolist() if unique.size <= SNAP_LIMIT else []
+        else:
+            spec.decimals = next((d for d in range(7) if np.allclose(values, np.round(values, d), rtol=0,
+                                                                     atol=1e-9 * max(1.0, np.abs(values).max()))),
+                                 None)
         return spec
 
     def _fit_categorical(self, series: pd.Series, dtype: str, has_missing: bool) -> ColumnSpec:
@@ -323,6 +331,8 @@ class TableTransformer:
                         column = np.where(column - grid[left] <= grid[right] - column, grid[left], grid[right])
                     else:
                         column = np.full_like(column, grid[0])
+            elif spec.decimals is not None:
+                column = np.round(column, spec.decimals)
             if spec.missing:
                 column = np.where(x_cat[:, indicator_at] == 1, np.nan, column)
                 indicator_at += 1
