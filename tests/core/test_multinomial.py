@@ -62,22 +62,22 @@ def test_reverse_chain_with_exact_posterior_samples_known_distribution():
     logits = torch.tensor(np.log(np.concatenate(pis)), dtype=torch.float64).expand(batch, -1)
     # exact prior at the last index
     abar = np.exp(diffusion.log_alpha_bars.numpy())
-    prior = np.concatenate([kernel(abar[-1], k).T @ pi for k, pi in zip(num_classes, pis)])
+    prior = np.concatenate([kernel(abar[-1], k).T @ pi for k, pi in zip(num_classes, pis, strict=True)])
     offsets = [0, 3]
     x = torch.stack([torch.multinomial(torch.tensor(prior[o:o + k]), batch, True, generator=generator)
-                     for o, k in zip(offsets, num_classes)], 1)
+                     for o, k in zip(offsets, num_classes, strict=True)], 1)
     for n in range(len(betas) - 1, 0, -1):
         index = torch.full((batch,), n)
         x = diffusion.reverse_step(logits, x, diffusion.log_alpha_bar(index), diffusion.log_alpha_bar(index - 1),
                                    generator)
-    for c, (k, pi) in enumerate(zip(num_classes, pis)):
+    for c, (k, pi) in enumerate(zip(num_classes, pis, strict=True)):
         expected = (abar[0] * pi + (1 - abar[0]) / k) * batch
         observed = np.bincount(x[:, c].numpy(), minlength=k)
         assert stats.chisquare(observed, expected).pvalue > 1e-3
     # the final step to clean data samples the predicted x_0 distribution, pi itself
     x0 = diffusion.reverse_step(logits, x, diffusion.log_alpha_bar(torch.zeros(batch, dtype=torch.long)),
                                 torch.zeros(batch, dtype=torch.float64), generator)
-    for c, (k, pi) in enumerate(zip(num_classes, pis)):
+    for c, (k, pi) in enumerate(zip(num_classes, pis, strict=True)):
         assert stats.chisquare(np.bincount(x0[:, c].numpy(), minlength=k), pi * batch).pvalue > 1e-3
 
 

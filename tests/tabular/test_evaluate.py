@@ -7,8 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polydiff.tabular.evaluate import (association_matrix, column_shapes, correlation_diff, evaluate,
-                                       ml_efficiency, privacy)
+from polydiff.tabular.evaluate import (
+    association_matrix,
+    column_shapes,
+    correlation_diff,
+    evaluate,
+    ml_efficiency,
+    privacy,
+)
 
 
 def table(n=300, seed=0):

@@ -44,8 +44,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import read_table, split, task_type
-    from .data import TableTask
+    from .data import TableTask, read_table, split, task_type
     from .evaluate import evaluate
 
     real, synthetic = read_table(args.real), read_table(args.synthetic)

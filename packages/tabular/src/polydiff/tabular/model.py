@@ -35,7 +35,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from polydiff.core import Denoiser, DiscreteSchedule, sample as core_sample
+from polydiff.core import Denoiser, DiscreteSchedule
+from polydiff.core import sample as core_sample
 from polydiff.core.discrete.multinomial import MultinomialDiffusion
 from polydiff.core.losses import diffusion_loss
 from polydiff.core.nn import MLPDenoiser

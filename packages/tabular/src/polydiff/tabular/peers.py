@@ -75,7 +75,7 @@ class SMOTENCGenerator:
         shares = counts / counts.sum()
         extra = np.floor(shares * n).astype(int)
         extra[: n - extra.sum()] += 1
-        strategy = {c: int(count + e) for c, count, e in zip(classes, counts, extra)}
+        strategy = {c: int(count + e) for c, count, e in zip(classes, counts, extra, strict=True)}
         k = int(max(1, min(self.k_neighbors, counts.min() - 1)))
         rng_seed = self.seed if seed is None else seed
         if categorical and len(categorical) < len(features):
@@ -120,7 +120,7 @@ class SDVGenerator:
         for c in frame.columns:
             sdtype = "numerical" if _is_numeric(frame[c]) else "categorical"
             metadata.update_column(column_name=c, sdtype=sdtype, table_name="table")
-        np.random.seed(self.seed)
+        np.random.seed(self.seed)  # noqa: NPY002 -- SDV's samplers draw from numpy's global RNG
         torch.manual_seed(self.seed)
         warnings.filterwarnings("ignore", module="sdv")
         if self.name == "GaussianCopula":
@@ -138,7 +138,7 @@ class SDVGenerator:
     def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
         import torch
 
-        np.random.seed(self.seed if seed is None else seed)
+        np.random.seed(self.seed if seed is None else seed)  # noqa: NPY002 -- as in fit
         torch.manual_seed(self.seed if seed is None else seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -14,5 +14,6 @@ from .mdlm import mdlm_nelbo as mdlm_nelbo
 from .mdlm import mdlm_sample as mdlm_sample
 from .mdlm import mdlm_sample_first_hitting as mdlm_sample_first_hitting
 from .mdlm import subs_log_probs as subs_log_probs
+from .multinomial import MultinomialDiffusion as MultinomialDiffusion
 from .transitions import d3pm_betas as d3pm_betas
 from .transitions import transition_matrices as transition_matrices
