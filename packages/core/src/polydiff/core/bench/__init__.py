@@ -171,8 +171,11 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
         f"used (batched calls); `model_evals` counts model evaluations per sample, which exceeds `nfe` for "
         f"ParaDiGMS (a window of times per call); rows whose `model_evals` exceed the target are left out of the "
         f"target checks.")
+    breakdown = {} if options.no_peers else _overhead_breakdown(schedule, options)
     reference_text = (f"Noise floor of `sw2` (the exact reference samples themselves): t_min {floor['t_min']:.4f}, "
                       f"t = 0 {floor['zero']:.4f}. Reference solve: {reference_seconds:.1f} s.")
+    if breakdown:
+        reference_text += "\n\n" + _breakdown_text(breakdown)
     text, checks = report.preamble(rows, problem_text=problem_text, notes=notes, reference_text=reference_text)
     figure = "core-error-vs-nfe.png"
     report.plot_error_vs_nfe(rows, out / figure, f"{task_prefix}: error vs NFE")
@@ -181,7 +184,51 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
                         rows=rows, title="polydiff bench core: solvers and grids vs diffusers", preamble=text,
                         figures=[figure], extra={"targets": {str(k): v for k, v in checks.items()},
                                                  "sw2_floor": floor, "notes": notes,
+                                                 "overhead_breakdown": breakdown,
                                                  "options": vars(options)})
+
+
+def _overhead_breakdown(schedule, options) -> dict:
+    """Split the per-call time of polydiff DPM-Solver++(2M) (make_grid + solver) and diffusers' DDIM
+    (set_timesteps + loop) into a fixed cost and a marginal cost per step, from a 5-step and an 80-step run with
+    the zero-cost model: marginal = (T80 - T5) / 75, fixed = T5 - 5 marginal. Microseconds."""
+    from ..denoiser import Denoiser
+    from ..grids import make_grid
+    from ..sampling import list_solvers
+    from . import methods, peers
+
+    fn = list_solvers().get("dpmpp_2m")
+    scheduler = peers.PeerConfig("ddim", "DDIMScheduler", dict(clip_sample=False, timestep_spacing="trailing")).build()
+
+    def diffusers_call(x, output):
+        return lambda n: peers.run_peer(scheduler, lambda a, b: output, x, n)
+
+    def polydiff_call(x, output):
+        denoiser = Denoiser(lambda a, b: output, schedule)
+        return lambda n: fn(denoiser, x, make_grid(schedule, n, "logsnr"))
+
+    out = {}
+    for batch in (options.timing_batch, 1):
+        x = torch.randn(batch, options.dim, generator=torch.Generator().manual_seed(0))
+        output = 0.1 * torch.randn(batch, options.dim, generator=torch.Generator().manual_seed(1))
+        runs = {"diffusers DDIM trailing": diffusers_call(x, output)}
+        if fn is not None:
+            runs["polydiff dpmpp_2m logsnr"] = polydiff_call(x, output)
+        for name, call in runs.items():
+            with torch.no_grad():
+                short, long = (1e6 * methods.time_median(lambda n=n, call=call: call(n), max(options.repeats, 5))
+                               for n in (5, 80))
+            marginal = (long - short) / 75
+            out[f"{name} b{batch}"] = {"fixed_us": short - 5 * marginal, "per_step_us": marginal}
+    return out
+
+
+def _breakdown_text(breakdown: dict) -> str:
+    lines = ["Where the overhead goes (fixed cost per sampling call, and marginal cost per step, from 5- and "
+             "80-step runs with the zero-cost model):", "",
+             "| method, batch | fixed µs per call | marginal µs per step |", "|---|---|---|"]
+    lines += [f"| {name} | {v['fixed_us']:.0f} | {v['per_step_us']:.1f} |" for name, v in breakdown.items()]
+    return "\n".join(lines)
 
 
 def _row(task, method, peer, **values) -> dict:
