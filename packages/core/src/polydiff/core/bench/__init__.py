@@ -243,7 +243,7 @@ def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_
     if adaptive:
         specs = [("adaptive", False), ("adaptive", True)]
     elif quick:
-        specs = [("logsnr", False), ("karras", False)]
+        specs = [("logsnr", False), ("karras", False), ("uniform", False)]
     else:
         specs = [("logsnr", False), ("karras", False), ("uniform", False), ("trailing", False),
                  ("logsnr", True), ("karras", True)]
