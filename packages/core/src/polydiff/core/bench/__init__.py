@@ -190,8 +190,9 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
 
 def _overhead_breakdown(schedule, options) -> dict:
     """Split the per-call time of polydiff DPM-Solver++(2M) (make_grid + solver) and diffusers' DDIM
-    (set_timesteps + loop) into a fixed cost and a marginal cost per step, from a 5-step and an 80-step run with
-    the zero-cost model: marginal = (T80 - T5) / 75, fixed = T5 - 5 marginal. Microseconds."""
+    (set_timesteps + loop) into a fixed cost and a marginal cost per step, from runs with
+    the zero-cost model: a least-squares line T(n) = fixed + n * marginal through 5, 10, 20, 40 and 80 steps.
+    Microseconds."""
     from ..denoiser import Denoiser
     from ..grids import make_grid
     from ..sampling import list_solvers
@@ -214,18 +215,23 @@ def _overhead_breakdown(schedule, options) -> dict:
         runs = {"diffusers DDIM trailing": diffusers_call(x, output)}
         if fn is not None:
             runs["polydiff dpmpp_2m logsnr"] = polydiff_call(x, output)
+        counts = torch.tensor([5.0, 10.0, 20.0, 40.0, 80.0], dtype=torch.float64)
         for name, call in runs.items():
             with torch.no_grad():
-                short, long = (1e6 * methods.time_median(lambda n=n, call=call: call(n), max(options.repeats, 5))
-                               for n in (5, 80))
-            marginal = (long - short) / 75
-            out[f"{name} b{batch}"] = {"fixed_us": short - 5 * marginal, "per_step_us": marginal}
+                seconds = [1e6 * methods.time_median(lambda n=n, call=call: call(n), max(options.repeats, 9))
+                           for n in counts.int().tolist()]
+            # least squares T(n) = fixed + n * marginal over five step counts: robust to one noisy point
+            design = torch.stack([torch.ones_like(counts), counts], dim=1)
+            fixed, marginal = torch.linalg.lstsq(design, torch.tensor(seconds, dtype=torch.float64)[:, None]
+                                                 ).solution.flatten().tolist()
+            out[f"{name} b{batch}"] = {"fixed_us": fixed, "per_step_us": marginal,
+                                       "total_us": dict(zip(counts.int().tolist(), seconds, strict=True))}
     return out
 
 
 def _breakdown_text(breakdown: dict) -> str:
-    lines = ["Where the overhead goes (fixed cost per sampling call, and marginal cost per step, from 5- and "
-             "80-step runs with the zero-cost model):", "",
+    lines = ["Where the overhead goes (fixed cost per sampling call and marginal cost per step: a least-squares "
+             "line through 5- to 80-step runs with the zero-cost model):", "",
              "| method, batch | fixed µs per call | marginal µs per step |", "|---|---|---|"]
     lines += [f"| {name} | {v['fixed_us']:.0f} | {v['per_step_us']:.1f} |" for name, v in breakdown.items()]
     return "\n".join(lines)
