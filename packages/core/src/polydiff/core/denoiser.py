@@ -174,20 +174,27 @@ class Denoiser:
         index = _row_index(t, root) if root is not None else None
         if index is None:
             return self._evaluate(torch.as_tensor(t, device=x.device, dtype=torch.float64), x)
-        key = (id(root), x.dtype)
-        entry = self._cache.get(key)
+        entry = self._cache.get((id(root), x.dtype))
         if entry is None or entry[0] is not root:
-            if len(self._cache) >= self._CACHE_SIZE:
-                self._cache.pop(next(iter(self._cache)))
-            entry = (root, self._evaluate(root.detach(), x, table=True))
-            self._cache[key] = entry
+            entry = self.remember(root, x)
         return {name: value[index] for name, value in entry[1].items()}
 
-    def _evaluate(self, t: Tensor, x: Tensor, table: bool = False) -> dict[str, Tensor]:
+    def remember(self, times: Tensor, x: Tensor, alpha_sigma: tuple[Tensor, Tensor] | None = None) -> tuple:
+        """Memoise the schedule values of a float64 time array (N,) or (N, batch) for states like x; solvers do
+        this through ``check_inputs`` with the alpha, sigma they already computed."""
+        if len(self._cache) >= self._CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))
+        entry = (times, self._evaluate(times.detach(), x, table=True, alpha_sigma=alpha_sigma))
+        self._cache[(id(times), x.dtype)] = entry
+        return entry
+
+    def _evaluate(self, t: Tensor, x: Tensor, table: bool = False,
+                  alpha_sigma: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
         """Schedule values at t (a scalar, (batch,), or with ``table`` a whole (N,) / (N, batch) time array)."""
         ndim = x.ndim + (1 if table else 0)
         values = {"t_model": self.schedule.model_input(t).to(x.dtype)}
-        for name, value in zip(("alpha", "sigma"), self.schedule.alpha_sigma(t), strict=True):
+        alpha_sigma = self.schedule.alpha_sigma(t) if alpha_sigma is None else alpha_sigma
+        for name, value in zip(("alpha", "sigma"), alpha_sigma, strict=True):
             values[name] = append_dims(value, ndim).to(x.dtype)
         if self.prediction == "flow":
             for name, value in zip(("d_alpha", "d_sigma"), self.schedule.derivatives(t), strict=True):

@@ -34,13 +34,15 @@ def check_grid(grid: Tensor, name: str = "grid") -> Tensor:
     if grid.ndim not in (1, 2) or grid.shape[0] < 2:
         raise ValueError(f"{name}: expected shape (steps + 1,) or (steps + 1, batch) with steps >= 1, "
                          f"got {tuple(grid.shape)}")
-    if not bool(torch.isfinite(grid).all()):
+    finite, non_negative = torch.isfinite(grid), grid >= 0
+    decreasing = grid[1:] < grid[:-1]
+    if bool(finite.all() & non_negative.all() & decreasing.all()):  # one host sync on the happy path
+        return grid
+    if not bool(finite.all()):
         raise ValueError(f"{name}: contains NaN or inf")
-    if bool((grid < 0).any()):
+    if not bool(non_negative.all()):
         raise ValueError(f"{name}: times must be >= 0")
-    if not bool((grid[1:] < grid[:-1]).all()):
-        raise ValueError(f"{name}: times must be strictly decreasing (from noise to data)")
-    return grid
+    raise ValueError(f"{name}: times must be strictly decreasing (from noise to data)")
 
 
 def make_grid(schedule: NoiseSchedule, steps: int, kind="logsnr", *, t_start: float | None = None,

@@ -40,12 +40,17 @@ def register_solver(name: str):
     return add
 
 
-def list_solvers() -> dict[str, Callable[..., Tensor]]:
-    """Name -> function of every registered solver (importing every module of polydiff.core.solvers)."""
-    package = importlib.import_module(f"{__package__}.solvers")
+_DISCOVERED = False
 
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+
+def list_solvers() -> dict[str, Callable[..., Tensor]]:
+    """Name -> function of every registered solver (importing every module of polydiff.core.solvers once)."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        package = importlib.import_module(f"{__package__}.solvers")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+        _DISCOVERED = True
     return dict(sorted(_SOLVERS.items()))
 
 
@@ -59,8 +64,8 @@ class GridCoefficients(NamedTuple):
 
 
 def grid_coefficients(schedule: NoiseSchedule, grid: Tensor) -> GridCoefficients:
-    alpha, sigma = schedule.alpha_sigma(grid)
-    return GridCoefficients(grid, alpha, sigma, schedule.log_snr(grid))
+    log_alpha, log_snr = schedule.log_alpha_and_log_snr(grid)
+    return GridCoefficients(grid, log_alpha.exp(), (log_alpha - log_snr).exp(), log_snr)
 
 
 def check_inputs(denoiser: Denoiser, x: Tensor, grid) -> tuple[Tensor, GridCoefficients]:
@@ -76,7 +81,10 @@ def check_inputs(denoiser: Denoiser, x: Tensor, grid) -> tuple[Tensor, GridCoeff
     if grid.ndim == 2 and grid.shape[1] != x.shape[0]:
         raise ValueError(f"grid: per-sample grid has {grid.shape[1]} columns but x has batch {x.shape[0]}")
     grid = grid.to(device=x.device, dtype=torch.float64)
-    return grid, grid_coefficients(denoiser.schedule, grid)
+    coefficients = grid_coefficients(denoiser.schedule, grid)
+    if not grid.requires_grad:
+        denoiser.remember(grid, x, (coefficients.alpha, coefficients.sigma))
+    return grid, coefficients
 
 
 def step_range(num_steps: int, progress: bool, desc: str = "sampling"):

@@ -58,6 +58,11 @@ def _as_tensor(t, like: Tensor | None = None) -> Tensor:
     return torch.as_tensor(t, dtype=torch.float64, device=None if like is None else like.device)
 
 
+def _vp_log_snr(log_alpha: Tensor) -> Tensor:
+    """lambda from log alpha when alpha^2 + sigma^2 = 1: sigma^2 = -expm1(2 log alpha), exact near alpha = 1."""
+    return log_alpha - 0.5 * torch.log(-torch.expm1(2 * log_alpha))
+
+
 class NoiseSchedule:
     """Base class. Subclasses implement ``log_alpha``, ``log_snr`` and ``t_from_log_snr``.
 
@@ -85,11 +90,15 @@ class NoiseSchedule:
         t = _as_tensor(t)
         return (self.log_alpha(t) - self.log_snr(t)).exp()
 
+    def log_alpha_and_log_snr(self, t) -> tuple[Tensor, Tensor]:
+        """(log alpha(t), lambda(t)) together; variance-preserving schedules derive lambda from log alpha."""
+        t = _as_tensor(t)
+        return self.log_alpha(t), self.log_snr(t)
+
     def alpha_sigma(self, t) -> tuple[Tensor, Tensor]:
         """(alpha(t), sigma(t)) together: what solvers and losses use."""
-        t = _as_tensor(t)
-        log_alpha = self.log_alpha(t)
-        return log_alpha.exp(), (log_alpha - self.log_snr(t)).exp()
+        log_alpha, log_snr = self.log_alpha_and_log_snr(t)
+        return log_alpha.exp(), (log_alpha - log_snr).exp()
 
     def sigma_tilde(self, t) -> Tensor:
         """sigma / alpha = exp(-lambda): the noise level of the rescaled state x / alpha (EDM's sigma)."""
@@ -233,12 +242,12 @@ class DiscreteSchedule(NoiseSchedule):
         return interp(t, knots, values)
 
     def log_snr(self, t):
-        t = _as_tensor(t)
+        return self.log_alpha_and_log_snr(t)[1]
+
+    def log_alpha_and_log_snr(self, t):
         log_alpha = self.log_alpha(t)
-        # sigma^2 = 1 - alpha^2, written to stay exact near t = 0 where alpha -> 1
-        log_sigma = 0.5 * torch.log(-torch.expm1(2 * log_alpha))
-        lam = log_alpha - log_sigma
-        return lam.clamp_min(self.terminal_log_snr) if self.zero_terminal_snr else lam
+        lam = _vp_log_snr(log_alpha)
+        return log_alpha, lam.clamp_min(self.terminal_log_snr) if self.zero_terminal_snr else lam
 
     def t_from_log_snr(self, log_snr):
         """Exact inverse (as in the DPM-Solver reference): lambda -> log alpha = -softplus(-2 lambda) / 2, then t
@@ -285,8 +294,11 @@ class VPLinearSchedule(NoiseSchedule):
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
     def log_snr(self, t):
+        return _vp_log_snr(self.log_alpha(t))
+
+    def log_alpha_and_log_snr(self, t):
         log_alpha = self.log_alpha(t)
-        return log_alpha - 0.5 * torch.log(-torch.expm1(2 * log_alpha))
+        return log_alpha, _vp_log_snr(log_alpha)
 
     def t_from_log_snr(self, log_snr):
         log_snr = _as_tensor(log_snr)
@@ -314,8 +326,11 @@ class VPCosineSchedule(NoiseSchedule):
         return (torch.log(torch.cos((t + self.s) / (1 + self.s) * math.pi / 2)) - self._log_alpha_0).clamp_max(0.0)
 
     def log_snr(self, t):
+        return _vp_log_snr(self.log_alpha(t))
+
+    def log_alpha_and_log_snr(self, t):
         log_alpha = self.log_alpha(t)
-        return log_alpha - 0.5 * torch.log(-torch.expm1(2 * log_alpha))
+        return log_alpha, _vp_log_snr(log_alpha)
 
     def t_from_log_snr(self, log_snr):
         log_snr = _as_tensor(log_snr)

@@ -83,8 +83,9 @@ class BridgeDenoiser(Denoiser):
         super().__init__(model, schedule, prediction="x0", **options)
         self.y = y
 
-    def _evaluate(self, t: Tensor, x: Tensor, table: bool = False) -> dict[str, Tensor]:
-        values = super()._evaluate(t, x, table)
+    def _evaluate(self, t: Tensor, x: Tensor, table: bool = False,
+                  alpha_sigma: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+        values = super()._evaluate(t, x, table, alpha_sigma)
         values["shift"] = append_dims(self.schedule.shift(t), x.ndim + (1 if table else 0)).to(x.dtype)
         return values
 
