@@ -176,7 +176,9 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
                       f"t = 0 {floor['zero']:.4f}. Reference solve: {reference_seconds:.1f} s.")
     if breakdown:
         reference_text += "\n\n" + _breakdown_text(breakdown)
-    text, checks = report.preamble(rows, problem_text=problem_text, notes=notes, reference_text=reference_text)
+    default_problem = (options.dim, options.components, options.anisotropic, seed) == (16, 8, False, 0)
+    text, checks = report.preamble(rows, problem_text=problem_text, notes=notes, reference_text=reference_text,
+                                   default_problem=default_problem)
     figure = "core-error-vs-nfe.png"
     report.plot_error_vs_nfe(rows, out / figure, f"{task_prefix}: error vs NFE")
     return write_report(out, "core", quick=quick, seed=seed,
