@@ -163,4 +163,5 @@ def test_cli_runs_the_core_bench_with_options_after_the_package_name(tmp_path):
                  "--no-peers", "--batch", "32", "--calibration", "16", "--repeats", "1", "--timing-batch", "32"])
     document = json.loads((tmp_path / "core.json").read_text())
     assert code == 0 and document["quick"] is True and document["options"]["batch"] == 32
-    assert {row["method"] for row in document["rows"]} == {"polydiff ddim logsnr", "polydiff ddim karras"}
+    assert {row["method"] for row in document["rows"]} == {"polydiff ddim logsnr", "polydiff ddim karras",
+                                                          "polydiff ddim uniform"}
