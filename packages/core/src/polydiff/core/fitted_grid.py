@@ -7,9 +7,10 @@ an accurate solution of the same probability-flow ODE from the same starting sta
     J(grid) = mean_b || solver(x_b, grid) - x_ref,b ||_2,
 
 where x_ref is either given (``target=``, e.g. a high-accuracy ODE solve) or computed by the same solver on a
-fine log-SNR grid (``reference_steps``). This is the criterion of "learned/optimised step schedules" such as
-Watson et al. (2021, "Learning Fast Samplers for Diffusion Models by Differentiating Through Sample Quality") and
-the "DPM-Solver-v3"/"GITS" line of work, specialised to the final-sample error rather than a perceptual loss.
+fine log-SNR grid (``reference_steps``). Optimising the time steps against the true solution follows Xue et
+al. (2024, "Accelerating Diffusion Sampling with Optimized Time Steps"), and differentiating through the sampler
+follows Watson et al. (2021, "Learning Fast Samplers for Diffusion Models by Differentiating Through Sample
+Quality"), here with the final-sample L2 error as the loss.
 Align Your Steps (Sabour et al., 2024) minimises a KL upper bound instead; it is not implemented here.
 
 Parameterisation: the interior points live in log-SNR, lambda_i = lambda_start + (lambda_end - lambda_start) *
