@@ -108,3 +108,15 @@ def test_discrete_inverse_keeps_level_frequencies():
     empirical = np.array([(values == v).mean() for v in (1, 2, 3, 7)])
     assert observed.sum() == 20000
     assert stats.chisquare(observed, empirical * 20000).pvalue > 1e-3
+
+
+def test_continuous_inverse_keeps_an_atom():
+    """A continuous column with 10 % zeros: normal scores mapped back reproduce the zero share exactly."""
+    rng = np.random.default_rng(1)
+    values = np.where(rng.random(5000) < 0.1, 0.0, rng.lognormal(0, 1, 5000))
+    quantile = QuantileNormal.fit(values, discrete=True)  # > SNAP_LIMIT values: the continuous inverse
+    assert not quantile.discrete and quantile.atoms.size == 1
+    drawn = quantile.inverse(rng.standard_normal(40000))
+    share = (drawn == 0).mean()
+    assert abs(share - (values == 0).mean()) < 4 * np.sqrt(0.1 * 0.9 / 40000)
+    assert (drawn > 0).mean() > 0.85 and np.unique(drawn[drawn > 0]).size > 30000  # not copies

@@ -58,7 +58,7 @@ class TabDDPMConfig:
     nan: "category" or "impute" (see :mod:`polydiff.tabular.transform`). seed: training seed.
     """
 
-    steps: int = 2000
+    steps: int = 5000
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 1e-4

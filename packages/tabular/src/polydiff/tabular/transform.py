@@ -44,6 +44,7 @@ __all__ = ["ColumnSpec", "TableTransformer", "QuantileNormal", "NAN_MODES", "SNA
 NAN_MODES = ("category", "impute")
 SNAP_LIMIT = 256
 MAX_KNOTS = 1000
+ATOM_SHARE = 0.005
 
 
 class QuantileNormal:
@@ -53,8 +54,13 @@ class QuantileNormal:
     empirical CDF at each knot (used by the exact discrete inverse when ``discrete``).
     """
 
-    def __init__(self, knots: np.ndarray, scores: np.ndarray, cdf: np.ndarray, discrete: bool):
+    def __init__(self, knots: np.ndarray, scores: np.ndarray, cdf: np.ndarray, discrete: bool,
+                 lower: np.ndarray | None = None):
         self.knots, self.scores, self.cdf, self.discrete = knots, scores, cdf, discrete
+        self.lower = cdf if lower is None else lower
+        # atoms: values holding at least ATOM_SHARE of the rows (a column's many zeros); the inverse maps their
+        # whole CDF interval onto the value, so a spike stays a spike instead of being smeared by interpolation
+        self.atoms = np.flatnonzero(self.cdf - self.lower >= ATOM_SHARE)
 
     @classmethod
     def fit(cls, values: np.ndarray, discrete: bool) -> QuantileNormal:
@@ -69,7 +75,7 @@ class QuantileNormal:
         below = np.searchsorted(ordered, knots, "left")
         upto = np.searchsorted(ordered, knots, "right")
         scores = ndtri(np.clip((below + upto) / (2.0 * n), 1e-7, 1 - 1e-7))
-        return cls(knots, scores, upto / n, discrete)
+        return cls(knots, scores, upto / n, discrete, below / n)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         if self.knots.size == 1:
@@ -82,7 +88,12 @@ class QuantileNormal:
         if self.discrete:
             index = np.searchsorted(self.cdf, ndtr(scores), "left")
             return self.knots[np.clip(index, 0, self.knots.size - 1)]
-        return np.interp(scores, self.scores, self.knots)
+        values = np.interp(scores, self.scores, self.knots)
+        if self.atoms.size:
+            u = ndtr(scores)
+            for k in self.atoms:
+                values = np.where((u >= self.lower[k]) & (u <= self.cdf[k]), self.knots[k], values)
+        return values
 
 
 def _python(value):
@@ -397,7 +408,7 @@ class TableTransformer:
         for j, name in enumerate(self.numeric_columns):
             quantile = self.quantiles[name]
             arrays[f"knots.{j}"], arrays[f"scores.{j}"] = quantile.knots, quantile.scores
-            arrays[f"cdf.{j}"] = quantile.cdf
+            arrays[f"cdf.{j}"], arrays[f"lower.{j}"] = quantile.cdf, quantile.lower
             config["specs"][self.columns.index(name)]["quantile_discrete"] = quantile.discrete
         return config, arrays
 
@@ -410,5 +421,6 @@ class TableTransformer:
         self.specs = {s["name"]: ColumnSpec(**s) for s in specs}
         for j, name in enumerate(self.numeric_columns):
             self.quantiles[name] = QuantileNormal(*(np.asarray(arrays[f"{k}.{j}"], np.float64)
-                                                    for k in ("knots", "scores", "cdf")), discrete[name])
+                                                    for k in ("knots", "scores", "cdf")), discrete[name],
+                                                  np.asarray(arrays[f"lower.{j}"], np.float64))
         return self
