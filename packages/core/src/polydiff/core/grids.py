@@ -16,6 +16,8 @@ The fitted grid lives in :mod:`polydiff.core.fitted_grid`.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -66,8 +68,8 @@ def make_grid(schedule: NoiseSchedule, steps: int, kind="logsnr", *, t_start: fl
     if kind == "uniform":
         grid = torch.linspace(t_start, t_end, steps + 1, **f64)
     elif kind == "logsnr":
-        lam = schedule.log_snr(torch.tensor([t_start, max(t_end, 1e-12)], **f64))
-        grid = schedule.t_from_log_snr(torch.linspace(float(lam[0]), float(lam[1]), steps + 1, **f64))
+        lam_start, lam_end = _log_snr_ends(schedule, t_start, max(t_end, 1e-12))
+        grid = schedule.t_from_log_snr(torch.linspace(lam_start, lam_end, steps + 1, **f64))
     elif kind == "quadratic":
         grid = torch.linspace(t_start**0.5, t_end**0.5, steps + 1, **f64) ** 2
     elif kind == "karras":
@@ -84,6 +86,13 @@ def make_grid(schedule: NoiseSchedule, steps: int, kind="logsnr", *, t_start: fl
     if final_zero:
         grid[-1] = 0.0
     return check_grid(grid).to(device)
+
+
+@functools.lru_cache(maxsize=64)
+def _log_snr_ends(schedule: NoiseSchedule, t_start: float, t_end: float) -> tuple[float, float]:
+    """lambda at a grid's two ends, as floats (schedules are immutable, so this is cached per schedule)."""
+    lam = schedule.log_snr(torch.tensor([t_start, t_end], dtype=torch.float64))
+    return float(lam[0]), float(lam[1])
 
 
 def _diffusers_spacing(schedule: NoiseSchedule, steps: int, kind: str) -> Tensor:

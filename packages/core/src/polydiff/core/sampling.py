@@ -138,6 +138,9 @@ def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: i
         raise ValueError(f"steps: {steps} does not match the explicit grid of {times.shape[0]} times")
     if times.ndim == 2 and times.shape[1] != noise.shape[0]:
         raise ValueError(f"grid: per-sample grid has {times.shape[1]} columns but noise has batch {noise.shape[0]}")
-    alpha, sigma = schedule.alpha_sigma(times[0])
-    x = noise * append_dims(torch.sqrt(alpha**2 + sigma**2), noise.ndim).to(noise.dtype)
+    if schedule.variance_preserving:
+        x = noise  # the prior is N(0, I); solvers never write into their input
+    else:
+        alpha, sigma = schedule.alpha_sigma(times[0])
+        x = noise * append_dims(torch.sqrt(alpha**2 + sigma**2), noise.ndim).to(noise.dtype)
     return table[solver](denoiser, x, times, cond=cond, **options)

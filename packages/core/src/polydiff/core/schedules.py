@@ -71,6 +71,8 @@ class NoiseSchedule:
 
     t_min: float = 0.0
     t_max: float = 1.0
+    #: alpha^2 + sigma^2 = 1 at every t (DDPM-style schedules): the prior at t_max is N(0, I)
+    variance_preserving: bool = False
 
     def log_alpha(self, t: Tensor) -> Tensor:
         raise NotImplementedError
@@ -203,6 +205,8 @@ class DiscreteSchedule(NoiseSchedule):
             ``terminal_log_snr`` so the continuous extension stays finite.
     """
 
+    variance_preserving = True
+
     def __init__(self, betas=None, *, alphas_cumprod=None, zero_terminal_snr: bool = False,
                  terminal_log_snr: float = -15.0):
         if (betas is None) == (alphas_cumprod is None):
@@ -284,6 +288,8 @@ class VPLinearSchedule(NoiseSchedule):
     """Continuous VP with linear beta(t) = beta_min + t (beta_max - beta_min) (Song et al., 2021):
     log alpha(t) = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2, sigma = sqrt(1 - alpha^2)."""
 
+    variance_preserving = True
+
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3, t_max: float = 1.0):
         if not 0 < beta_min < beta_max:
             raise ValueError(f"beta_min, beta_max: expected 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
@@ -315,6 +321,8 @@ class VPLinearSchedule(NoiseSchedule):
 class VPCosineSchedule(NoiseSchedule):
     """Continuous cosine VP (Nichol & Dhariwal, 2021): alpha(t) = cos((t + s) / (1 + s) pi / 2) / cos(s / (1 + s)
     pi / 2). t_max defaults to 0.9946 as in the DPM-Solver reference, where the schedule stays well conditioned."""
+
+    variance_preserving = True
 
     def __init__(self, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946):
         self.s, self.t_min, self.t_max = s, t_min, t_max
