@@ -45,15 +45,21 @@ def budgets(quick: bool) -> dict:
     if quick:
         return {"TabDDPM_steps": 200, "TabDDPM_batch": 256, "TabDDPM_sample_steps": 50, "CTGAN_epochs": 5,
                 "TVAE_epochs": 5, "catboost_iterations": 50, "ml_seeds": 3}
-    return {"TabDDPM_steps": 5000, "TabDDPM_batch": 512, "TabDDPM_sample_steps": 100, "CTGAN_epochs": 300,
+    return {"TabDDPM_steps": None, "TabDDPM_batch": 512, "TabDDPM_sample_steps": 100, "CTGAN_epochs": 300,
             "TVAE_epochs": 300, "catboost_iterations": 500, "ml_seeds": 3}
 
 
-def _generator(method: str, budget: dict, seed: int):
+def _tabddpm_steps(budget: dict, rows: int) -> int:
+    from .model import TabDDPMConfig, resolved_steps
+
+    return resolved_steps(TabDDPMConfig(steps=budget["TabDDPM_steps"], batch_size=budget["TabDDPM_batch"]), rows)
+
+
+def _generator(method: str, budget: dict, seed: int, rows: int):
     if method == "TabDDPM":
         from .model import TabDDPM
 
-        return TabDDPM(steps=budget["TabDDPM_steps"], batch_size=budget["TabDDPM_batch"],
+        return TabDDPM(steps=_tabddpm_steps(budget, rows), batch_size=budget["TabDDPM_batch"],
                        sample_steps=budget["TabDDPM_sample_steps"], seed=seed, progress=False)
     epochs = budget.get(f"{method}_epochs", 300)
     return make_peer(method, epochs=epochs, seed=seed)
@@ -67,7 +73,7 @@ def _run_one(task, train, test, method: str, budget: dict, seed: int) -> dict:
                            holdout_is_synthetic=True, ml=False)
         metrics.update(ml_efficiency(train, test, task.target, task.task, seeds=seeds, iterations=iterations))
         return {**metrics, "fit_seconds": math.nan, "sample_seconds": math.nan}
-    generator = _generator(method, budget, seed)
+    generator = _generator(method, budget, seed, len(train))
     start = time.perf_counter()
     generator.fit(train, target=task.target)
     fit_seconds = time.perf_counter() - start
@@ -103,7 +109,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     out = Path(out_dir)
     cache = out / "tabular-runs"
     cache.mkdir(parents=True, exist_ok=True)
-    rows, notes = [], []
+    rows, notes, steps_used = [], [], {}
     for name in args.datasets:
         task = load_dataset(name, quick=quick, seed=seed)
         train, test = split(task, 0.3, seed)
@@ -111,6 +117,9 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
             notes.append(f"{name}: {task.note}")
         for method in args.methods:
             own = {k: v for k, v in budget.items() if k.startswith(f"{method}_") or k.startswith(("catboost", "ml_"))}
+            if method == "TabDDPM":  # the step count this table resolves to (the config's epochs rule)
+                own["TabDDPM_steps"] = _tabddpm_steps(budget, len(train))
+                steps_used[name] = own["TabDDPM_steps"]
             key = {"quick": quick, "seed": seed, "budget": own, "rows": len(task.frame)}
             path = cache / f"{'quick' if quick else 'full'}-{name}-{method}.json"
             if path.exists() and not args.fresh:
@@ -128,7 +137,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     for row in rows:
         if not row.get("ml_note"):
             row.pop("ml_note", None)
-    preamble = _preamble(rows, budget, notes, quick)
+    preamble = _preamble(rows, budget, notes, quick, steps_used)
     return benchkit.write_report(out, "tabular", quick=quick, seed=seed, versions=benchkit.versions(VERSIONS),
                                  better=METRICS_BETTER, rows=rows, preamble=preamble,
                                  title="polydiff-tabular: TabDDPM against SMOTENC, GaussianCopula, CTGAN, TVAE",
@@ -143,7 +152,7 @@ def _json(value):
     return value
 
 
-def _preamble(rows: list[dict], budget: dict, notes: list[str], quick: bool) -> str:
+def _preamble(rows: list[dict], budget: dict, notes: list[str], quick: bool, steps_used: dict) -> str:
     by = {(r["task"], r["method"]): r for r in rows}
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     lines = []
@@ -190,7 +199,10 @@ def _preamble(rows: list[dict], budget: dict, notes: list[str], quick: bool) -> 
 
     defaults = TabDDPMConfig()
     lines += ["## Budgets and protocol", "",
-              f"- TabDDPM: {budget['TabDDPM_steps']} optimizer steps, batch {budget['TabDDPM_batch']}, MLP "
+              "- TabDDPM: optimizer steps "
+              + (f"{budget['TabDDPM_steps']}" if budget["TabDDPM_steps"] else
+                 f"{defaults.epochs} epochs clipped to [{defaults.min_steps}, {defaults.max_steps}]")
+              + f" ({', '.join(f'{k} {v}' for k, v in steps_used.items())}), batch {budget['TabDDPM_batch']}, MLP "
               f"{defaults.hidden}, AdamW lr {defaults.lr:g} (linear decay), EMA {defaults.ema_decay}, "
               f"{defaults.schedule} schedule with {defaults.num_timesteps} steps; sampling: {defaults.solver} with "
               f"{budget['TabDDPM_sample_steps']} steps on a {defaults.grid} grid ending at t = 0. The fit cost depends "

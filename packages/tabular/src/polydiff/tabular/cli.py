@@ -73,7 +73,8 @@ def register(subparsers) -> None:
     fit.add_argument("--categorical", default=None, help="comma-separated column names (default: by dtype)")
     fit.add_argument("--discrete", default=None, help="comma-separated integer-valued numeric columns")
     fit.add_argument("--nan", default="category", choices=("category", "impute"))
-    fit.add_argument("--steps", type=int, default=5000)
+    fit.add_argument("--steps", type=int, default=None,
+                     help="optimizer steps (default: 400 epochs clipped to [2000, 5000])")
     fit.add_argument("--batch-size", type=int, default=512)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", required=True)

@@ -44,21 +44,27 @@ from polydiff.core.sampling import list_solvers
 
 from .transform import NAN_MODES, TableTransformer
 
-__all__ = ["TabDDPM", "TabDDPMConfig"]
+__all__ = ["TabDDPM", "TabDDPMConfig", "resolved_steps"]
 
 
 @dataclass(frozen=True)
 class TabDDPMConfig:
     """Every knob of TabDDPM, validated on construction.
 
-    steps, batch_size, lr, weight_decay, ema_decay: training (AdamW through the core Trainer; the EMA weights
+    steps: optimizer steps; None (default) trains ``epochs`` passes over the data, clipped to
+        [min_steps, max_steps] — 2000 steps for the bench's small tables (HMDA, Wage, CreditCard, penguins),
+        5000 for Default and diamonds (``resolved_steps``).
+    batch_size, lr, weight_decay, ema_decay: training (AdamW through the core Trainer; the EMA weights
         sample). num_timesteps, schedule: the diffusion ("cosine" as the paper's default, or "linear").
     hidden, time_embedding_dim, dropout: the MLP. conditional: condition on a categorical target.
     solver, sample_steps, grid, eta: sampling (any name of ``polydiff.core.list_solvers()``).
     nan: "category" or "impute" (see :mod:`polydiff.tabular.transform`). seed: training seed.
     """
 
-    steps: int = 5000
+    steps: int | None = None
+    epochs: int = 400
+    min_steps: int = 2000
+    max_steps: int = 5000
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -77,10 +83,16 @@ class TabDDPMConfig:
     progress: bool = True
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "num_timesteps", "sample_steps", "time_embedding_dim"):
+        for name in ("steps", "batch_size", "num_timesteps", "sample_steps", "time_embedding_dim", "epochs",
+                     "min_steps", "max_steps"):
             value = getattr(self, name)
+            if name == "steps" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps, max_steps: expected min_steps <= max_steps, got {self.min_steps}, "
+                             f"{self.max_steps}")
         if self.num_timesteps < 2:
             raise ValueError(f"num_timesteps: expected at least 2, got {self.num_timesteps}")
         if self.sample_steps > self.num_timesteps:
@@ -101,6 +113,15 @@ class TabDDPMConfig:
             raise ValueError(f"solver: unknown solver {self.solver!r}; choices: {list(list_solvers())}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
+
+
+def resolved_steps(config: TabDDPMConfig, rows: int) -> int:
+    """The optimizer steps a fit on ``rows`` rows makes: ``config.steps``, or ``epochs`` passes clipped to
+    [min_steps, max_steps]."""
+    if config.steps is not None:
+        return config.steps
+    batch = min(config.batch_size, rows)
+    return int(min(max(math.ceil(config.epochs * rows / batch), config.min_steps), config.max_steps))
 
 
 class _JointModel:
@@ -251,10 +272,11 @@ class TabDDPM:
         torch.manual_seed(config.seed)
         data = _Rows(torch.from_numpy(x_num), torch.from_numpy(x_cat),
                      torch.from_numpy(y) if y is not None else torch.zeros(len(df), dtype=torch.long))
-        train = TrainConfig(steps=config.steps, batch_size=min(config.batch_size, len(df)), lr=config.lr,
+        steps = resolved_steps(config, len(df))
+        train = TrainConfig(steps=steps, batch_size=min(config.batch_size, len(df)), lr=config.lr,
                             weight_decay=config.weight_decay, ema_decay=config.ema_decay, grad_clip=None,
                             lr_schedule="linear", seed=config.seed, progress=config.progress, device="cpu",
-                            log_every=max(1, config.steps // 20))
+                            log_every=max(1, steps // 20))
         trainer = Trainer(self.network, _Loss(self.schedule, self.mult, self.num_labels > 0), data, train)
         trainer.fit()
         self.network = trainer.ema_model.eval()
