@@ -137,3 +137,16 @@ def test_training_reduces_the_loss_and_learns_class_balance():
     model = TabDDPM(**{**TINY, "steps": 600, "batch_size": 128}).fit(df)
     share = (model.sample(2000, seed=0)["c"] == "a").mean()
     assert 0.8 < share < 0.97
+
+
+def test_default_step_budget_is_400_epochs_clipped():
+    from polydiff.tabular.model import TabDDPMConfig, resolved_steps
+
+    config = TabDDPMConfig()
+    assert resolved_steps(config, 1666) == 2000              # 1302 epochs-steps, raised to the minimum
+    assert resolved_steps(config, 3000) == 2344              # ceil(400 * 3000 / 512)
+    assert resolved_steps(config, 53940) == 5000             # capped
+    assert resolved_steps(TabDDPMConfig(steps=123), 53940) == 123
+    assert resolved_steps(config, 100) == 2000               # batch shrinks to the table: 400 epochs = 400 steps
+    with pytest.raises(ValueError, match="min_steps"):
+        TabDDPMConfig(min_steps=10, max_steps=5)
