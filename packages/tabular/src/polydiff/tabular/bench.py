@@ -7,8 +7,8 @@ the closer-to-train share). The "real" row trains on the real 70 % and uses the 
 table: the reference for every metric.
 
 Options after the package name (``polydiff bench tabular --out DIR -- --datasets hmda,wage``):
-    --datasets a,b     subset of datasets (default: all six; "diamonds_full" adds the fit-time check on all
-                       53,940 diamonds rows, meant for ``--methods real,TabDDPM``)
+    --datasets a,b     subset of datasets (default: all six, plus in the full run "diamonds_full": all 53,940
+                       diamonds rows for real and TabDDPM only, the fit-time check at full size)
     --methods a,b      subset of methods (default: real, TabDDPM and the four peers)
     --fresh            recompute cached results
 Each (dataset, method) result is cached in ``DIR/tabular-runs/`` as it finishes, keyed by the mode and budgets,
@@ -86,11 +86,11 @@ def _run_one(task, train, test, method: str, budget: dict, seed: int) -> dict:
 
 def _parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="polydiff bench tabular")
-    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--datasets", default=None)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args([a for a in (argv or []) if a != "--"])
-    args.datasets = [d for d in args.datasets.split(",") if d]
+    args.datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
     args.methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
@@ -110,12 +110,15 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     cache = out / "tabular-runs"
     cache.mkdir(parents=True, exist_ok=True)
     rows, notes, steps_used = [], [], {}
-    for name in args.datasets:
+    # the full run adds the fit-time check on all 53,940 diamonds rows (TabDDPM and the real reference only)
+    datasets = args.datasets or [*DATASETS, *([] if quick else ["diamonds_full"])]
+    for name in datasets:
         task = load_dataset(name, quick=quick, seed=seed)
         train, test = split(task, 0.3, seed)
         if task.note:
             notes.append(f"{name}: {task.note}")
-        for method in args.methods:
+        methods = [m for m in args.methods if name != "diamonds_full" or m in ("real", "TabDDPM")]
+        for method in methods:
             own = {k: v for k, v in budget.items() if k.startswith(f"{method}_") or k.startswith(("catboost", "ml_"))}
             if method == "TabDDPM":  # the step count this table resolves to (the config's epochs rule)
                 own["TabDDPM_steps"] = _tabddpm_steps(budget, len(train))
