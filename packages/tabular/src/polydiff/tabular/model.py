@@ -253,6 +253,18 @@ class TabDDPM:
                                        time_embedding_dim=self.config.time_embedding_dim,
                                        num_classes=self.num_labels, dropout=self.config.dropout)
 
+    def _init_marginals(self, x_cat: np.ndarray) -> None:
+        """Start the x0 logits of every categorical column at the log of its training frequencies (the output
+        bias; +1 smoothing). With the plug-in posterior, a column that carries no other information is sampled
+        exactly when its predicted x0 distribution equals its marginal, so this is the network's best start;
+        from zero logits (uniform) a 90/10 column was still sampled at 76/24 after 600 steps."""
+        if self.mult is None:
+            return
+        counts = [np.bincount(x_cat[:, c], minlength=k) + 1.0 for c, k in enumerate(self.mult.num_classes)]
+        log_freq = np.log(np.concatenate([c / c.sum() for c in counts]))
+        with torch.no_grad():
+            self.network.head.bias[self.num_numeric:] = torch.as_tensor(log_freq, dtype=torch.float32)
+
     def fit(self, df: pd.DataFrame, target: str | None = None, categorical=None, discrete=None) -> TabDDPM:
         """Fit on ``df``. ``target``: the column to condition on (categorical) or just model (numeric);
         ``categorical`` / ``discrete``: explicit column lists that win over dtype detection."""
@@ -270,6 +282,7 @@ class TabDDPM:
         if self.network is None:
             return self
         torch.manual_seed(config.seed)
+        self._init_marginals(x_cat)
         data = _Rows(torch.from_numpy(x_num), torch.from_numpy(x_cat),
                      torch.from_numpy(y) if y is not None else torch.zeros(len(df), dtype=torch.long))
         steps = resolved_steps(config, len(df))
