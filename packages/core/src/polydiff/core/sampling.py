@@ -116,8 +116,8 @@ def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: i
             x_T = noise * sqrt(alpha^2 + sigma^2) (1 for VP schedules, about sigma_max for VE/EDM).
         solver: a name from ``polydiff.core.list_solvers()``.
         steps: number of solver steps (grid intervals); NFE depends on the solver's order.
-        grid: a kind from ``polydiff.core.grids.GRIDS``, "fitted" (needs ``fitted_grid=`` times), or an array
-            of decreasing times (then ``steps`` must equal its length minus one).
+        grid: a kind from ``polydiff.core.grids.GRIDS``, or an array of decreasing times (then ``steps`` must
+            equal its length minus one) such as the output of ``polydiff.core.fitted_grid.fit_grid``.
         final_zero: end the grid at t = 0, returning the denoised prediction at the last step.
         cond: keyword arguments passed to the model on every call.
         options: solver options (eta, order, generator, callback, progress, ...).
