@@ -19,13 +19,13 @@ Run: ``python -m polydiff.core.bench_inverse --out DIR [--quick]`` writes DIR/co
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from .bench.gmm import GaussianMixture, eps_model, make_mixture
 from .benchkit import versions, write_report
 from .denoiser import Denoiser
 from .grids import make_grid
@@ -58,36 +58,14 @@ JUMP = (2, 2)  # RePaint jump_length / jump_n_sample and DDNM+ travel_length / t
 DPS_ZETA = 1.0
 
 
-def _mixture(seed: int = 0):
-    try:  # the core benchmark's mixture when present
-        from .bench.gmm import make_mixture
-    except ImportError:  # pragma: no cover - the fallback keeps this module self-contained
-        return _own_mixture(seed)
+def _mixture(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, GaussianMixture]:
+    """The core benchmark mixture (isotropic, ``DIM`` x ``COMPONENTS``) as weights (K,), means (K, d), covariances
+    (K, d, d) and the :class:`GaussianMixture` itself (for its exact eps)."""
     mixture = make_mixture(DIM, COMPONENTS, seed)
     covariances = torch.diag_embed(mixture.variances)
     if mixture.bases is not None:
         covariances = mixture.bases @ covariances @ mixture.bases.transpose(-1, -2)
-    return mixture.weights, mixture.means, covariances, mixture.eps
-
-
-def _own_mixture(seed: int):
-    """Isotropic components: means ~ N(0, I), weights softmax(N(0, 0.25)), stds log-uniform in [0.05, 0.3]."""
-    g = torch.Generator().manual_seed(seed)
-    means = torch.randn(COMPONENTS, DIM, generator=g, dtype=torch.float64)
-    weights = torch.softmax(0.5 * torch.randn(COMPONENTS, generator=g, dtype=torch.float64), 0)
-    stds = torch.exp(math.log(0.05) + torch.rand(COMPONENTS, generator=g, dtype=torch.float64) * math.log(6))
-    covariances = stds[:, None, None] ** 2 * torch.eye(DIM, dtype=torch.float64)
-
-    def eps(x: Tensor, alpha, sigma) -> Tensor:
-        alpha = torch.as_tensor(alpha, dtype=x.dtype).reshape(-1, 1, 1)
-        sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1)
-        var = alpha**2 * stds.to(x)[None, :, None] ** 2 + sigma**2  # (B, K, 1), isotropic marginals
-        residual = x[:, None] - alpha * means.to(x)[None]
-        log_joint = weights.to(x).log() - 0.5 * (residual**2 / var).sum(-1) - 0.5 * DIM * var[..., 0].log()
-        score = -(torch.softmax(log_joint, 1)[..., None] * residual / var).sum(1)
-        return -sigma[:, 0] * score
-
-    return weights, means, covariances, eps
+    return mixture.weights, mixture.means, covariances, mixture
 
 
 class MixturePosterior:
@@ -173,14 +151,9 @@ def run_inverse_bench(out_dir=None, quick: bool = True, seed: int = 0, *, nfes=N
     """All rows: task x method x NFE (see the module docstring). ``out_dir`` is unused (no figures) but kept for the
     common benchmark signature. quick: 1000 samples per method, else 4000 (``num_samples`` overrides)."""
     n = num_samples or (1000 if quick else 4000)
-    weights, means, covariances, eps = _mixture(0)
+    weights, means, covariances, mixture = _mixture(0)
     schedule = VPLinearSchedule()
-
-    def model(x: Tensor, t: Tensor) -> Tensor:
-        alpha, sigma = schedule.alpha_sigma(t.to(torch.float64).reshape(-1))
-        return eps(x, alpha.to(x.dtype), sigma.to(x.dtype))
-
-    denoiser = Denoiser(model, schedule, "eps")
+    denoiser = Denoiser(eps_model(mixture, schedule), schedule, "eps")
     prior = MixturePosterior(weights, means, covariances)
     rows = []
     for task_index, (task, operator) in enumerate(_operators(seed).items()):
