@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ..benchkit import versions, write_report
+from ..benchkit import median_time, versions, write_report
 
 __all__ = ["run", "parse_options"]
 
@@ -198,7 +198,7 @@ def _overhead_breakdown(schedule, options) -> dict:
     from ..denoiser import Denoiser
     from ..grids import make_grid
     from ..sampling import list_solvers
-    from . import methods, peers
+    from . import peers
 
     fn = list_solvers().get("dpmpp_2m")
     scheduler = peers.PeerConfig("ddim", "DDIMScheduler", dict(clip_sample=False, timestep_spacing="trailing")).build()
@@ -220,7 +220,7 @@ def _overhead_breakdown(schedule, options) -> dict:
         counts = torch.tensor([5.0, 10.0, 20.0, 40.0, 80.0], dtype=torch.float64)
         for name, call in runs.items():
             with torch.no_grad():
-                seconds = [1e6 * methods.time_median(lambda n=n, call=call: call(n), max(options.repeats, 9))
+                seconds = [1e6 * median_time(lambda n=n, call=call: call(n), max(options.repeats, 9))
                            for n in counts.int().tolist()]
             # least squares T(n) = fixed + n * marginal over five step counts: robust to one noisy point
             design = torch.stack([torch.ones_like(counts), counts], dim=1)
@@ -343,7 +343,7 @@ def _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends
                         with torch.no_grad():
                             peers.run_peer(scheduler, lambda x_in, t_in: output, start, steps)
 
-                    timing[key] = 1e6 * methods.time_median(loop, options.repeats) / target
+                    timing[key] = 1e6 * median_time(loop, options.repeats) / target
             except Exception as error:  # report, do not hide: a failing peer is a finding
                 notes.append(f"`{config.name}` at NFE {target} failed: {type(error).__name__}: {error}")
                 continue

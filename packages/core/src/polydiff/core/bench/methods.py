@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..benchkit import median_time
 from ..denoiser import Denoiser
 from ..grids import make_grid
 from ..metrics import sliced_wasserstein
@@ -185,18 +185,6 @@ def score(out: Tensor, problem: Problem, end: str, stochastic: bool) -> tuple[fl
     return error, sw2
 
 
-def time_median(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of fn() over ``repeats`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def per_step_overhead(fn, schedule, grid_kind, steps: int, batch: int, dim: int, options: dict, repeats: int,
                       final_zero: bool = False, dtype=torch.float32) -> float:
     """Microseconds per solver step with a zero-cost model (one returning a preallocated tensor): the time of
@@ -223,6 +211,6 @@ def per_step_overhead(fn, schedule, grid_kind, steps: int, batch: int, dim: int,
         with torch.no_grad():
             fn(denoiser, x, grid, **options)
 
-    seconds = time_median(run, repeats)
+    seconds = median_time(run, repeats, warmup=1)
     count = denoiser.nfe if is_adaptive(fn) else steps
     return 1e6 * seconds / max(count, 1)
