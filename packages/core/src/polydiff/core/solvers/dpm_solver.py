@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..sampling import check_inputs, register_solver, step_range
+from .euler import table
 
 __all__ = ["sample_dpm_solver_1", "sample_dpm_solver_2", "sample_dpm_solver_3", "sample_dpm_solver_2m",
            "sample_dpm_solver_3m", "step_table", "multistep_orders", "multistep_coefficients", "noise_first_order",
@@ -36,9 +37,7 @@ def check_order(order, allowed: tuple[int, ...], name: str = "order") -> int:
 def step_table(values: Tensor, x: Tensor) -> tuple[Tensor, ...]:
     """Per-step coefficients (N,) or (N, batch) as N tensors in x's dtype shaped to broadcast over x:
     (1, ..., 1) or (batch, 1, ..., 1). Unbinding once before the loop leaves no tensor indexing inside it."""
-    values = values.to(device=x.device, dtype=x.dtype)
-    batch = values.shape[1] if values.ndim == 2 else 1
-    return values.reshape(values.shape[0], batch, *(1,) * (x.ndim - 1)).unbind(0)
+    return table(values.to(x.device), x).unbind(0)
 
 
 def _previous(values: Tensor, lag: int, fill: Tensor) -> Tensor:
