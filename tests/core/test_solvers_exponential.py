@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
+from polydiff.core.bench.gmm import GaussianMixture, eps_model
 from polydiff.core.denoiser import Denoiser
 from polydiff.core.grids import make_grid
 from polydiff.core.sampling import list_solvers, sample
@@ -31,28 +32,12 @@ ALL = SINGLESTEP + MULTISTEP + PSEUDO
 # ------------------------------------------------------------------------------------ exact mixture model
 
 
-class MixtureEps:
-    """Exact eps of a mixture of isotropic Gaussians N(mu_k, s_k^2 I) with weights w_k under ``schedule``: the
-    noisy marginal at t is a mixture of N(alpha mu_k, (alpha^2 s_k^2 + sigma^2) I), and eps = -sigma * score."""
-
-    def __init__(self, schedule, mu, s, w):
-        self.schedule, self.mu, self.s, self.w = schedule, mu, s, w
-
-    def __call__(self, x, t):
-        alpha, sigma = self.schedule.alpha_sigma(t.to(F64))
-        alpha, sigma = alpha.reshape(-1, 1, 1), sigma.reshape(-1, 1, 1)
-        var = alpha**2 * self.s.reshape(1, -1, 1) ** 2 + sigma**2  # (batch, K, 1)
-        diff = x.to(F64).unsqueeze(1) - alpha * self.mu.unsqueeze(0)  # (batch, K, d)
-        log_p = self.w.log() - 0.5 * x.shape[-1] * var[..., 0].log() - 0.5 * (diff**2).sum(-1) / var[..., 0]
-        gamma = torch.softmax(log_p, dim=1).unsqueeze(-1)
-        score = -(gamma * diff / var).sum(1)
-        return (-sigma[:, 0] * score).to(x.dtype)
-
-
 SCHEDULE = VPLinearSchedule()
 _gen = torch.Generator().manual_seed(0)
-MIXTURE = MixtureEps(SCHEDULE, torch.randn(3, 4, generator=_gen, dtype=F64) * 1.5,
-                     torch.tensor([0.5, 0.7, 0.9], dtype=F64), torch.tensor([0.3, 0.5, 0.2], dtype=F64))
+# exact eps of a mixture of isotropic Gaussians N(mu_k, s_k^2 I), s = (0.5, 0.7, 0.9), w = (0.3, 0.5, 0.2)
+MIXTURE = eps_model(GaussianMixture(torch.tensor([0.3, 0.5, 0.2], dtype=F64),
+                                    torch.randn(3, 4, generator=_gen, dtype=F64) * 1.5,
+                                    torch.tensor([0.5, 0.7, 0.9], dtype=F64)[:, None].expand(3, 4) ** 2), SCHEDULE)
 X_START = torch.randn(16, 4, generator=_gen, dtype=F64)
 
 
