@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 from polydiff.core import Denoiser, DiscreteSchedule, EDMSchedule, VPLinearSchedule, make_grid, sample
+from polydiff.core.bench.gmm import GaussianMixture
 from polydiff.core.solvers.adaptive import sample_adaptive_sde, sample_dpm_solver_adaptive
 from polydiff.core.solvers.ddim import sample_ddim
 from polydiff.core.solvers.euler import sample_euler, sample_euler_ancestral, sample_heun
@@ -29,17 +30,13 @@ class Mixture:
     of N(mu_k, (s_k^2 + sigma_tilde^2) I), sigma_tilde = sigma / alpha, and eps = -sigma_tilde grad log p(y)."""
 
     def __init__(self, means, stds, weights):
-        self.means = torch.as_tensor(means, dtype=F64)
-        self.stds = torch.as_tensor(stds, dtype=F64)
-        self.log_weights = torch.as_tensor(weights, dtype=F64).log()
+        means = torch.as_tensor(means, dtype=F64)
+        variances = torch.as_tensor(stds, dtype=F64)[:, None].expand(means.shape) ** 2
+        self.mixture = GaussianMixture(torch.as_tensor(weights, dtype=F64), means, variances)
 
     def eps(self, y: torch.Tensor, sigma_tilde: torch.Tensor) -> torch.Tensor:
         """y: (batch, d); sigma_tilde: (batch,) or (1,)."""
-        var = self.stds[None] ** 2 + sigma_tilde.reshape(-1, 1) ** 2  # (batch, K)
-        diff = y[:, None, :] - self.means[None]  # (batch, K, d)
-        log_p = self.log_weights - 0.5 * diff.square().sum(-1) / var - 0.5 * y.shape[1] * var.log()
-        score = -(log_p.softmax(1)[..., None] * diff / var[..., None]).sum(1)
-        return -sigma_tilde.reshape(-1, 1) * score
+        return self.mixture.eps(y, 1.0, sigma_tilde)
 
     def denoiser(self, schedule) -> Denoiser:
         """An eps-prediction Denoiser; the model reads its time back from ``schedule.model_input``."""
