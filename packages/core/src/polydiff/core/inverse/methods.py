@@ -125,7 +125,7 @@ def sample_ddnm_plus(denoiser, x, grid, operator, y, *, eta: float = 0.85, trave
             continue
         x0, eps = denoiser.predict(x, t[i], **cond)
         x0 = x0 - coef(lam[i], x0) * operator._pinv(operator._forward(x0) - y)
-        drift = coef(alpha[j], x0) * x0 + coef((sigma[j] ** 2 - c[i] ** 2).clamp_min(0).sqrt(), x0) * eps
+        drift = ddim_step(x0, eps, alpha[j], sigma[j], c[i], None)  # fresh noise of std gamma, not c, below
         x = drift + coef(gamma[i], x0) * noise_like(x, generator) if eta > 0 else drift
         if callback is not None:
             callback({"i": step, "x": x, "t": t[i], "x0": x0})
