@@ -1,6 +1,7 @@
 """Time grids: the N + 1 decreasing times a solver visits, from t_max (noise) down to the end time.
 
-``make_grid(schedule, steps, kind)`` returns a float64 tensor (steps + 1,). The end is ``schedule.t_min`` unless
+``make_grid(schedule, steps, kind)`` returns a float64 tensor (steps + 1,) ((steps + 1, batch) for an explicit
+per-sample array). The end is ``schedule.t_min`` unless
 ``final_zero=True``, which ends at t = 0 (sigma = 0) so the last step returns the denoised prediction.
 
 Kinds:
@@ -10,7 +11,7 @@ Kinds:
     "karras"     EDM's rho-spacing in sigma / alpha (Karras et al., 2022, eq. 5), ``rho=7``
     "leading", "trailing", "linspace"  diffusers' integer timestep spacings for a discrete schedule
                  (their "Common Diffusion Noise Schedules and Sample Steps are Flawed" table 2 names)
-    a 1-D array  explicit times, strictly decreasing
+    an array     explicit times (N + 1,) or per-sample (N + 1, batch), strictly decreasing
 The fitted grid lives in :mod:`polydiff.core.fitted_grid`.
 """
 

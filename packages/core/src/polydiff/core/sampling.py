@@ -1,7 +1,7 @@
 """The solver registry and the one sampling entry point, ``polydiff.core.sample``.
 
 Every solver is a plain function ``sample_<name>(denoiser, x, grid, *, cond=None, callback=None,
-progress=False, **options) -> x0`` living in :mod:`polydiff.core.solvers`, registered with
+progress=False, **options) -> x`` (the state at grid[-1]) living in :mod:`polydiff.core.solvers`, registered with
 ``@register_solver("<name>")``. It loops over the grid with its math in the open (k-diffusion's shape), keeps
 any multistep history in local variables, accepts per-sample time (grid of shape (N + 1, batch)) and makes no
 host syncs inside the loop: all schedule coefficients come from ``grid_coefficients`` before the loop.
@@ -64,6 +64,7 @@ class GridCoefficients(NamedTuple):
 
 
 def grid_coefficients(schedule: NoiseSchedule, grid: Tensor) -> GridCoefficients:
+    """(t, alpha, sigma, log_snr) of ``schedule`` at every point of ``grid`` (N + 1,) or (N + 1, batch)."""
     log_alpha, log_snr = schedule.log_alpha_and_log_snr(grid)
     return GridCoefficients(grid, log_alpha.exp(), (log_alpha - log_snr).exp(), log_snr)
 
