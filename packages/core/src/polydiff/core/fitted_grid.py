@@ -55,7 +55,8 @@ def _solver_function(solver) -> Callable[..., Tensor]:
 def grid_from_logits(schedule, logits: Tensor, t_start: float, t_end: float, final_zero: bool = False) -> Tensor:
     """The time grid (N + 1,) of free log-SNR increments ``logits`` (N,), differentiable in ``logits``.
 
-    lambda_i = lambda(t_start) + (lambda(t_end) - lambda(t_start)) * cumsum(softmax(logits))_i for i = 1..N;
+    lambda_i = lambda(t_start) + (lambda(t_end) - lambda(t_start)) * cumsum(softmax(8 tanh(logits / 8)))_i for
+    i = 1..N - 1 (the module docstring's bounded parameterisation);
     the end points are set to t_start and t_end (or 0 with ``final_zero``) exactly."""
     f64 = dict(dtype=torch.float64, device=logits.device)
     lam_start, lam_end = schedule.log_snr(torch.tensor([t_start, t_end], **f64))
