@@ -193,6 +193,8 @@ def test_bad_inputs_name_the_argument():
         Denoiser(_gaussian_eps(schedule), schedule, prediction="epsilon")
     with pytest.raises(ValueError, match="uncond"):
         Denoiser(_gaussian_eps(schedule), schedule, guidance_scale=4.0)
+    with pytest.raises(ValueError, match="clip_x0"):
+        Denoiser(_gaussian_eps(schedule), schedule, clip_x0=0.0)
     with pytest.raises(ValueError, match="betas"):
         DiscreteSchedule([0.1, float("nan")])
     with pytest.raises(ValueError, match="num_steps"):

@@ -155,6 +155,8 @@ class Denoiser:
             raise ValueError(f"schedule: expected a polydiff NoiseSchedule, got {type(schedule).__name__}")
         if guidance_scale is not None and guidance_scale != 1 and uncond is None:
             raise ValueError("uncond: classifier-free guidance needs the unconditional model arguments")
+        if clip_x0 is not None and not clip_x0 > 0:
+            raise ValueError(f"clip_x0: expected a positive bound or None, got {clip_x0!r}")
         if not 0.0 <= guidance_rescale <= 1.0:
             raise ValueError(f"guidance_rescale: expected a value in [0, 1], got {guidance_rescale}")
         self.model = model
