@@ -150,3 +150,12 @@ def test_default_step_budget_is_400_epochs_clipped():
     assert resolved_steps(config, 100) == 2000               # batch shrinks to the table: 400 epochs = 400 steps
     with pytest.raises(ValueError, match="min_steps"):
         TabDDPMConfig(min_steps=10, max_steps=5)
+
+
+def test_fit_is_reproducible_whatever_ran_before():
+    """Regression: the network was built before seeding, so its initial weights depended on the global RNG."""
+    df = frame()
+    first = TabDDPM(**TINY).fit(df, target="label").sample(30, seed=0)
+    torch.rand(1000)  # move the global generator
+    second = TabDDPM(**TINY).fit(df, target="label").sample(30, seed=0)
+    pd.testing.assert_frame_equal(first, second)

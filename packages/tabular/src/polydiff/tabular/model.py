@@ -275,13 +275,13 @@ class TabDDPM:
         x_num, x_cat, y = self.transformer.transform(df)
         if not np.isfinite(x_num).all():
             raise ValueError("df: the quantile transform produced non-finite values")
+        torch.manual_seed(config.seed)  # before the network is built: its initial weights come from this seed
         self._build()
         labels = self.transformer.label_levels
         self.label_counts = (np.bincount(y, minlength=len(labels)).tolist() if labels is not None else [])
         self.clip = float(np.abs(x_num).max()) if x_num.size else None
         if self.network is None:
             return self
-        torch.manual_seed(config.seed)
         self._init_marginals(x_cat)
         data = _Rows(torch.from_numpy(x_num), torch.from_numpy(x_cat),
                      torch.from_numpy(y) if y is not None else torch.zeros(len(df), dtype=torch.long))
