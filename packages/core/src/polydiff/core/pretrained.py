@@ -66,6 +66,18 @@ def _decode(value):
     return value
 
 
+def replace_directory(tmp: Path, target: Path, old: Path) -> None:
+    """Move the finished directory ``tmp`` to ``target``; an existing ``target`` is first renamed to ``old`` and
+    removed only after the swap, so a crash never leaves neither of them on disk."""
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -103,14 +115,7 @@ def save_pretrained(module: nn.Module, directory: str | Path, config: dict, *, m
         for name in (_WEIGHTS, _CONFIG):
             _fsync(tmp / name)
         _fsync(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_directory(tmp, target, target.with_name(f".{target.name}.old-{os.getpid()}"))
         _fsync(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from ..pretrained import replace_directory
+
 __all__ = [
     "CheckpointError", "encode_state", "decode_state", "write_json", "write_tensors", "read_json",
     "finalize", "verify", "list_checkpoints", "latest_valid", "prune", "tmp_dir_for", "rng_state", "set_rng_state",
@@ -167,14 +169,8 @@ def finalize(root: Path, step: int) -> Path:
                                        "step": step, "files": files})
     _fsync_dir(tmp)
     final = root / f"step-{step:08d}"
-    if final.exists():  # rewriting a step (resume=False over an old run): move the old one out of the way first
-        old = root / f".old-step-{step:08d}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    # rewriting a step (resume=False over an old run) moves the old one out of the way first
+    replace_directory(tmp, final, root / f".old-step-{step:08d}")
     _fsync_dir(root)
     return final
 
