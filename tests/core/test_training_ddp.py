@@ -54,6 +54,10 @@ def test_two_ranks_resuming_a_one_rank_run_match_one_rank_with_the_same_global_b
     done = _torchrun(["--ckpt", str(ckpt_dir), "--steps", "14", "--batch-size", "8", "--checkpoint-every", "100",
                       "--out", str(out)])
     assert done.stdout.split()[:2] == ["step", "7"]  # resumed from step 6 on 2 ranks
+    # rank 0 alone reports it, with the change of world size and the per-rank batch that keeps the global batch
+    assert done.stderr.count("resumed from step 6 of") == 1, done.stderr[-2000:]
+    assert f"resumed from step 6 of {ckpt_dir}; written by 1 rank(s), now 2" in done.stderr
+    assert "batch_size 16 -> 8" in done.stderr
     reference = script.train(script.parser().parse_args(
         ["--ckpt", str(tmp_path / "ref"), "--steps", "14", "--batch-size", "16", "--checkpoint-every", "100"]))
     _assert_close(load_file(str(out)), reference)

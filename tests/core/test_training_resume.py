@@ -54,6 +54,7 @@ def test_sigkill_at_random_step_then_resume_is_bitwise_exact(tmp_path):
     # it resumed from a checkpoint (every 9 steps) rather than restarting; the child may have run a little past
     # the line the parent read before the kill landed, so `first` is not bounded by `seen`
     assert first > 1 and (first - 1) % 9 == 0 and first - 1 >= (seen // 9) * 9, (first, seen)
+    assert f"resumed from step {first - 1} of {ckpt_dir}" in done.stderr  # a resume is never silent
 
     torch.set_num_threads(1)
     script = _script()

@@ -6,11 +6,21 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["TrainConfig", "LR_SCHEDULES", "MIXED_PRECISION", "NONFINITE"]
+__all__ = ["TrainConfig", "LR_SCHEDULES", "MIXED_PRECISION", "NONFINITE", "RESUME_FREE_FIELDS", "resume_changes"]
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 NONFINITE = ("raise", "skip")
+
+# Fields a resumed run may change without asking. ``steps`` says when the run ends (the LR schedule follows the new
+# value); the others say how a run is watched, stored and placed, never which update a finished step makes
+# (``nonfinite`` only decides whether a NaN step stops the run or is skipped). ``batch_size`` and ``grad_accum`` are
+# judged through the global batch ``batch_size x world_size x grad_accum``: scaling ``batch_size`` to a new number
+# of ranks continues the same optimisation. Every other field changes the training itself and is refused unless
+# the Trainer is given ``resume_overrides``.
+RESUME_FREE_FIELDS = ("steps", "log_every", "eval_every", "checkpoint_dir", "checkpoint_every", "keep_last",
+                      "progress", "device", "num_workers", "find_unused_parameters", "nonfinite")
+_BATCH_FIELDS = ("batch_size", "grad_accum")
 
 
 def _bad(name: str, value, allowed: str) -> ValueError:
@@ -142,3 +152,33 @@ class TrainConfig:
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def resume_changes(saved: dict, config: TrainConfig, *, saved_world_size: int,
+                   world_size: int) -> tuple[dict, dict]:
+    """Compare the config stored in a checkpoint with the config of the run resuming it.
+
+    saved: ``TrainConfig.to_dict()`` as stored in the checkpoint's ``trainer.json`` (JSON types; fields this
+        version does not know, or that the checkpoint lacks, are not compared).
+    Returns ``(refused, free)``, each ``{name: (old, new)}``: ``refused`` holds the fields that change the
+    training (and ``"global_batch"`` when ``batch_size x world_size x grad_accum`` differs), ``free`` the
+    :data:`RESUME_FREE_FIELDS`, ``batch_size`` / ``grad_accum`` at an unchanged global batch, and ``"world_size"``.
+    """
+    refused, free = {}, {}
+    for field in dataclasses.fields(config):
+        if field.name not in saved:
+            continue
+        old, new = saved[field.name], getattr(config, field.name)
+        if isinstance(old, list):  # JSON has no tuples (betas)
+            old = tuple(old)
+        if old == new and isinstance(old, bool) == isinstance(new, bool):  # 1 == 1.0, but True is no 1
+            continue
+        (free if field.name in RESUME_FREE_FIELDS or field.name in _BATCH_FIELDS else refused)[field.name] = (old, new)
+    if saved_world_size != world_size:
+        free["world_size"] = (saved_world_size, world_size)
+    if all(name in saved for name in _BATCH_FIELDS):
+        old_global = saved["batch_size"] * saved_world_size * saved["grad_accum"]
+        new_global = config.batch_size * world_size * config.grad_accum
+        if old_global != new_global:
+            refused["global_batch"] = (old_global, new_global)
+    return refused, free

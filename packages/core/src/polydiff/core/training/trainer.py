@@ -9,9 +9,12 @@ killed at any moment and started again with the same ``checkpoint_dir`` ends wit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import math
 import random
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -24,11 +27,38 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, resume_changes
 from .distributed import DistInfo, ResumableDistributedSampler, barrier, init_distributed
 from .ema import EMA
 
 __all__ = ["Trainer", "Callback", "lr_factor"]
+
+logger = logging.getLogger("polydiff.core.training")
+
+
+def _notify(message: str) -> None:
+    """An INFO record of ``polydiff.core.training``; printed to stderr while the program configures no logging,
+    so a resume is never silent (the way ``logging.lastResort`` shows warnings)."""
+    if logger.hasHandlers():
+        logger.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _overrides(value) -> bool | frozenset:
+    """``resume_overrides`` as True (accept every change) or the frozenset of accepted names."""
+    if isinstance(value, bool):
+        return True if value else frozenset()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"resume_overrides: expected a bool or a collection of TrainConfig field names, "
+                         f"got {value!r}")
+    names = frozenset(value)
+    known = {f.name for f in dataclasses.fields(TrainConfig)} | {"global_batch"}
+    unknown = sorted(str(n) for n in names - known)
+    if unknown:
+        raise ValueError(f"resume_overrides: unknown names {unknown}; expected TrainConfig fields or "
+                         "'global_batch'")
+    return names
 
 
 class Callback:
@@ -81,6 +111,18 @@ def _split_loss(output) -> tuple[Tensor, dict]:
     return output, {}
 
 
+def _resume_message(step: int, root: Path, changes: dict) -> str:
+    message = f"resumed from step {step} of {root}"
+    if "world_size" in changes:
+        old, new = changes["world_size"]
+        message += (f"; written by {old} rank(s), now {new}: the data order is kept, every rank draws a fresh "
+                    f"(deterministic) random stream")
+    others = [f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items() if name != "world_size"]
+    if others:
+        message += "; changed: " + ", ".join(others)
+    return message
+
+
 class Trainer:
     """Train ``model`` by minimising ``loss_fn(model, batch)`` over ``data``.
 
@@ -93,20 +135,30 @@ class Trainer:
         with an ``eval/`` prefix.
     callbacks: :class:`Callback` objects.
     resume: None (default) resumes from the newest good checkpoint in ``config.checkpoint_dir`` if there is one;
-        True requires one; False starts afresh.
+        True requires one; False starts afresh. A resume is announced on rank 0 ("resumed from step N of DIR",
+        an INFO record of the ``polydiff.core.training`` logger, printed to stderr when logging is not
+        configured), with any change of world size or of the fields allowed to change.
+    resume_overrides: what a resumed run may change in its TrainConfig besides
+        :data:`~polydiff.core.training.config.RESUME_FREE_FIELDS` (``steps``, logging, checkpointing, device...)
+        and ``batch_size`` / ``grad_accum`` at the same global batch. False (default): any other change raises a
+        ``ValueError`` naming each field with its old and new value, before anything is loaded. A collection of
+        field names (plus ``"global_batch"``) accepts those changes only; True accepts every change. Accepted
+        values take effect: the optimizer's lr, betas, eps and weight decay are set from the new config.
 
     Attributes: ``model`` (unwrapped), ``ema_model`` (use it for sampling; the model itself without an EMA),
     ``step`` (optimizer steps done), ``skipped_steps``, ``optimizer``, ``scheduler``, ``device``, ``dist``.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, data, config: TrainConfig, *,
-                 eval_fn: Callable | None = None, callbacks: Iterable[Callback] = (), resume: bool | None = None):
+                 eval_fn: Callable | None = None, callbacks: Iterable[Callback] = (), resume: bool | None = None,
+                 resume_overrides: bool | Iterable[str] = False):
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
         if not isinstance(model, nn.Module):
             raise ValueError(f"model: expected an nn.Module, got {type(model).__name__}")
         if resume is True and config.checkpoint_dir is None:
             raise ValueError("resume=True: config.checkpoint_dir is None, there is nothing to resume from")
+        self._resume_overrides = _overrides(resume_overrides)
         self.config, self.loss_fn, self.eval_fn = config, loss_fn, eval_fn
         self.callbacks = list(callbacks)
         if isinstance(data, tuple):
@@ -430,11 +482,16 @@ class Trainer:
         return None if step < 0 else self.root / f"step-{step:08d}"
 
     def load_checkpoint(self, path: Path, *, verify: bool = True) -> None:
-        """Restore the full training state from a checkpoint directory (checked against its manifest first)."""
+        """Restore the full training state from a checkpoint directory (checked against its manifest first).
+
+        Raises ValueError, before anything is loaded, when this run's TrainConfig differs from the checkpoint's in
+        a field that changes the training and ``resume_overrides`` does not accept it (see :class:`Trainer`).
+        """
         path = Path(path)
         if verify:
             ckpt.verify(path)
         state = ckpt.read_json(path / "trainer.json")
+        changes = self._check_resume_config(path, state)
         ckpt.load_module(self.model, path / "model.safetensors")
         if self.ema is not None:
             if (path / "ema.safetensors").is_file():
@@ -445,6 +502,7 @@ class Trainer:
         optim_tensors = ckpt.load_tensors(path / "optimizer.safetensors")
         self.optimizer.load_state_dict(ckpt.decode_state(ckpt.read_json(path / "optimizer.json"), optim_tensors))
         self.scheduler.load_state_dict(ckpt.decode_state(state["scheduler"], {}))
+        self._apply_optimizer_config()
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(ckpt.decode_state(state["scaler"], {}))
         if state["dataset_len"] != len(self.dataset):
@@ -467,6 +525,42 @@ class Trainer:
         self.resumed_from = path
         if self.dist.is_main and self.root is not None:
             self._truncate_metrics()
+        if self.dist.is_main:
+            _notify(_resume_message(self.step, self.root or path.parent, changes))
+
+    def _check_resume_config(self, path: Path, state: dict) -> dict:
+        """The config changes of this resume, ``{name: (old, new)}``; raises ValueError for refused ones."""
+        refused, free = resume_changes(state["config"], self.config, saved_world_size=state["world_size"],
+                                       world_size=self.dist.world_size)
+        allowed = self._resume_overrides
+        blocked = {k: v for k, v in refused.items() if not (allowed is True or k in allowed)}
+        if blocked:
+            listed = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in blocked.items())
+            hint = ""
+            if "global_batch" in blocked:
+                old, new = state["config"], self.config
+                per_rank, rest = divmod(blocked["global_batch"][0], self.dist.world_size * new.grad_accum)
+                keep = f"; batch_size={per_rank} keeps it" if not rest and per_rank else ""
+                hint = (f" (batch_size x world_size x grad_accum: {old['batch_size']} x {state['world_size']} x "
+                        f"{old['grad_accum']} -> {new.batch_size} x {self.dist.world_size} x {new.grad_accum}"
+                        f"{keep})")
+            raise ValueError(
+                f"TrainConfig: the checkpoint {path} was written with different settings: {listed}{hint}. "
+                f"Pass Trainer(..., resume_overrides={sorted(blocked)!r}) (or True) to continue from step "
+                f"{state['step']} with the new values, or give another checkpoint_dir to start afresh")
+        return {**free, **refused}
+
+    def _apply_optimizer_config(self) -> None:
+        """Set lr, betas, eps and weight decay from ``self.config`` after a checkpoint's optimizer state is loaded
+        (which restores the old values), and the current LR from the schedule of the current ``steps``. With an
+        unchanged config this rewrites the same numbers (``base_lr * lr_lambda(step)`` is what LambdaLR stored)."""
+        config, scheduler = self.config, self.scheduler
+        scheduler.base_lrs = [config.lr for _ in self.optimizer.param_groups]
+        factor = self._lr_lambda(scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group.update(lr=config.lr * factor, initial_lr=config.lr, betas=config.betas, eps=config.eps,
+                         weight_decay=config.weight_decay)
+        scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _truncate_metrics(self) -> None:
         """Drop metrics lines past the resumed step (logged by the run that was killed after its checkpoint)."""
