@@ -254,3 +254,37 @@ def test_transformer_bad_inputs_name_the_argument():
         model(torch.randn(2, 5), torch.rand(2), torch.randn(2, 2))
     with pytest.raises(ValueError, match="cond:"):
         model(torch.randn(2, 5, 3), torch.rand(2))
+
+
+# ------------------------------------------------------------------------------------------------ save / load
+
+
+@pytest.mark.parametrize("cls,kwargs,inputs", [
+    (MLPDenoiser, dict(in_features=3, out_features=5, hidden=(16, 8), time_embedding_dim=8, num_classes=2,
+                       activation="silu"),
+     lambda g: ((torch.randn(4, 3, generator=g), torch.rand(4, generator=g)), {"y": torch.tensor([0, 1, 2, 1])})),
+    (UNet1D, dict(in_channels=2, channels=(8, 16), cond_dim=3, time_embedding_dim=8, kernel_size=3, n_groups=4,
+                  time_embedding="fourier"),
+     lambda g: ((torch.randn(2, 2, 7, generator=g), torch.rand(2, generator=g)),
+                {"cond": torch.randn(2, 3, generator=g)})),
+    (TransformerDenoiser, dict(in_features=3, dim=16, depth=1, heads=2, cond_dim=2, context_dim=4,
+                               time_embedding_dim=8),
+     lambda g: ((torch.randn(2, 5, 3, generator=g), torch.rand(2, generator=g)),
+                {"cond": torch.randn(2, 2, generator=g), "context": torch.randn(2, 3, 4, generator=g)})),
+])
+def test_networks_save_and_load_pretrained(tmp_path, cls, kwargs, inputs):
+    torch.manual_seed(0)
+    model = cls(**kwargs)
+    with torch.no_grad():  # the zero-initialised heads would make any two models agree
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    model.save_pretrained(tmp_path / "net")
+    assert {p.name for p in (tmp_path / "net").iterdir()} == {"config.json", "model.safetensors"}
+    loaded = cls.from_pretrained(tmp_path / "net")
+    assert type(loaded) is cls and loaded.config == model.config and not loaded.training
+    args, cond = inputs(torch.Generator().manual_seed(1))
+    model.eval()
+    assert torch.equal(loaded(*args, **cond), model(*args, **cond))
+    other = MLPDenoiser if cls is not MLPDenoiser else UNet1D
+    with pytest.raises(ValueError, match=f"not a .*{other.__name__}"):
+        other.from_pretrained(tmp_path / "net")

@@ -1,7 +1,9 @@
 """Shared denoising networks: time embeddings, FiLM, a 1-D temporal U-Net, the TabDDPM MLP and DiT blocks.
 
 Every module takes plain tensors and keeps ``self.config``, a JSON-serialisable dict of its constructor arguments,
-so ``type(module)(**module.config)`` rebuilds it.
+so ``type(module)(**module.config)`` rebuilds it. The denoising networks (``MLPDenoiser``, ``UNet1D``,
+``TransformerDenoiser``) also carry ``save_pretrained(dir)`` / ``cls.from_pretrained(dir)`` through
+:class:`polydiff.core.pretrained.PretrainedMixin` (safetensors weights + that config as JSON).
 """
 
 from .embeddings import FiLM, GaussianFourierEmbedding, SinusoidalEmbedding

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..pretrained import PretrainedMixin
 from .embeddings import SinusoidalEmbedding, check_positive_int, check_time
 
 __all__ = ["MLPDenoiser"]
@@ -18,7 +19,7 @@ __all__ = ["MLPDenoiser"]
 _ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
 
 
-class MLPDenoiser(nn.Module):
+class MLPDenoiser(PretrainedMixin, nn.Module):
     """Args:
         in_features: width of x.
         out_features: width of the output (default: in_features).

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..pretrained import PretrainedMixin
 from .embeddings import SinusoidalEmbedding, check_positive_int, check_time
 from .unet1d import TimeEmbedding
 
@@ -111,7 +112,7 @@ class TransformerDenoiserBlock(nn.Module):
         return x + gate_m[:, None] * self.mlp(_modulate(self.norm2(x), shift_m, scale_m))
 
 
-class TransformerDenoiser(nn.Module):
+class TransformerDenoiser(PretrainedMixin, nn.Module):
     """A small DiT over a token sequence: Linear in + fixed sinusoidal positions, ``depth`` adaLN-zero blocks
     conditioned on c = time_mlp(t) [+ Linear(cond)], a final adaLN LayerNorm and a zero-initialised linear head
     (DiT's ``FinalLayer``, so a fresh model outputs zeros).

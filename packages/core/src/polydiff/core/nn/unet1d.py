@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..pretrained import PretrainedMixin
 from .embeddings import FiLM, GaussianFourierEmbedding, SinusoidalEmbedding, check_positive_int, check_time
 
 __all__ = ["UNet1D", "ResidualBlock1D", "TimeEmbedding"]
@@ -65,7 +66,7 @@ class ResidualBlock1D(nn.Module):
         return self.block2(self.film(self.block1(x), c)) + self.residual(x)
 
 
-class UNet1D(nn.Module):
+class UNet1D(PretrainedMixin, nn.Module):
     """Conditional 1-D U-Net (Diffusion Policy's ConditionalUnet1D).
 
     Args:
