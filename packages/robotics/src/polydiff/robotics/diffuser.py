@@ -1,0 +1,133 @@
+"""Diffuser (Janner et al., 2022, "Planning with Diffusion for Flexible Behavior Synthesis"): diffusion over whole
+state-action trajectories, conditioned by inpainting.
+
+The model is an unconditional :class:`polydiff.core.nn.UNet1D` over trajectories (batch, state_dim + action_dim,
+horizon) in min-max normalised units. Planning fixes the current state at the first step and the goal position at
+the last step and fills in the rest with core's RePaint sampler (:func:`polydiff.core.inverse.sample_repaint`, a
+:class:`~polydiff.core.inverse.Mask` operator: the paper's "conditioning as inpainting", sec. 3.3); the planned
+actions are executed open loop for ``replan_every`` steps, then the planner replans from the new state.
+
+States are the first ``state_dim`` observation features (ObstacleReach: position and velocity); the goal is read
+from the observation's ``goal_slice``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from polydiff.core import Denoiser, make_grid
+from polydiff.core.inverse import Mask, sample_repaint
+from polydiff.core.losses import DiffusionLoss
+from polydiff.core.nn import UNet1D
+from polydiff.core.pretrained import PretrainedMixin
+from polydiff.core.schedules import DiscreteSchedule
+from polydiff.core.training import TrainConfig, Trainer
+
+from .data import Episodes, sequence_windows
+from .normalize import MinMaxNormalizer
+
+__all__ = ["Diffuser"]
+
+
+class Diffuser(nn.Module, PretrainedMixin):
+    """Trajectory diffusion planner (see the module docstring).
+
+    Args:
+        state_dim: leading observation features that form the planned state (the first two are the position).
+        action_dim: action size. horizon: planned steps. goal_slice: (start, stop) of the goal position in obs.
+        channels, time_embedding_dim: the UNet1D's. num_train_timesteps: DDPM steps (squared cosine).
+        stats: min-max statistics of the joint (state, action) vector; set by ``from_episodes``.
+        steps: denoising steps when planning; replan_every: actions executed per plan.
+    """
+
+    def __init__(self, state_dim: int, action_dim: int, horizon: int = 32, goal_slice=(4, 6),
+                 channels=(64, 128), time_embedding_dim: int = 32, num_train_timesteps: int = 100,
+                 stats: dict | None = None, steps: int = 20, replan_every: int = 4):
+        super().__init__()
+        for name, value in (("state_dim", state_dim), ("action_dim", action_dim), ("horizon", horizon),
+                            ("steps", steps), ("replan_every", replan_every)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if state_dim < 2:
+            raise ValueError(f"state_dim: the first two state features are the position, got {state_dim}")
+        if replan_every > horizon:
+            raise ValueError(f"replan_every: {replan_every} exceeds horizon {horizon}")
+        self.config = {"state_dim": state_dim, "action_dim": action_dim, "horizon": horizon,
+                       "goal_slice": list(goal_slice), "channels": list(channels),
+                       "time_embedding_dim": time_embedding_dim, "num_train_timesteps": num_train_timesteps,
+                       "stats": stats, "steps": steps, "replan_every": replan_every}
+        self.state_dim, self.action_dim, self.horizon = state_dim, action_dim, horizon
+        self.goal_slice = slice(*goal_slice)
+        self.steps, self.replan_every = steps, replan_every
+        self.normalizer = MinMaxNormalizer.from_dict(stats) if stats else None
+        self.unet = UNet1D(state_dim + action_dim, channels=tuple(channels), time_embedding_dim=time_embedding_dim)
+        self.schedule = DiscreteSchedule.cosine(num_train_timesteps)
+        self._plan: np.ndarray | None = None
+        self._cursor = 0
+
+    @classmethod
+    def from_episodes(cls, episodes: Episodes, state_dim: int = 4, **kwargs) -> Diffuser:
+        joint = np.concatenate([episodes.obs[:, :state_dim], episodes.action], axis=1)
+        # padded windows end with zero actions; keep 0 inside the action range
+        joint = np.concatenate([joint, np.concatenate([episodes.obs[:1, :state_dim],
+                                                       np.zeros((1, episodes.action_dim))], axis=1)])
+        return cls(state_dim, episodes.action_dim, stats=MinMaxNormalizer.fit(joint).to_dict(), **kwargs)
+
+    def _trajectories(self, episodes: Episodes) -> Tensor:
+        obs, actions = sequence_windows(episodes, self.horizon, pad_after=self.horizon - 1, action_pad="zero")
+        joint = self.normalizer.normalize(np.concatenate([obs[..., :self.state_dim], actions], axis=-1))
+        return torch.as_tensor(joint, dtype=torch.float32).transpose(1, 2)
+
+    def fit(self, episodes: Episodes, config: TrainConfig, *, resume: bool | None = None) -> Trainer:
+        """Train the trajectory model with the core Trainer (EMA weights copied in at the end)."""
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config: expected a polydiff TrainConfig, got {type(config).__name__}")
+        if self.normalizer is None:
+            raise ValueError("stats: the planner has no normalisation statistics; build it with from_episodes()")
+        data = (self._trajectories(episodes),)
+        trainer = Trainer(self.unet, DiffusionLoss(self.schedule), data, config, resume=resume).fit()
+        self.unet.load_state_dict(trainer.ema_model.state_dict())
+        self.unet.to("cpu")
+        return trainer
+
+    @torch.no_grad()
+    def plan(self, obs, *, generator: torch.Generator | None = None, steps: int | None = None) -> np.ndarray:
+        """Plan from observations (batch, obs_dim) to their goals: (batch, horizon, state_dim + action_dim) in
+        data units (states first, then actions)."""
+        if self.normalizer is None:
+            raise ValueError("stats: the planner has no normalisation statistics; build it with from_episodes()")
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.ndim != 2 or obs.shape[1] < max(self.state_dim, self.goal_slice.stop):
+            raise ValueError(f"obs: expected (batch, obs_dim >= {max(self.state_dim, self.goal_slice.stop)}), "
+                             f"got {obs.shape}")
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("obs: contains NaN or inf")
+        batch, channels = obs.shape[0], self.state_dim + self.action_dim
+        known = np.zeros((batch, self.horizon, channels))
+        known[:, 0, :self.state_dim] = obs[:, :self.state_dim]
+        known[:, -1, :2] = obs[:, self.goal_slice]
+        mask = torch.zeros(channels, self.horizon, dtype=torch.bool)
+        mask[:self.state_dim, 0] = True
+        mask[:2, -1] = True
+        y = torch.as_tensor(self.normalizer.normalize(known), dtype=torch.float32).transpose(1, 2) * mask
+        denoiser = Denoiser(self.unet, self.schedule, "eps", clip_x0=1.0)
+        grid = make_grid(self.schedule, steps or self.steps, "trailing", final_zero=True)
+        x = torch.randn((batch, channels, self.horizon), generator=generator)
+        plan = sample_repaint(denoiser, x, grid, Mask(mask), y, jump_length=1, jump_n_sample=1, generator=generator)
+        return self.normalizer.unnormalize(plan.clamp(-1, 1).transpose(1, 2).double().numpy())
+
+    # lerobot-style interface, so the evaluation loop runs the planner like a policy
+    def reset(self) -> None:
+        self._plan, self._cursor = None, 0
+
+    def select_action(self, obs, **options) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        batched = obs.ndim == 2
+        obs = obs if batched else obs[None]
+        if self._plan is None or self._cursor >= self.replan_every or self._plan.shape[0] != obs.shape[0]:
+            self._plan, self._cursor = self.plan(obs, **options), 0
+        action = self._plan[:, self._cursor, self.state_dim:].astype(np.float32)
+        self._cursor += 1
+        return action if batched else action[0]

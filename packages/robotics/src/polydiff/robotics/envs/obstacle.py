@@ -1,0 +1,188 @@
+"""ObstacleReach: a planar MuJoCo agent reaches a goal behind a wide obstacle, and its bimodal expert.
+
+The MJCF is written here (nothing is read from disk): a sphere on two slide joints driven by velocity actuators
+(force = kv (ctrl - qvel)), a wall of half-width ``WALL_HALF_WIDTH`` between the start (below) and the goal
+(above). The expert goes round the wall on the left or on the right with probability 0.5 per episode, so the
+demonstrations are bimodal; the time limit leaves room for one detour but not for hesitating between the two,
+so a policy that averages the modes drives into the middle of the wall and fails.
+
+Observation (6,): agent x, y, velocity x, y, goal x, y. Action (2,): commanded velocity in [-1, 1]^2 (m/s).
+Success: the agent ends within ``GOAL_RADIUS`` of the goal (the episode terminates there).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["ObstacleReachEnv", "ObstacleReachExpert", "obstacle_reach_xml", "WALL_HALF_WIDTH", "GOAL_RADIUS"]
+
+WALL_HALF_WIDTH = 0.5
+WALL_HALF_THICKNESS = 0.08
+AGENT_RADIUS = 0.05
+GOAL_RADIUS = 0.05
+START_Y, GOAL_Y = -0.6, 0.6
+JITTER = 0.05
+ARENA = 1.0
+
+
+def obstacle_reach_xml(timestep: float = 0.01, kv: float = 20.0) -> str:
+    """The MJCF of the scene (agent, wall, arena borders, goal marker)."""
+    w, t, r, a = WALL_HALF_WIDTH, WALL_HALF_THICKNESS, AGENT_RADIUS, ARENA
+    return f"""
+<mujoco model="obstacle_reach">
+  <option timestep="{timestep}" gravity="0 0 0" integrator="implicitfast"/>
+  <visual><global offwidth="256" offheight="256"/></visual>
+  <worldbody>
+    <light pos="0 0 3" dir="0 0 -1"/>
+    <camera name="top" pos="0 0 3.2" xyaxes="1 0 0 0 1 0"/>
+    <geom name="floor" type="plane" size="{a} {a} 0.05" rgba="0.92 0.92 0.92 1" contype="0" conaffinity="0"/>
+    <geom name="wall" type="box" pos="0 0 {r}" size="{w} {t} {r}" rgba="0.55 0.3 0.3 1"/>
+    <geom name="border_n" type="box" pos="0 {a} {r}" size="{a} 0.02 {r}" rgba="0.3 0.3 0.3 1"/>
+    <geom name="border_s" type="box" pos="0 {-a} {r}" size="{a} 0.02 {r}" rgba="0.3 0.3 0.3 1"/>
+    <geom name="border_e" type="box" pos="{a} 0 {r}" size="0.02 {a} {r}" rgba="0.3 0.3 0.3 1"/>
+    <geom name="border_w" type="box" pos="{-a} 0 {r}" size="0.02 {a} {r}" rgba="0.3 0.3 0.3 1"/>
+    <body name="goal" mocap="true" pos="0 {GOAL_Y} 0.01">
+      <geom type="cylinder" size="{GOAL_RADIUS} 0.005" rgba="0.2 0.7 0.2 0.6" contype="0" conaffinity="0"/>
+    </body>
+    <body name="agent" pos="0 0 {r}">
+      <joint name="x" type="slide" axis="1 0 0"/>
+      <joint name="y" type="slide" axis="0 1 0"/>
+      <geom name="agent" type="sphere" size="{r}" mass="1" rgba="0.2 0.3 0.8 1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <velocity name="vx" joint="x" kv="{kv}" ctrlrange="-1 1" ctrllimited="true"/>
+    <velocity name="vy" joint="y" kv="{kv}" ctrlrange="-1 1" ctrllimited="true"/>
+  </actuator>
+</mujoco>
+"""
+
+
+class ObstacleReachEnv(gym.Env):
+    """Gymnasium environment (see the module docstring). ``reset(seed=...)`` draws the start and goal with
+    ±``JITTER`` jitter; ``max_episode_steps`` control steps of ``frame_skip`` physics steps each.
+
+    info: ``success`` (goal reached), ``distance`` (to the goal), ``side`` (-1 when the agent passed the wall on the
+    left, +1 on the right, 0 not yet).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, max_episode_steps: int = 30, frame_skip: int = 10, render_mode: str | None = None):
+        if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps: expected a positive integer, got {max_episode_steps!r}")
+        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
+            raise ValueError(f"frame_skip: expected a positive integer, got {frame_skip!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
+        self.model = mujoco.MjModel.from_xml_string(obstacle_reach_xml())
+        self.data = mujoco.MjData(self.model)
+        self.max_episode_steps, self.frame_skip, self.render_mode = max_episode_steps, frame_skip, render_mode
+        self.observation_space = spaces.Box(-np.inf, np.inf, (6,), np.float64)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.goal = np.array([0.0, GOAL_Y])
+        self.elapsed = 0
+        self.side = 0
+
+    @property
+    def dt(self) -> float:
+        return self.model.opt.timestep * self.frame_skip
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos[:2], self.data.qvel[:2], self.goal]).astype(np.float64)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        start = np.array([0.0, START_Y]) + self.np_random.uniform(-JITTER, JITTER, 2)
+        self.goal = np.array([0.0, GOAL_Y]) + self.np_random.uniform(-JITTER, JITTER, 2)
+        self.data.qpos[:2] = start
+        self.data.mocap_pos[0, :2] = self.goal
+        mujoco.mj_forward(self.model, self.data)
+        self.elapsed, self.side = 0, 0
+        return self._obs(), self._info()
+
+    def _info(self) -> dict:
+        distance = float(np.linalg.norm(self.data.qpos[:2] - self.goal))
+        return {"success": distance < GOAL_RADIUS, "distance": distance, "side": self.side}
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,):
+            raise ValueError(f"action: expected shape (2,), got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError("action: contains NaN or inf")
+        self.data.ctrl[:] = np.clip(action, -1.0, 1.0)
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        self.elapsed += 1
+        x, y = self.data.qpos[:2]
+        if self.side == 0 and abs(y) <= WALL_HALF_THICKNESS and abs(x) > WALL_HALF_WIDTH:
+            self.side = -1 if x < 0 else 1
+        info = self._info()
+        reward = -info["distance"]
+        terminated = info["success"]
+        truncated = not terminated and self.elapsed >= self.max_episode_steps
+        return self._obs(), reward, terminated, truncated, info
+
+    def render(self, size: int = 128):
+        """A top-down RGB frame (size, size, 3) uint8, drawn in numpy from the simulator state (no OpenGL
+        needed): floor, wall, goal disc, and agent disc."""
+        if self.render_mode != "rgb_array":
+            return None
+        scale = size / (2 * ARENA)
+        rows, cols = np.mgrid[0:size, 0:size]
+        x, y = (cols + 0.5) / scale - ARENA, ARENA - (rows + 0.5) / scale
+        frame = np.full((size, size, 3), 235, np.uint8)
+        wall = (np.abs(x) <= WALL_HALF_WIDTH) & (np.abs(y) <= WALL_HALF_THICKNESS)
+        frame[wall] = (140, 77, 77)
+        frame[(x - self.goal[0]) ** 2 + (y - self.goal[1]) ** 2 <= GOAL_RADIUS**2] = (60, 170, 60)
+        ax, ay = self.data.qpos[:2]
+        frame[(x - ax) ** 2 + (y - ay) ** 2 <= AGENT_RADIUS**2] = (50, 75, 200)
+        return frame
+
+    def close(self):
+        pass
+
+
+class ObstacleReachExpert:
+    """The bimodal scripted expert: per episode it picks a side (left or right, probability 0.5 from its own
+    seeded generator) and steers through two waypoints beside the wall, then to the goal, at up to full speed.
+
+    ``reset(seed)`` picks the side; ``__call__(obs) -> action (2,)``; ``noise`` adds Gaussian action noise
+    (std, in m/s) for deliberately imperfect demonstrations.
+    """
+
+    def __init__(self, noise: float = 0.0, gain: float = 6.0):
+        if not noise >= 0:
+            raise ValueError(f"noise: expected a value >= 0, got {noise!r}")
+        self.noise, self.gain = float(noise), float(gain)
+        self.rng = np.random.default_rng(0)
+        self.side, self.stage = 1, 0
+
+    def reset(self, seed: int | None = None, side: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        if side not in (None, -1, 1):
+            raise ValueError(f"side: expected None, -1 or 1, got {side!r}")
+        self.side = side if side is not None else (-1 if self.rng.random() < 0.5 else 1)
+        self.stage = 0
+
+    def waypoints(self, goal: np.ndarray) -> list[np.ndarray]:
+        x = self.side * (WALL_HALF_WIDTH + 0.22)
+        return [np.array([x, -0.12]), np.array([x, 0.12]), np.asarray(goal, dtype=np.float64)]
+
+    def __call__(self, obs) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        position, goal = obs[:2], obs[4:6]
+        points = self.waypoints(goal)
+        while self.stage < 2 and np.linalg.norm(points[self.stage] - position) < 0.08:
+            self.stage += 1
+        delta = points[self.stage] - position
+        distance = np.linalg.norm(delta)
+        speed = min(1.0, self.gain * distance) if self.stage == 2 else 1.0
+        action = delta / max(distance, 1e-9) * speed
+        if self.noise:
+            action = action + self.noise * self.rng.standard_normal(2)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)

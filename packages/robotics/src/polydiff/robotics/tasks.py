@@ -1,0 +1,37 @@
+"""The task registry: name -> environment factory, expert factory and what an episode's outcome means."""
+
+from __future__ import annotations
+
+__all__ = ["TASKS", "make_env", "make_expert", "check_task"]
+
+TASKS = ("obstacle", "pusht")
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {list(TASKS)}, got {task!r}")
+    return task
+
+
+def make_env(task: str, **kwargs):
+    """A fresh gymnasium environment of ``task`` (Push-T needs the ``pusht`` extra: gym-pusht)."""
+    check_task(task)
+    if task == "obstacle":
+        from .envs.obstacle import ObstacleReachEnv
+
+        return ObstacleReachEnv(**kwargs)
+    from .envs.pusht import make_pusht
+
+    return make_pusht(**kwargs)
+
+
+def make_expert(task: str, noise: float = 0.0):
+    """The task's expert: ``reset(seed)`` then ``expert(obs) -> action``."""
+    check_task(task)
+    if task == "obstacle":
+        from .envs.obstacle import ObstacleReachExpert
+
+        return ObstacleReachExpert(noise=noise)
+    from .envs.pusht import PushTExpert
+
+    return PushTExpert(noise=noise)
