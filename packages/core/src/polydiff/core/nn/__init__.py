@@ -10,6 +10,7 @@ from .embeddings import FiLM, GaussianFourierEmbedding, SinusoidalEmbedding
 from .mlp import MLPDenoiser
 from .transformer import TransformerDenoiser, TransformerDenoiserBlock
 from .unet1d import ResidualBlock1D, TimeEmbedding, UNet1D
+from .wavenet import WaveNetDenoiser, interpolate_frames
 
 __all__ = ["SinusoidalEmbedding", "GaussianFourierEmbedding", "FiLM", "TimeEmbedding", "ResidualBlock1D", "UNet1D",
-           "MLPDenoiser", "TransformerDenoiserBlock", "TransformerDenoiser"]
+           "MLPDenoiser", "TransformerDenoiserBlock", "TransformerDenoiser", "WaveNetDenoiser", "interpolate_frames"]

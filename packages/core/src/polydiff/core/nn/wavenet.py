@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..pretrained import PretrainedMixin
 from .embeddings import SinusoidalEmbedding, check_positive_int, check_time
 
 __all__ = ["WaveNetDenoiser", "interpolate_frames"]
@@ -56,7 +57,7 @@ class _ResidualLayer(nn.Module):
         return (h + residual) / math.sqrt(2.0), skip
 
 
-class WaveNetDenoiser(nn.Module):
+class WaveNetDenoiser(nn.Module, PretrainedMixin):
     """model(x (batch, channels, length), t (batch,), cond=None (batch, cond_channels, frames)) -> like x.
 
     Args:
