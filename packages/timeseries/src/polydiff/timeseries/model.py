@@ -1,0 +1,494 @@
+"""``DiffusionForecaster``: probabilistic forecasting and imputation in statsforecast's conventions.
+
+    fc = DiffusionForecaster(h=12, freq="MS")            # CSDI by default
+    fc.fit(train)                                        # long frame: unique_id, ds, y [, exogenous columns]
+    fc.predict(level=[80, 95])                           # unique_id, ds, CSDI, CSDI-lo-80, CSDI-hi-80, ...
+    fc.predict_samples()                                 # (series, num_samples, h)
+    fc.cross_validation(df, n_windows=5)                 # unique_id, ds, cutoff, y, CSDI, ...
+    fc.impute(df_with_nan)                               # NaN filled with the median, plus intervals
+
+One global model is trained on every window of ``context_length + h`` steps of every series (univariate), or on
+the aligned series jointly (``multivariate=True``, the CSDI feature axis). Calendar features of ``freq`` and the
+frame's exogenous columns condition the model (exogenous values for the forecast steps come from ``X_df``).
+Models: "csdi" (conditional, any core solver), "tsdiff" (unconditional + self-guidance), "diffusion_ts"
+(trend/season/residual x0 predictor + Fourier loss, reconstruction guidance); see :mod:`.diffusion`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polydiff.core.pretrained import load_pretrained, read_config, save_pretrained
+from polydiff.core.sampling import list_solvers
+from polydiff.core.training import TrainConfig, Trainer
+
+from .data import calendar_features, check_frame, check_freq, season_length
+from .diffusion import WindowLoss, csdi_schedule, sample_windows
+from .metrics import level_quantiles
+from .networks import CSDINetwork, DiffusionTSNetwork
+
+__all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS"]
+
+MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
+SCALINGS = ("window", "series")
+GUIDANCE = ("dps", "repaint")
+
+
+def _int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ForecasterConfig:
+    """Every knob of :class:`DiffusionForecaster`, validated on construction.
+
+    model: "csdi", "tsdiff" or "diffusion_ts". h: forecast horizon (steps). freq: pandas frequency alias.
+    context_length: conditioning steps before the horizon (None: max(3 h, 3 season), the season of ``freq``).
+    num_samples: sample paths per series. solver, steps, grid: sampling (CSDI: any name of
+    ``polydiff.core.list_solvers()``, default "ddpm" with 20 steps on a uniform grid); guidance, zeta: how the
+    unconditional models are steered to the observations ("dps" step size ``zeta``, or "repaint").
+    train_steps, batch_size, lr: training (core Trainer, AdamW, cosine decay, EMA 0.999).
+    dim, depth, heads: network size. num_timesteps: diffusion steps of the CSDI schedule. scaling: "window"
+    (per-window mean/std of the conditioning values) or "series" (training-series mean/std).
+    multivariate: model the series jointly (they must share timestamps). alias: the output column name.
+    checkpoint_dir: Trainer checkpoints (a killed fit resumes there). device: torch device for training and
+    sampling.
+    """
+
+    h: int
+    freq: str
+    model: str = "csdi"
+    context_length: int | None = None
+    num_samples: int = 100
+    solver: str | None = None
+    steps: int | None = None
+    grid: str = "uniform"
+    guidance: str = "dps"
+    zeta: float = 0.5
+    seed: int = 0
+    train_steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    num_timesteps: int = 50
+    scaling: str = "window"
+    multivariate: bool = False
+    alias: str | None = None
+    checkpoint_dir: str | None = None
+    device: str = "cpu"
+    progress: bool = False
+
+    def __post_init__(self):
+        _int(self.h, "h")
+        check_freq(self.freq)
+        if self.model not in MODELS:
+            raise ValueError(f"model: unknown model {self.model!r}; choices: {list(MODELS)}")
+        if self.context_length is not None:
+            _int(self.context_length, "context_length")
+        for name in ("num_samples", "train_steps", "batch_size", "dim", "depth", "heads"):
+            _int(getattr(self, name), name)
+        _int(self.num_timesteps, "num_timesteps", 2)
+        _int(self.seed, "seed", 0)
+        if self.steps is not None:
+            _int(self.steps, "steps")
+            if self.steps > self.num_timesteps:
+                raise ValueError(f"steps: {self.steps} exceeds num_timesteps={self.num_timesteps}")
+        if self.solver is not None and self.solver not in list_solvers():
+            raise ValueError(f"solver: unknown solver {self.solver!r}; choices: {list(list_solvers())}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling: expected one of {SCALINGS}, got {self.scaling!r}")
+        if self.guidance not in GUIDANCE:
+            raise ValueError(f"guidance: expected one of {GUIDANCE}, got {self.guidance!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr: expected a positive finite float, got {self.lr!r}")
+        if not (isinstance(self.zeta, (int, float)) and math.isfinite(self.zeta) and self.zeta >= 0):
+            raise ValueError(f"zeta: expected a finite float >= 0, got {self.zeta!r}")
+        if self.dim % self.heads:
+            raise ValueError(f"heads: {self.heads} must divide dim={self.dim}")
+        if self.alias is not None and (not isinstance(self.alias, str) or not self.alias):
+            raise ValueError(f"alias: expected a non-empty string, got {self.alias!r}")
+
+    @property
+    def name(self) -> str:
+        return self.alias or MODELS[self.model]
+
+    @property
+    def resolved_context(self) -> int:
+        if self.context_length is not None:
+            return self.context_length
+        return max(3 * self.h, 3 * season_length(self.freq))
+
+    @property
+    def resolved_solver(self) -> str:
+        return self.solver or "ddpm"
+
+    @property
+    def resolved_steps(self) -> int:
+        return self.steps or min(20, self.num_timesteps)
+
+
+def _check_levels(level) -> list:
+    if level is None:
+        return []
+    if isinstance(level, (int, float)):
+        level = [level]
+    levels = list(level)
+    for value in levels:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
+            raise ValueError(f"level: expected percentages in (0, 100), got {levels!r}")
+    return levels
+
+
+class DiffusionForecaster:
+    """Probabilistic forecaster over long frames; see the module docstring. Constructor keywords are the fields
+    of :class:`ForecasterConfig`."""
+
+    def __init__(self, model: str = "csdi", h: int = 1, freq: str = "D", **options):
+        self.config = ForecasterConfig(h=h, freq=freq, model=model, **options)
+        self.network = None
+        self._state: dict | None = None
+
+    # ------------------------------------------------------------------------------------------ helpers
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def length(self) -> int:
+        return self.config.resolved_context + self.config.h
+
+    def _check_fitted(self) -> None:
+        if self.network is None:
+            raise ValueError("fit: the forecaster is not fitted; call fit(df) first")
+
+    def _schedule(self):
+        return csdi_schedule(self.config.num_timesteps)
+
+    def _prediction(self) -> str:
+        return "x0" if self.config.model == "diffusion_ts" else "eps"
+
+    def _side(self, ds: pd.DatetimeIndex, exog: np.ndarray | None) -> np.ndarray:
+        features = calendar_features(ds, self.config.freq)
+        if exog is not None and exog.shape[1]:
+            stats = np.asarray(self._state["exog_stats"], np.float64)
+            features = np.concatenate([features, ((exog - stats[:, 0]) / stats[:, 1]).astype(np.float32)], 1)
+        return features.T.astype(np.float32)  # (covariates, time)
+
+    def _series(self, frame: pd.DataFrame):
+        """(unique_ids, values (series, time) list, ds list, exog list) grouped by unique_id in order."""
+        ids, values, stamps, exog = [], [], [], []
+        for uid, group in frame.groupby("unique_id", sort=False):
+            ids.append(uid)
+            values.append(group["y"].to_numpy(np.float64))
+            stamps.append(pd.DatetimeIndex(group["ds"]))
+            exog.append(group[self._state["exog"]].to_numpy(np.float64) if self._state["exog"] else None)
+        return ids, values, stamps, exog
+
+    def _network(self, num_series: int, num_covariates: int):
+        c = self.config
+        if c.model == "diffusion_ts":
+            return DiffusionTSNetwork(num_series, self.length, num_covariates, c.dim, c.depth, c.heads)
+        return CSDINetwork(num_series, num_covariates, c.dim, c.depth, c.heads, conditional=c.model == "csdi")
+
+    # ------------------------------------------------------------------------------------------ fit
+    def fit(self, df: pd.DataFrame) -> DiffusionForecaster:
+        """Train on every window of every series in the long frame ``df`` (unique_id, ds, y, optional exogenous
+        columns, no NaN in y). Returns self."""
+        frame = check_frame(df, self.config.freq, allow_nan=False, exog=self._exog_columns(df))
+        return self._fit(frame)
+
+    @staticmethod
+    def _exog_columns(df) -> tuple:
+        if not isinstance(df, pd.DataFrame):
+            return ()
+        return tuple(c for c in df.columns if c not in ("unique_id", "ds", "y"))
+
+    def _fit(self, frame: pd.DataFrame) -> DiffusionForecaster:
+        c = self.config
+        exog = list(self._exog_columns(frame))
+        stats = [[float(frame[col].mean()), float(frame[col].std(ddof=0)) or 1.0] for col in exog]
+        self._state = {"exog": exog, "exog_stats": stats}
+        ids, values, stamps, exogs = self._series(frame)
+        length = self.length
+        for uid, y in zip(ids, values, strict=True):
+            if len(y) < length:
+                raise ValueError(f"df: series {uid!r} has {len(y)} points, fewer than context_length + h = "
+                                 f"{c.resolved_context} + {c.h} = {length}; shorten context_length")
+        sides = [self._side(ds, x) for ds, x in zip(stamps, exogs, strict=True)]
+        if c.multivariate:
+            if len({tuple(ds) for ds in stamps}) != 1:
+                raise ValueError("df: multivariate=True needs every series on the same timestamps")
+            blocks = [(np.stack(values), sides[0])]
+        else:
+            blocks = [(y[None], side) for y, side in zip(values, sides, strict=True)]
+        windows, available, side_windows = [], [], []
+        for y, side in blocks:
+            starts = np.arange(0, y.shape[1] - length + 1)
+            index = starts[:, None] + np.arange(length)[None]
+            block = y[:, index].transpose(1, 0, 2)  # (windows, series, length)
+            windows.append(np.nan_to_num(block))
+            available.append(np.isfinite(block).astype(np.float32))
+            side_windows.append(side[:, index].transpose(1, 0, 2))
+        tensors = (torch.as_tensor(np.concatenate(windows), dtype=torch.float32),
+                   torch.as_tensor(np.concatenate(available), dtype=torch.float32),
+                   torch.as_tensor(np.concatenate(side_windows), dtype=torch.float32))
+        num_series = len(values) if c.multivariate else 1
+        series_stats = None
+        if c.scaling == "series":
+            self._state["series_stats"] = {uid: [float(np.nanmean(y)), float(np.nanstd(y)) or 1.0]
+                                           for uid, y in zip(ids, values, strict=True)}
+            if c.multivariate:
+                series_stats = torch.tensor([self._state["series_stats"][uid] for uid in ids])
+            else:  # one global model: each window carries its own series' statistics
+                per_window = [np.repeat(np.array([[self._state["series_stats"][uid]]]), len(w), 0)
+                              for uid, w in zip(ids, windows, strict=True)]
+                tensors = (*tensors, torch.as_tensor(np.concatenate(per_window), dtype=torch.float32))
+        torch.manual_seed(c.seed)
+        network = self._network(num_series, tensors[2].shape[1])
+        loss = WindowLoss(self._schedule(), self._prediction(), c.model == "csdi", c.h, stats=series_stats,
+                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0)
+        train = TrainConfig(steps=c.train_steps, batch_size=min(c.batch_size, len(tensors[0])), lr=c.lr,
+                            weight_decay=1e-4, warmup_steps=min(100, c.train_steps // 10), lr_schedule="cosine",
+                            ema_decay=0.999, checkpoint_dir=c.checkpoint_dir,
+                            checkpoint_every=max(1, c.train_steps // 4), seed=c.seed, device=c.device,
+                            progress=c.progress, log_every=max(1, min(100, c.train_steps)))
+        trainer = Trainer(network, loss, tensors, train)
+        trainer.fit()
+        self.network = trainer.ema_model.eval()
+        self._state.update({
+            "ids": ids, "num_series": num_series, "num_covariates": int(tensors[2].shape[1]),
+            "tails": {uid: y[-c.resolved_context:].tolist() for uid, y in zip(ids, values, strict=True)},
+            "last_ds": {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)},
+            "tail_exog": {uid: (x[-c.resolved_context:].tolist() if x is not None else None)
+                          for uid, x in zip(ids, exogs, strict=True)},
+            "train_steps_done": trainer.step,
+        })
+        return self
+
+    # ------------------------------------------------------------------------------------------ sampling
+    def _future_exog(self, X_df, uid: str, future: pd.DatetimeIndex) -> np.ndarray | None:
+        exog = self._state["exog"]
+        if not exog:
+            return None
+        if X_df is None:
+            raise ValueError(f"X_df: the model was fitted with exogenous columns {exog}; give their future values")
+        part = X_df[X_df["unique_id"].astype(str) == uid]
+        missing = [col for col in exog if col not in X_df.columns]
+        if missing:
+            raise ValueError(f"X_df: missing exogenous columns {missing}")
+        part = part.assign(ds=pd.to_datetime(part["ds"])).set_index("ds").reindex(future)
+        if part[exog].isna().any().any():
+            raise ValueError(f"X_df: series {uid!r} lacks exogenous values for {len(future)} future steps from "
+                             f"{future[0]}")
+        return part[exog].to_numpy(np.float64)
+
+    def _sample(self, values: np.ndarray, cond: np.ndarray, side: np.ndarray, ids: list) -> np.ndarray:
+        """values, cond: (windows, series, length); side: (windows, covariates, length) -> samples (windows,
+        num_samples, series, length) in data units."""
+        c = self.config
+        stats = None
+        if c.scaling == "series":
+            table = self._state["series_stats"]
+            stats = torch.tensor([table[uid] for uid in (self._state["ids"] if c.multivariate else ids)])
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(c.seed)
+        try:
+            kwargs = dict(num_samples=c.num_samples, solver=c.resolved_solver, steps=c.resolved_steps, grid=c.grid,
+                          conditional=c.model == "csdi", guidance=c.guidance, zeta=c.zeta)
+            v, m, s = (torch.as_tensor(a, dtype=torch.float32) for a in (values, cond, side))
+            if stats is not None and not c.multivariate:
+                stats = stats[:, None]  # (windows, 1, 2): each window its own series' statistics
+            out = sample_windows(self.network, self._schedule(), self._prediction(), v, m, s, stats=stats, **kwargs)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        return out.numpy().astype(np.float64)
+
+    def _forecast_windows(self, tails: dict, last_ds: dict, X_df, h: int, tail_exog: dict):
+        c = self.config
+        ids = list(tails)
+        offset = check_freq(c.freq)
+        values, cond, sides, futures = [], [], [], []
+        for uid in ids:
+            history = np.asarray(tails[uid], np.float64)[-c.resolved_context:]
+            if len(history) < c.resolved_context:
+                raise ValueError(f"df: series {uid!r} has {len(history)} points, fewer than context_length = "
+                                 f"{c.resolved_context}")
+            stamps = pd.date_range(end=pd.Timestamp(last_ds[uid]), periods=c.resolved_context, freq=offset)
+            future = pd.date_range(stamps[-1] + offset, periods=c.h, freq=offset)
+            exog = None
+            if self._state["exog"]:
+                future_exog = self._future_exog(X_df, uid, future)
+                exog = np.concatenate([np.asarray(tail_exog[uid], np.float64)[-c.resolved_context:], future_exog])
+            values.append(np.concatenate([history, np.zeros(c.h)]))
+            cond.append(np.r_[np.ones(c.resolved_context), np.zeros(c.h)])
+            sides.append(self._side(stamps.append(future), exog))
+            futures.append(future[:h])
+        return ids, np.stack(values), np.stack(cond), np.stack(sides), futures
+
+    def _samples_from(self, tails, last_ds, X_df, h, tail_exog) -> tuple[list, list, np.ndarray]:
+        ids, values, cond, sides, futures = self._forecast_windows(tails, last_ds, X_df, h, tail_exog)
+        if self.config.multivariate:
+            if list(ids) != list(self._state["ids"]):
+                raise ValueError(f"df: a multivariate model forecasts its training series {self._state['ids']}")
+            samples = self._sample(values[None], cond[None], sides[:1], ids)[0]  # (num_samples, series, length)
+            samples = samples.transpose(1, 0, 2)
+        else:
+            samples = self._sample(values[:, None], cond[:, None], sides, ids)[:, :, 0]
+        return ids, futures, samples[:, :, -self.config.h:][:, :, :h]
+
+    def _check_h(self, h) -> int:
+        if h is None:
+            return self.config.h
+        h = _int(h, "h")
+        if h > self.config.h:
+            raise ValueError(f"h: {h} exceeds the horizon the model was trained for ({self.config.h})")
+        return h
+
+    def predict_samples(self, h: int | None = None, X_df: pd.DataFrame | None = None) -> np.ndarray:
+        """Sample paths after the end of each training series: (series, num_samples, h), series in fit order."""
+        self._check_fitted()
+        h = self._check_h(h)
+        s = self._state
+        return self._samples_from(s["tails"], s["last_ds"], X_df, h, s["tail_exog"])[2]
+
+    def predict(self, h: int | None = None, level=(80, 95), X_df: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Forecast frame: unique_id, ds, <name> (the sample median), <name>-lo-<l>, <name>-hi-<l> per level."""
+        self._check_fitted()
+        h, levels = self._check_h(h), _check_levels(level)
+        s = self._state
+        ids, futures, samples = self._samples_from(s["tails"], s["last_ds"], X_df, h, s["tail_exog"])
+        return self._frame(ids, futures, samples, levels)
+
+    def _frame(self, ids, futures, samples: np.ndarray, levels: list, extra: dict | None = None) -> pd.DataFrame:
+        name = self.name
+        parts = []
+        for i, uid in enumerate(ids):
+            part = {"unique_id": uid, "ds": futures[i], **{k: v[i] for k, v in (extra or {}).items()},
+                    name: np.median(samples[i], 0)}
+            parts.append(pd.DataFrame(part | self._interval_columns(samples[i], levels)))
+        return pd.concat(parts, ignore_index=True)
+
+    def _interval_columns(self, samples: np.ndarray, levels: list) -> dict:
+        columns = {}
+        if levels:
+            lo, hi = level_quantiles(levels)
+            q_lo, q_hi = np.quantile(samples, lo, axis=0), np.quantile(samples, hi, axis=0)
+            for j, value in enumerate(levels):
+                label = f"{value:g}"
+                columns[f"{self.name}-lo-{label}"] = q_lo[j]
+                columns[f"{self.name}-hi-{label}"] = q_hi[j]
+        return columns
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def cross_validation(self, df: pd.DataFrame, h: int | None = None, n_windows: int = 1,
+                         step_size: int | None = None, level=(80, 95), refit: bool = False) -> pd.DataFrame:
+        """Rolling-origin evaluation in statsforecast's layout: unique_id, ds, cutoff, y, <name>, intervals.
+
+        The last ``n_windows`` windows of ``h`` steps, ``step_size`` apart (default h), are held out. With
+        ``refit=False`` the model is trained once on each series up to the first cutoff and every later window is
+        forecast from the observed history up to its own cutoff (never trained on); ``refit=True`` retrains
+        before every window on the data up to its cutoff.
+        """
+        h = self.config.h if h is None else _int(h, "h")
+        if h != self.config.h:
+            raise ValueError(f"h: cross_validation forecasts the configured horizon ({self.config.h}), got {h}")
+        n_windows = _int(n_windows, "n_windows")
+        step_size = h if step_size is None else _int(step_size, "step_size")
+        levels = _check_levels(level)
+        frame = check_frame(df, self.config.freq, allow_nan=False, exog=self._exog_columns(df))
+        sizes = frame.groupby("unique_id", sort=False).size()
+        test = h + (n_windows - 1) * step_size
+        results = []
+        for window in range(n_windows):
+            back = test - window * step_size  # points after the cutoff
+            position = frame.groupby("unique_id", sort=False).cumcount(ascending=False)
+            history = frame[position >= back]
+            if window == 0 or refit:
+                short = sizes[sizes - back < self.length]
+                if len(short):
+                    raise ValueError(f"df: series {short.index[0]!r} is too short for {n_windows} windows of h={h} "
+                                     f"after a training part of at least context_length + h = {self.length}")
+                self._fit(history.reset_index(drop=True))
+            ids, values, stamps, exogs = self._series(history)
+            tails = {uid: y[-self.config.resolved_context:] for uid, y in zip(ids, values, strict=True)}
+            last = {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)}
+            tail_exog = {uid: x for uid, x in zip(ids, exogs, strict=True)}
+            X_df = frame if self._state["exog"] else None
+            ids, futures, samples = self._samples_from(tails, last, X_df, h, tail_exog)
+            truth = frame.set_index(["unique_id", "ds"])["y"]
+            extra = {"cutoff": [np.repeat(pd.Timestamp(last[uid]), h) for uid in ids],
+                     "y": [truth.loc[uid].reindex(futures[i]).to_numpy() for i, uid in enumerate(ids)]}
+            results.append(self._frame(ids, futures, samples, levels, extra))
+        return pd.concat(results, ignore_index=True).sort_values(["unique_id", "cutoff", "ds"]).reset_index(drop=True)
+
+    def impute(self, df: pd.DataFrame, level=(80, 95)) -> pd.DataFrame:
+        """Fill NaN in ``y``: returns the frame with ``y`` completed by the sample median, an ``imputed`` flag and
+        <name>-lo/hi interval columns (equal to y on observed rows). An unfitted forecaster is first fitted on
+        ``df`` itself (its NaN entries are left out of the loss)."""
+        levels = _check_levels(level)
+        frame = check_frame(df, self.config.freq, allow_nan=True, exog=self._exog_columns(df))
+        if self.network is None:
+            self._fit(frame)
+        if self.config.multivariate:
+            raise ValueError("multivariate: impute works on univariate models; fit with multivariate=False")
+        ids, values, stamps, exogs = self._series(frame)
+        length = self.length
+        out = []
+        for uid, y, ds, x in zip(ids, values, stamps, exogs, strict=True):
+            if len(y) < length:
+                raise ValueError(f"df: series {uid!r} has {len(y)} points, fewer than context_length + h = {length}")
+            median = y.copy()
+            lo, hi = level_quantiles(levels) if levels else (np.array([]), np.array([]))
+            bounds = {f"lo-{lv:g}": y.copy() for lv in levels} | {f"hi-{lv:g}": y.copy() for lv in levels}
+            missing = np.isnan(y)
+            starts = sorted({*range(0, len(y) - length + 1, length), len(y) - length})
+            side = self._side(ds, x)
+            for start in starts:
+                part = slice(start, start + length)
+                if not missing[part].any():
+                    continue
+                if missing[part].all():
+                    raise ValueError(f"df: series {uid!r} has {length} consecutive NaN from {ds[start]}; nothing "
+                                     "to condition on")
+                samples = self._sample(y[part][None, None], (~missing[part]).astype(np.float64)[None, None],
+                                       side[:, part][None], [uid])[0, :, 0]
+                gap = np.where(missing[part])[0] + start
+                median[gap] = np.median(samples[:, gap - start], 0)
+                for j, lv in enumerate(levels):
+                    bounds[f"lo-{lv:g}"][gap] = np.quantile(samples[:, gap - start], lo[j], 0)
+                    bounds[f"hi-{lv:g}"][gap] = np.quantile(samples[:, gap - start], hi[j], 0)
+            part = {"unique_id": uid, "ds": ds, "y": median, "imputed": missing}
+            part |= {f"{self.name}-{k}": v for k, v in bounds.items()}
+            out.append(pd.DataFrame(part))
+        return pd.concat(out, ignore_index=True)
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory) -> Path:
+        """Write the network (safetensors) and the forecaster's config and series tails (JSON) to ``directory``."""
+        self._check_fitted()
+        metadata = {"forecaster": asdict(self.config), "state": self._state}
+        return save_pretrained(self.network, directory, dict(self.network.config), metadata=metadata)
+
+    @classmethod
+    def from_pretrained(cls, directory, *, device: str = "cpu") -> DiffusionForecaster:
+        """Rebuild a forecaster saved by :meth:`save_pretrained`."""
+        document = read_config(directory)
+        options = dict(document["metadata"].get("forecaster") or {})
+        if not options:
+            raise ValueError(f"directory: {directory} holds no DiffusionForecaster metadata")
+        options["device"] = device
+        forecaster = cls(**options)
+        network_cls = DiffusionTSNetwork if forecaster.config.model == "diffusion_ts" else CSDINetwork
+        forecaster.network = load_pretrained(network_cls, directory, device=device)
+        forecaster._state = document["metadata"]["state"]
+        return forecaster

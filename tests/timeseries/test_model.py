@@ -1,0 +1,120 @@
+"""DiffusionForecaster: frame layouts, scaling, quantiles, persistence, cross-validation and imputation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from polydiff.timeseries import DiffusionForecaster
+from polydiff.timeseries.diffusion import csdi_schedule, normalize, sample_windows
+from polydiff.timeseries.networks import CSDINetwork
+
+TINY = dict(train_steps=20, dim=16, depth=1, heads=2, num_samples=16, steps=5)
+
+
+def sine_frame(n=120, period=12, ids=("a",), scale=1.0, offset=0.0):
+    ds = pd.date_range("2000-01-01", periods=n, freq="MS")
+    parts = [pd.DataFrame({"unique_id": uid, "ds": ds,
+                           "y": offset + scale * (k + 1) * np.sin(2 * np.pi * np.arange(n) / period)})
+             for k, uid in enumerate(ids)]
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return DiffusionForecaster(h=6, freq="MS", context_length=12, **TINY).fit(sine_frame(ids=("a", "b")))
+
+
+def test_predict_layout_and_monotone_quantiles(fitted):
+    frame = fitted.predict(level=[80, 95])
+    assert list(frame.columns) == ["unique_id", "ds", "CSDI", "CSDI-lo-80", "CSDI-hi-80", "CSDI-lo-95", "CSDI-hi-95"]
+    assert len(frame) == 12 and list(frame["unique_id"].unique()) == ["a", "b"]
+    assert frame["ds"].iloc[0] == pd.Timestamp("2010-01-01")
+    ordered = frame[["CSDI-lo-95", "CSDI-lo-80", "CSDI", "CSDI-hi-80", "CSDI-hi-95"]].to_numpy()
+    assert np.all(np.diff(ordered, axis=1) >= 0)
+    assert fitted.predict(h=3)["ds"].nunique() == 3
+
+
+def test_predict_samples_shape_and_seeded(fitted):
+    samples = fitted.predict_samples()
+    assert samples.shape == (2, 16, 6) and np.isfinite(samples).all()
+    np.testing.assert_array_equal(samples, fitted.predict_samples())
+
+
+def test_window_scaling_round_trip_and_observed_entries_kept():
+    values = torch.tensor([[[100.0, 102.0, 98.0, 101.0, 0.0, 0.0]]])
+    cond = torch.tensor([[[1.0, 1, 1, 1, 0, 0]]])
+    scaled, loc, scale = normalize(values, cond)
+    assert loc.item() == pytest.approx(100.25)
+    torch.testing.assert_close(scaled * scale + loc, values)
+    network = CSDINetwork(1, 0, dim=8, depth=1, heads=2)
+    out = sample_windows(network, csdi_schedule(), "eps", values, cond, torch.zeros(1, 0, 6), num_samples=3,
+                         solver="ddpm", steps=4)
+    assert out.shape == (1, 3, 1, 6)
+    torch.testing.assert_close(out[0, :, 0, :4], values[0, 0, :4].expand(3, 4))
+
+
+def test_series_scaling_inverts_to_data_units():
+    frame = sine_frame(n=80, scale=5.0, offset=1000.0)
+    fc = DiffusionForecaster(h=4, freq="MS", context_length=8, scaling="series", **TINY).fit(frame)
+    stats = fc._state["series_stats"]["a"]
+    assert stats[0] == pytest.approx(frame["y"].mean()) and stats[1] == pytest.approx(frame["y"].std(ddof=0))
+    assert 900 < fc.predict()["CSDI"].mean() < 1100
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    fitted.save_pretrained(tmp_path / "model")
+    loaded = DiffusionForecaster.from_pretrained(tmp_path / "model")
+    assert loaded.config == fitted.config
+    pd.testing.assert_frame_equal(loaded.predict(), fitted.predict())
+
+
+def test_cross_validation_layout_and_no_leakage():
+    frame = sine_frame(n=60)
+    fc = DiffusionForecaster(h=4, freq="MS", context_length=8, **TINY)
+    cv = fc.cross_validation(frame, n_windows=3)
+    assert list(cv.columns[:5]) == ["unique_id", "ds", "cutoff", "y", "CSDI"] and len(cv) == 12
+    truth = frame.set_index("ds")["y"]
+    np.testing.assert_allclose(cv["y"], truth.loc[cv["ds"]].to_numpy())
+    assert sorted(cv["cutoff"].unique()) == list(frame["ds"].iloc[[47, 51, 55]])
+    # trained once, on the 48 points before the first window only
+    assert fc._state["last_ds"]["a"] == str(frame["ds"].iloc[47])
+
+
+def test_multivariate_and_exogenous():
+    frame = sine_frame(n=50, ids=("a", "b", "c"))
+    frame["x"] = np.tile(np.arange(50.0), 3)
+    fc = DiffusionForecaster(h=3, freq="MS", context_length=6, multivariate=True, **TINY).fit(frame)
+    future = pd.DataFrame({"unique_id": np.repeat(["a", "b", "c"], 3),
+                           "ds": np.tile(pd.date_range("2004-03-01", periods=3, freq="MS"), 3), "x": 1.0})
+    assert fc.predict_samples(X_df=future).shape == (3, 16, 3)
+    with pytest.raises(ValueError, match="X_df"):
+        fc.predict()
+
+
+@pytest.mark.parametrize("model", ["tsdiff", "diffusion_ts"])
+def test_unconditional_models_forecast_and_impute(model):
+    frame = sine_frame(n=40)
+    fc = DiffusionForecaster(model=model, h=4, freq="MS", context_length=8, **TINY).fit(frame)
+    assert fc.predict()[fc.name].notna().all()
+    gappy = frame.copy()
+    gappy.loc[[5, 6, 20], "y"] = np.nan
+    filled = fc.impute(gappy)
+    assert filled["y"].notna().all() and filled["imputed"].sum() == 3
+
+
+def test_impute_recovers_a_sine_with_block_gaps():
+    frame = sine_frame(n=240, period=12)
+    truth = frame["y"].to_numpy().copy()
+    gappy = frame.copy()
+    gaps = np.r_[30:34, 100:104, 200:204]
+    gappy.loc[gaps, "y"] = np.nan
+    fc = DiffusionForecaster(h=6, freq="MS", context_length=18, train_steps=400, dim=32, depth=1, heads=2,
+                             num_samples=20, steps=10)
+    filled = fc.impute(gappy)
+    error = np.abs(filled["y"].to_numpy()[gaps] - truth[gaps]).mean()
+    linear = np.abs(gappy["y"].interpolate().to_numpy()[gaps] - truth[gaps]).mean()
+    assert error < 0.25 and error < linear / 2
+    assert filled.loc[~filled["imputed"], "y"].equals(frame.loc[~filled["imputed"], "y"])
+    inside = (filled["CSDI-lo-95"].to_numpy()[gaps] <= truth[gaps]) & (truth[gaps] <= filled["CSDI-hi-95"].to_numpy()[gaps])
+    assert inside.mean() >= 0.5
