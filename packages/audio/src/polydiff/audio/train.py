@@ -1,0 +1,221 @@
+"""Training the vocoder with the core Trainer (exact resume from ``checkpoint_dir``).
+
+``train_vocoder(corpus, out, ...)`` cuts the training split of a corpus into fixed segments (hop-aligned, the
+mel of each segment taken from its whole utterance), fits the prior scale, trains a :class:`DiffusionVocoder`
+with ``polydiff.core.training.Trainer`` and the core diffusion loss, and saves the EMA weights to ``out``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from polydiff.core.losses import diffusion_loss
+
+from .data import load_corpus, read_wav
+from .mel import MelConfig, mel_spectrogram, resample
+from .vocoder import DiffusionVocoder
+
+__all__ = ["training_segments", "fit_prior_scale", "vocoder_loss", "train_vocoder", "tts_dataset", "train_tts",
+           "export_checkpoint", "fit_vocoder_grids"]
+
+
+def training_segments(corpus, mel_config: MelConfig, *, segment: int = 8192, stride: int | None = None,
+                      split: str = "train", limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(audio (N, segment), log-mel (N, n_mels, segment / hop + 1)) from the utterances of one split."""
+    if segment % mel_config.hop:
+        raise ValueError(f"segment: expected a multiple of the hop ({mel_config.hop}), got {segment}")
+    stride = segment if stride is None else stride
+    if stride % mel_config.hop or stride < 1:
+        raise ValueError(f"stride: expected a positive multiple of the hop ({mel_config.hop}), got {stride}")
+    frames = segment // mel_config.hop + 1
+    audio, mels = [], []
+    for utterance in load_corpus(corpus, split):
+        wave, rate = read_wav(utterance.path)
+        wave = resample(wave, rate, mel_config.sample_rate)
+        if wave.shape[-1] <= mel_config.n_fft:
+            continue
+        mel = mel_spectrogram(wave, mel_config)
+        for start in range(0, wave.shape[-1] - segment + 1, stride):
+            audio.append(wave[start:start + segment])
+            mels.append(mel[:, start // mel_config.hop: start // mel_config.hop + frames])
+        if limit is not None and len(audio) >= limit:
+            break
+    if not audio:
+        raise ValueError(f"corpus: no utterance of split {split!r} is longer than one segment ({segment} samples)")
+    return torch.stack(audio), torch.stack(mels)
+
+
+def fit_prior_scale(audio: torch.Tensor, mel: torch.Tensor, hop: int) -> float:
+    """The c of sigma = c sqrt(mean_m mel^2): the median ratio of each voiced frame's RMS to its mel level."""
+    frames = audio.shape[-1] // hop
+    rms = audio[:, : frames * hop].reshape(audio.shape[0], frames, hop).square().mean(-1).sqrt()
+    level = (2 * mel[..., :frames]).exp().mean(1).sqrt()
+    voiced = rms > 0.02
+    if int(voiced.sum()) < 10:
+        raise ValueError("audio: fewer than 10 voiced frames to fit the prior scale")
+    return float((rms[voiced] / level[voiced]).median())
+
+
+def vocoder_loss(model, batch) -> torch.Tensor:
+    """The core diffusion loss on the whitened folded waveform (``batch`` = (audio, mel))."""
+    audio, mel = batch
+    vocoder = getattr(model, "module", model)
+    target = vocoder.encode(audio, mel)
+    return diffusion_loss(model, vocoder.schedule, target, prediction=vocoder.prediction, cond={"mel": mel})
+
+
+def train_vocoder(corpus, out, *, prior: str = "priorgrad", steps: int = 4000, batch_size: int = 8,
+                  segment: int = 8192, stride: int | None = 6144, lr: float = 4e-4, checkpoint_dir=None,
+                  checkpoint_every: int = 100, mel_config: MelConfig | None = None, model_options: dict | None = None,
+                  limit: int | None = None, seed: int = 0, log_every: int = 25,
+                  warmup_steps: int = 100) -> DiffusionVocoder:
+    """Train a vocoder on ``corpus`` (train split) and save its EMA weights to ``out`` (see the module doc)."""
+    from polydiff.core.training import TrainConfig, Trainer
+
+    mel_config = MelConfig() if mel_config is None else mel_config
+    audio, mel = training_segments(corpus, mel_config, segment=segment, stride=stride, limit=limit)
+    scale = fit_prior_scale(audio, mel, mel_config.hop)
+    if prior == "diffwave":
+        scale = float(audio.square().mean().sqrt())
+    torch.manual_seed(seed)
+    model = DiffusionVocoder(mel_config.to_dict(), prior=prior, prior_scale=scale, **(model_options or {}))
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, steps - 1),
+                         lr_schedule="cosine", ema_decay=0.999, grad_clip=1.0, log_every=log_every,
+                         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                         checkpoint_every=checkpoint_every, keep_last=2, seed=seed, device="cpu")
+    trainer = Trainer(model, vocoder_loss, (audio, mel), config)
+    trainer.fit()
+    best = trainer.ema_model
+    best.save_pretrained(Path(out), metadata={"steps": trainer.step, "segments": int(audio.shape[0]),
+                                              "corpus": Path(corpus).name, "segment": segment, "lr": lr,
+                                              "batch_size": batch_size, "seconds": round(
+                                                  float(audio.shape[0] * segment / mel_config.sample_rate), 1)})
+    return best
+
+
+def tts_dataset(corpus, mel_config: MelConfig, *, split: str = "train", limit: int | None = None):
+    """Padded tensors (ids (N, P), id_lengths (N,), log-mel (N, n_mels, T), mel_lengths (N,)) of one split;
+    utterances with more phonemes than frames are skipped."""
+    from .tts import phonemes_to_ids
+
+    ids, mels = [], []
+    for utterance in load_corpus(corpus, split)[:limit]:
+        if not utterance.phonemes:
+            raise ValueError(f"corpus: utterance {utterance.id} has no phonemes (build it with make-corpus)")
+        wave, rate = read_wav(utterance.path)
+        mel = mel_spectrogram(resample(wave, rate, mel_config.sample_rate), mel_config)
+        sequence = phonemes_to_ids(utterance.phonemes)
+        if len(sequence) <= mel.shape[-1]:
+            ids.append(torch.tensor(sequence))
+            mels.append(mel)
+    if not ids:
+        raise ValueError(f"corpus: no usable utterance in split {split!r}")
+    id_lengths = torch.tensor([len(s) for s in ids])
+    mel_lengths = torch.tensor([m.shape[-1] for m in mels])
+    id_pad = torch.zeros(len(ids), int(id_lengths.max()), dtype=torch.long)
+    mel_pad = torch.full((len(ids), mel_config.n_mels, int(mel_lengths.max())), math.log(mel_config.log_floor))
+    for i, (sequence, mel) in enumerate(zip(ids, mels, strict=True)):
+        id_pad[i, : len(sequence)] = sequence
+        mel_pad[i, :, : mel.shape[-1]] = mel
+    return id_pad, id_lengths, mel_pad, mel_lengths
+
+
+def train_tts(corpus, out, *, steps: int = 3000, batch_size: int = 16, lr: float = 1e-3, checkpoint_dir=None,
+              checkpoint_every: int = 100, mel_config: MelConfig | None = None, model_options: dict | None = None,
+              limit: int | None = None, seed: int = 0, log_every: int = 25, warmup_steps: int = 100):
+    """Train Grad-TTS on the corpus's train split with the core Trainer; save the EMA weights to ``out``."""
+    from polydiff.core.training import TrainConfig, Trainer
+
+    from .tts import GradTTS, tts_loss
+
+    mel_config = MelConfig() if mel_config is None else mel_config
+    data = tts_dataset(corpus, mel_config, limit=limit)
+    torch.manual_seed(seed)
+    model = GradTTS(mel_config.to_dict(), **(model_options or {}))
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, steps - 1),
+                         lr_schedule="cosine", ema_decay=0.995, grad_clip=1.0, log_every=log_every,
+                         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                         checkpoint_every=checkpoint_every, keep_last=2, seed=seed, device="cpu")
+    trainer = Trainer(model, tts_loss, data, config)
+    trainer.fit()
+    trainer.ema_model.save_pretrained(Path(out), metadata={"steps": trainer.step, "utterances": int(data[0].shape[0]),
+                                                           "corpus": Path(corpus).name, "lr": lr,
+                                                           "batch_size": batch_size})
+    return trainer.ema_model
+
+
+def _corpus_config(corpus) -> dict:
+    import json
+
+    meta = json.loads((Path(corpus) / "corpus.json").read_text(encoding="utf-8"))
+    return {key: meta.get(key) for key in ("hours", "test_sentences", "seed", "voices", "heldout_voices",
+                                           "sample_rate")}
+
+
+def export_checkpoint(checkpoint, out, model, *, corpus, metadata: dict | None = None):
+    """Save the EMA weights of a Trainer checkpoint folder (``.../step-N``) into ``model`` (built with the
+    training configuration) and write it to ``out`` with ``save_pretrained``; the metadata records the step and
+    the corpus configuration (so the bench can rebuild the held-out split)."""
+    from polydiff.core.training.checkpoint import load_module
+
+    checkpoint = Path(checkpoint)
+    weights = checkpoint / "ema.safetensors"
+    if not weights.is_file():
+        weights = checkpoint / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"checkpoint: no ema.safetensors or model.safetensors in {str(checkpoint)!r}")
+    load_module(model, weights)
+    step = int(checkpoint.name.split("-")[-1]) if checkpoint.name.startswith("step-") else None
+    info = {"steps": step, "corpus_config": _corpus_config(corpus), **(metadata or {})}
+    model.eval().save_pretrained(Path(out), metadata=info)
+    return model
+
+
+def fit_vocoder_grids(vocoder, corpus, *, solver: str = "dpmpp_2m", steps=(6, 12), batch: int = 2,
+                      segment: int = 4096, seed: int = 0) -> dict:
+    """Fitted core grids (``polydiff.core.fitted_grid.fit_grid``) of ``solver`` at each step count, on a
+    calibration batch of training segments: {"solver:steps": [times]}."""
+    from polydiff.core import Denoiser
+    from polydiff.core.fitted_grid import fit_grid
+
+    audio, mel = training_segments(corpus, vocoder.mel_config, segment=segment, limit=batch * 8)
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(audio.shape[0], generator=generator)[:batch]
+    audio, mel = audio[pick], mel[pick]
+    denoiser = Denoiser(vocoder, vocoder.schedule, vocoder.prediction)
+    data = vocoder.encode(audio, mel).detach()
+    grids = {}
+    for count in steps:
+        grid = fit_grid(denoiser, solver, count, data=data, solver_options={"cond": {"mel": mel}},
+                        generator=torch.Generator().manual_seed(seed), iterations=20, reference_steps=128)
+        grids[f"{solver}:{count}"] = [float(t) for t in grid]
+    return grids
+
+
+if __name__ == "__main__":  # pragma: no cover - the background training entry
+    import argparse
+
+    parser = argparse.ArgumentParser(description="train a polydiff-audio vocoder")
+    parser.add_argument("corpus", help="corpus folder (make-corpus output or LJSpeech layout)")
+    parser.add_argument("out", help="folder for the trained model")
+    parser.add_argument("--model", default="vocoder", choices=("vocoder", "tts"), help="what to train")
+    parser.add_argument("--prior", default="priorgrad", choices=("priorgrad", "diffwave"), help="the prior")
+    parser.add_argument("--steps", type=int, default=4000, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=8, help="segments per step")
+    parser.add_argument("--segment", type=int, default=8192, help="samples per training segment")
+    parser.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (cosine decay)")
+    parser.add_argument("--checkpoint-dir", default=None, help="Trainer checkpoints (resumes from here)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.model == "tts":
+        train_tts(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                  checkpoint_dir=args.checkpoint_dir)
+    else:
+        train_vocoder(args.corpus, args.out, prior=args.prior, steps=args.steps, batch_size=args.batch_size,
+                      segment=args.segment, stride=args.segment * 3 // 4, lr=args.lr,
+                      checkpoint_dir=args.checkpoint_dir)
+    print("saved", args.out)
