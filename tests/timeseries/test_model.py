@@ -103,6 +103,15 @@ def test_unconditional_models_forecast_and_impute(model):
     assert filled["y"].notna().all() and filled["imputed"].sum() == 3
 
 
+def test_diffusion_ts_components_layout():
+    fc = DiffusionForecaster(model="diffusion_ts", h=4, freq="MS", context_length=8, **TINY).fit(sine_frame(n=40))
+    parts = fc.components()
+    assert list(parts.columns) == ["unique_id", "ds", "y", "trend", "season", "residual"] and len(parts) == 12
+    assert parts["ds"].iloc[-1] == pd.Timestamp("2003-08-01")
+    with pytest.raises(ValueError, match="^model"):
+        DiffusionForecaster(h=4, freq="MS", context_length=8, **TINY).fit(sine_frame(n=40)).components()
+
+
 def test_impute_recovers_a_sine_with_block_gaps():
     frame = sine_frame(n=240, period=12)
     truth = frame["y"].to_numpy().copy()

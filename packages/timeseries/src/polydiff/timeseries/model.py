@@ -472,6 +472,43 @@ class DiffusionForecaster:
             out.append(pd.DataFrame(part))
         return pd.concat(out, ignore_index=True)
 
+    def components(self, X_df: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Diffusion-TS's decomposition of each series' last window (context + forecast median): a frame
+        unique_id, ds, y (history, then the median forecast), trend, season, residual with
+        trend + season + residual = the network's clean-data reconstruction, in data units."""
+        self._check_fitted()
+        if self.config.model != "diffusion_ts":
+            raise ValueError(f"model: components() needs model='diffusion_ts', this forecaster is "
+                             f"{self.config.model!r}")
+        if self.config.multivariate:
+            raise ValueError("multivariate: components() works on univariate models")
+        s, c = self._state, self.config
+        ids, values, cond, sides, _ = self._forecast_windows(s["tails"], s["last_ds"], X_df, c.h, s["tail_exog"])
+        samples = self.predict_samples(X_df=X_df)
+        values[:, -c.h:] = np.median(samples, 1)
+        from .diffusion import normalize
+
+        v = torch.as_tensor(values[:, None], dtype=torch.float32)
+        m = torch.as_tensor(cond[:, None], dtype=torch.float32)
+        stats = None
+        if c.scaling == "series":
+            stats = torch.tensor([s["series_stats"][uid] for uid in ids])[:, None]
+        x, loc, scale = normalize(v, m, stats)
+        t = self._schedule().model_input(torch.tensor(self._schedule().t_min)).float()
+        with torch.no_grad():
+            parts = self.network.components(x, t, side=torch.as_tensor(sides) if sides.shape[1] else None)
+        trend, season, residual = (p[:, 0].numpy().astype(np.float64) for p in parts)
+        trend = trend * scale[:, 0].numpy() + loc[:, 0].numpy()
+        season, residual = season * scale[:, 0].numpy(), residual * scale[:, 0].numpy()
+        offset = check_freq(c.freq)
+        frames = []
+        for i, uid in enumerate(ids):
+            ds = pd.date_range(end=pd.Timestamp(s["last_ds"][uid]), periods=c.resolved_context, freq=offset)
+            ds = ds.append(pd.date_range(ds[-1] + offset, periods=c.h, freq=offset))
+            frames.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": values[i], "trend": trend[i],
+                                        "season": season[i], "residual": residual[i]}))
+        return pd.concat(frames, ignore_index=True)
+
     # ------------------------------------------------------------------------------------------ persistence
     def save_pretrained(self, directory) -> Path:
         """Write the network (safetensors) and the forecaster's config and series tails (JSON) to ``directory``."""
