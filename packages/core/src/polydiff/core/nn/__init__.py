@@ -2,7 +2,7 @@
 
 Every module takes plain tensors and keeps ``self.config``, a JSON-serialisable dict of its constructor arguments,
 so ``type(module)(**module.config)`` rebuilds it. The denoising networks (``MLPDenoiser``, ``UNet1D``,
-``TransformerDenoiser``) also carry ``save_pretrained(dir)`` / ``cls.from_pretrained(dir)`` through
+``TransformerDenoiser``, ``WaveNetDenoiser``) also carry ``save_pretrained(dir)`` / ``cls.from_pretrained(dir)`` through
 :class:`polydiff.core.pretrained.PretrainedMixin` (safetensors weights + that config as JSON).
 """
 
