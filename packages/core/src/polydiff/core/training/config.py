@@ -55,6 +55,10 @@ class TrainConfig:
     device: "cpu", "cuda", "cuda:1"... or None for CUDA when available (under DDP: cuda:LOCAL_RANK).
     num_workers: DataLoader worker processes.
     find_unused_parameters: passed to DistributedDataParallel, for models whose forward skips parameters.
+
+    The config is stored in every checkpoint. A run that resumes one may change :data:`RESUME_FREE_FIELDS`
+    (``steps`` and the logging, checkpointing and placement fields) and ``batch_size`` / ``grad_accum`` at the
+    same global batch; any other change is refused unless the Trainer's ``resume_overrides`` accepts it.
     """
 
     steps: int
