@@ -35,7 +35,7 @@ def test_impute_fills_gaps(data, tmp_path):
     frame.loc[[10, 11], "y"] = np.nan
     frame.to_csv(data, index=False)
     out = tmp_path / "filled.json"
-    assert main(["timeseries", "impute", str(data), "--freq", "MS", "--h", "3", "--out", str(out), *FAST]) == 0
+    assert main(["timeseries", "impute", str(data), "--h", "3", "--out", str(out), *FAST]) == 0  # freq inferred
     filled = pd.read_json(out)
     assert filled["y"].notna().all() and filled["imputed"].sum() == 2
 

@@ -1,7 +1,7 @@
 """``polydiff timeseries forecast | impute``: diffusion forecasts and gap filling for CSV/parquet files.
 
     polydiff timeseries forecast data.csv --h 12 --freq MS --level 80 95 --out forecast.csv [--plot fan.png]
-    polydiff timeseries impute data.csv --freq MS --out filled.csv
+    polydiff timeseries impute data.csv --out filled.csv            (--freq is inferred when not given)
 
 The input is a long frame (unique_id, ds, y [, exogenous columns]) or a wide one (ds plus one column per series).
 Outputs are written in the format their extension names (.csv, .parquet, .json); an existing output is kept
@@ -25,10 +25,23 @@ def _check_out(path: str, force: bool, name: str = "out") -> Path:
     return out
 
 
-def _forecaster(args: argparse.Namespace):
+def _infer_freq(frame, freq: str | None) -> str:
+    """``freq`` as given, or pandas' inference from the first series' timestamps."""
+    import pandas as pd
+
+    if freq is not None:
+        return freq
+    first = frame[frame["unique_id"] == frame["unique_id"].iloc[0]]["ds"] if "unique_id" in frame else frame["ds"]
+    inferred = pd.infer_freq(pd.DatetimeIndex(first)) if len(first) >= 3 else None
+    if inferred is None:
+        raise ValueError("freq: could not infer the frequency from the timestamps; pass --freq (e.g. h, D, MS)")
+    return inferred
+
+
+def _forecaster(args: argparse.Namespace, frame):
     from .model import DiffusionForecaster
 
-    return DiffusionForecaster(model=args.model, h=args.h, freq=args.freq, context_length=args.context_length,
+    return DiffusionForecaster(model=args.model, h=args.h, freq=_infer_freq(frame, args.freq), context_length=args.context_length,
                                num_samples=args.num_samples, solver=args.solver, steps=args.steps, seed=args.seed,
                                train_steps=args.train_steps, progress=not args.quiet)
 
@@ -42,7 +55,7 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.save is not None and Path(args.save).exists() and not args.force:
         raise ValueError(f"save: {args.save} exists; pass --force to overwrite it")
     frame = read_frame(args.data)
-    forecaster = _forecaster(args).fit(frame)
+    forecaster = _forecaster(args, frame).fit(frame)
     forecast = forecaster.predict(level=args.level)
     write_frame(forecast, out)
     if args.save is not None:
@@ -60,7 +73,7 @@ def _impute(args: argparse.Namespace) -> int:
 
     out = _check_out(args.out, args.force)
     frame = read_frame(args.data)
-    filled = _forecaster(args).impute(frame, level=args.level)
+    filled = _forecaster(args, frame).impute(frame, level=args.level)
     write_frame(filled, out)
     print(f"filled {int(filled['imputed'].sum())} missing values; wrote {len(filled)} rows to {out}")
     return 0
@@ -69,7 +82,8 @@ def _impute(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser, h_default: int | None) -> None:
     parser.add_argument("data", help="CSV or parquet file: long (unique_id, ds, y) or wide (ds + one column per "
                                      "series)")
-    parser.add_argument("--freq", required=True, help="pandas frequency of the series, e.g. h, 30min, D, MS, QS, YS")
+    parser.add_argument("--freq", default=None, help="pandas frequency of the series, e.g. h, 30min, D, MS, QS, YS "
+                                                     "(default: inferred from the timestamps)")
     if h_default is None:
         parser.add_argument("--h", type=int, required=True, help="forecast horizon in steps")
     else:
