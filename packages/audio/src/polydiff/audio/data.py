@@ -97,7 +97,7 @@ def _utterance_audio(text: str, voice: str, rng: random.Random, sample_rate: int
 
 def make_corpus(out, *, hours: float = 0.5, voices=DEFAULT_VOICES, heldout_voices=DEFAULT_HELDOUT_VOICES,
                 test_sentences: int = 40, sample_rate: int = 16000, seed: int = 0, force: bool = False,
-                splits=SPLITS) -> Path:
+                splits=SPLITS, limit: int | None = None) -> Path:
     """Build an eSpeak NG speech corpus in ``out`` (see the module docstring for the layout).
 
     hours: training audio wanted (about 3.6 s per sentence); voices: eSpeak voices of the training split
@@ -137,6 +137,10 @@ def make_corpus(out, *, hours: float = 0.5, voices=DEFAULT_VOICES, heldout_voice
     if unknown or not splits:
         raise ValueError(f"splits: expected a non-empty subset of {SPLITS}, got {splits!r}")
     jobs = [job for job in jobs if job[2] in splits]
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+        jobs = [job for split in SPLITS for job in [j for j in jobs if j[2] == split][:limit]]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

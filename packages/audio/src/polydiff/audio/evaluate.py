@@ -18,7 +18,7 @@ from .mel import MelConfig, as_waveform, mel_spectrogram, resample
 __all__ = ["BETTER", "pesq_wb", "stoi", "mrstft", "log_mel_l1", "mcd", "word_error_rate", "transcribe",
            "speech_metrics"]
 
-BETTER = {"pesq": "max", "stoi": "max", "mrstft": "min", "log_mel_l1": "min", "mcd": "min", "rtf": "min",
+BETTER = {"pesq": "max", "stoi": "max", "mrstft": "min", "log_mel_l1": "min", "mcd": "min", "rtf": "min", "rtf_cpu": "min",
           "wer": "min"}
 _RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))
 

@@ -13,13 +13,25 @@ import numpy as np
 
 from .mel import MelConfig
 
-__all__ = ["load_vocoder", "load_tts", "TextToSpeech", "WEIGHTS", "SHIPPED"]
+__all__ = ["load_vocoder", "load_tts", "TextToSpeech", "WEIGHTS", "SHIPPED", "shipped_vocoders"]
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
-SHIPPED = {"default": "vocoder", "priorgrad": "vocoder", "diffwave": "diffwave", "tts": "tts"}
+# name -> folder under weights/; "default" is the first vocoder of VOCODERS that is shipped
+VOCODERS = ("spectral", "priorgrad", "diffwave")
+SHIPPED = {**{name: name for name in VOCODERS}, "tts": "tts"}
+
+
+def shipped_vocoders() -> list[str]:
+    """Names of the vocoders shipped inside the package, best first."""
+    return [name for name in VOCODERS if (WEIGHTS / name / "config.json").is_file()]
 
 
 def _folder(name, kind: str) -> Path:
+    if name == "default" and kind == "vocoder":
+        shipped = shipped_vocoders()
+        if not shipped:
+            raise ValueError("name: this installation ships no vocoder weights")
+        name = shipped[0]
     if isinstance(name, Path) or (isinstance(name, str) and ("/" in name or name.startswith("."))):
         folder = Path(name)
     elif isinstance(name, str) and name in SHIPPED:
@@ -42,8 +54,9 @@ def apply_sampling_metadata(vocoder, folder: Path) -> None:
 
 
 def load_vocoder(name: str | Path = "default", *, device: str = "cpu"):
-    """A :class:`~polydiff.audio.vocoder.DiffusionVocoder`: "default" (the shipped PriorGrad), "diffwave"
-    (when shipped) or a folder written by ``save_pretrained``."""
+    """A :class:`~polydiff.audio.vocoder.DiffusionVocoder`: "default" (the best shipped one), "spectral"
+    (PriorGrad with a per-band MDCT prior), "priorgrad" (PriorGrad's frame-energy prior), "diffwave" (when
+    shipped) or a folder written by ``save_pretrained``."""
     from .vocoder import DiffusionVocoder
 
     folder = _folder(name, "vocoder")

@@ -59,10 +59,37 @@ def fit_prior_scale(audio: torch.Tensor, mel: torch.Tensor, hop: int) -> float:
     return float((rms[voiced] / level[voiced]).median())
 
 
+def fit_band_scale(vocoder: DiffusionVocoder, audio: torch.Tensor, mel: torch.Tensor) -> list[float]:
+    """Spectral prior: per band f, the robust scale of |z_f| / env_f over blocks with a clear envelope
+    (median / 0.6745, the median absolute value of a unit Gaussian)."""
+    z = vocoder.fold_signal(audio)
+    level = torch.einsum("fm,bmt->bft", vocoder.band_from_mel, (2 * mel).exp()).sqrt()
+    position = vocoder.block_centres(z.shape[-1], audio.device)
+    left = position.floor().long().clamp(max=mel.shape[-1] - 1)
+    right = (left + 1).clamp(max=mel.shape[-1] - 1)
+    env = torch.maximum(level[..., left], level[..., right])
+    scales = []
+    for band in range(z.shape[1]):
+        e, v = env[:, band].reshape(-1), z[:, band].reshape(-1).abs()
+        keep = e > e.quantile(0.5)
+        scales.append(float((v[keep] / e[keep]).median() / 0.6745))
+    return scales
+
+
+def edge_ramp(length: int, width: int, device=None) -> torch.Tensor:
+    """(length,) ones with sin^2 fades of ``width`` samples at both ends."""
+    ramp = torch.ones(length, device=device)
+    fade = torch.sin(torch.linspace(0, math.pi / 2, width, device=device)) ** 2
+    ramp[:width], ramp[-width:] = fade, fade.flip(0)
+    return ramp
+
+
 def vocoder_loss(model, batch) -> torch.Tensor:
     """The core diffusion loss on the whitened folded waveform (``batch`` = (audio, mel))."""
     audio, mel = batch
     vocoder = getattr(model, "module", model)
+    if vocoder.transform == "mdct":  # the circular MDCT joins the segment's ends: fade them (128 samples)
+        audio = audio * edge_ramp(audio.shape[-1], 128, audio.device)
     target = vocoder.encode(audio, mel)
     return diffusion_loss(model, vocoder.schedule, target, prediction=vocoder.prediction, cond={"mel": mel})
 
@@ -77,11 +104,18 @@ def train_vocoder(corpus, out, *, prior: str = "priorgrad", steps: int = 4000, b
 
     mel_config = MelConfig() if mel_config is None else mel_config
     audio, mel = training_segments(corpus, mel_config, segment=segment, stride=stride, limit=limit)
+    options = dict(model_options or {})
     scale = fit_prior_scale(audio, mel, mel_config.hop)
     if prior == "diffwave":
         scale = float(audio.square().mean().sqrt())
+    if prior == "spectral":
+        scale = 1.0
+        options.setdefault("transform", "mdct")
+        probe = DiffusionVocoder(mel_config.to_dict(), prior=prior, **options)
+        ramp = edge_ramp(audio.shape[-1], 128)
+        options["band_scale"] = fit_band_scale(probe, audio[:2000] * ramp, mel[:2000])
     torch.manual_seed(seed)
-    model = DiffusionVocoder(mel_config.to_dict(), prior=prior, prior_scale=scale, **(model_options or {}))
+    model = DiffusionVocoder(mel_config.to_dict(), prior=prior, prior_scale=scale, **options)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, steps - 1),
                          lr_schedule="cosine", ema_decay=0.999, grad_clip=1.0, log_every=log_every,
                          checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
@@ -202,7 +236,12 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
     parser.add_argument("corpus", help="corpus folder (make-corpus output or LJSpeech layout)")
     parser.add_argument("out", help="folder for the trained model")
     parser.add_argument("--model", default="vocoder", choices=("vocoder", "tts"), help="what to train")
-    parser.add_argument("--prior", default="priorgrad", choices=("priorgrad", "diffwave"), help="the prior")
+    parser.add_argument("--prior", default="priorgrad", choices=("priorgrad", "diffwave", "spectral"),
+                        help="the prior")
+    parser.add_argument("--fold", type=int, default=16, help="samples per block / MDCT bands")
+    parser.add_argument("--channels", type=int, default=96, help="WaveNet residual channels")
+    parser.add_argument("--layers", type=int, default=10, help="WaveNet layers")
+    parser.add_argument("--prior-floor", type=float, default=0.02, help="lower bound of the prior's sigma")
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=8, help="segments per step")
     parser.add_argument("--segment", type=int, default=8192, help="samples per training segment")
@@ -217,5 +256,7 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
     else:
         train_vocoder(args.corpus, args.out, prior=args.prior, steps=args.steps, batch_size=args.batch_size,
                       segment=args.segment, stride=args.segment * 3 // 4, lr=args.lr,
-                      checkpoint_dir=args.checkpoint_dir)
+                      checkpoint_dir=args.checkpoint_dir,
+                      model_options={"fold": args.fold, "residual_channels": args.channels, "layers": args.layers,
+                                     "prior_floor": args.prior_floor})
     print("saved", args.out)

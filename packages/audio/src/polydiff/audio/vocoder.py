@@ -32,9 +32,10 @@ from polydiff.core.schedules import NoiseSchedule, VPCosineSchedule
 
 from .mel import MelConfig, as_waveform, check_mel, mel_spectrogram, resample
 
-__all__ = ["DiffusionVocoder", "hadamard_basis", "PRIORS"]
+__all__ = ["DiffusionVocoder", "hadamard_basis", "mdct_basis", "PRIORS", "TRANSFORMS"]
 
-PRIORS = ("priorgrad", "diffwave")
+PRIORS = ("priorgrad", "diffwave", "spectral")
+TRANSFORMS = ("hadamard", "mdct")
 MEL_SHIFT, MEL_SCALE = 5.0, 3.0  # network input (log_mel + 5) / 3, roughly zero mean and unit spread
 
 
@@ -49,14 +50,49 @@ def hadamard_basis(size: int) -> Tensor:
     return (matrix[changes.argsort()] / math.sqrt(size)).float()
 
 
+def mdct_basis(bands: int) -> Tensor:
+    """(2 * bands, bands) windowed MDCT analysis matrix with the sine window (Princen & Bradley, 1986): frames of
+    2N samples at hop N, z_k = basis^T x[kN : kN + 2N]; with circular framing the transform is orthonormal
+    (time-domain aliasing cancellation), and synthesis overlap-adds basis z_k."""
+    n = torch.arange(2 * bands, dtype=torch.float64)[:, None]
+    f = torch.arange(bands, dtype=torch.float64)[None]
+    window = torch.sin(math.pi * (n + 0.5) / (2 * bands))
+    cosine = math.sqrt(2.0 / bands) * torch.cos(math.pi / bands * (n + 0.5 + bands / 2) * (f + 0.5))
+    return (window * cosine).float()
+
+
+def _band_interpolation(config: MelConfig, bands: int) -> Tensor:
+    """(bands, n_mels) power weights: STFT bin k takes the convex combination of the mel channels whose filters
+    cover it (weights proportional to the filter values), and band f averages the bins inside
+    [f, f + 1) * sr / 2N; the band envelope is sqrt(weights @ mel^2)."""
+    import torchaudio
+
+    bank = torchaudio.functional.melscale_fbanks(config.n_fft // 2 + 1, config.fmin, config.fmax, config.n_mels,
+                                                 config.sample_rate, norm="slaney", mel_scale="slaney").double()
+    covered = bank.sum(1, keepdim=True)
+    share = torch.where(covered > 0, bank / covered.clamp_min(1e-30), torch.zeros_like(bank))
+    frequencies = torch.linspace(0, config.sample_rate / 2, bank.shape[0], dtype=torch.float64)
+    band = (frequencies * 2 * bands / config.sample_rate).floor().clamp(max=bands - 1).long()
+    matrix = torch.zeros(bands, config.n_mels, dtype=torch.float64)
+    matrix.index_add_(0, band, share)
+    counts = torch.bincount(band, minlength=bands).double().clamp_min(1)[:, None]
+    return (matrix / counts).float()
+
+
 class DiffusionVocoder(nn.Module, PretrainedMixin):
     """mel -> waveform by diffusion. ``mel_config`` (a dict of :class:`MelConfig`) is part of the model: a mel
     of another configuration is refused.
 
     Args:
         mel_config: the MelConfig (or its dict) of the conditioning mels.
-        prior: "priorgrad" (mel-energy prior) or "diffwave" (constant prior).
-        prior_scale: PriorGrad: sigma = prior_scale * sqrt(mean mel^2); DiffWave: the constant sigma.
+        prior: "priorgrad" (mel-energy prior), "diffwave" (constant prior) or "spectral" (a PriorGrad prior per
+            MDCT band: sigma(f, k) = band_scale[f] * env(f, k), env the mel magnitude interpolated to the band's
+            centre frequency; needs ``transform="mdct"``).
+        prior_scale: PriorGrad: sigma = prior_scale * sqrt(mean mel^2); DiffWave: the constant sigma; spectral:
+            a factor on every band scale.
+        band_scale: spectral prior: one scale per band (fitted on training data), or None for ones.
+        transform: "hadamard" (block Walsh-Hadamard, ``fold`` samples) or "mdct" (circular MDCT with ``fold``
+            bands at hop ``fold``); both orthonormal.
         prior_floor: PriorGrad's lower bound on sigma.
         fold: samples per block of the orthonormal fold (a power of two dividing ``mel_config.hop``).
         residual_channels, layers, dilation_cycle, cond_hidden, time_dim: the WaveNet's size.
@@ -68,7 +104,7 @@ class DiffusionVocoder(nn.Module, PretrainedMixin):
     def __init__(self, mel_config: dict | MelConfig | None = None, prior: str = "priorgrad", prior_scale: float = 1.0,
                  prior_floor: float = 0.02, fold: int = 16, residual_channels: int = 96, layers: int = 10,
                  dilation_cycle: int = 5, cond_hidden: int = 128, time_dim: int = 64, schedule: dict | None = None,
-                 prediction: str = "v"):
+                 prediction: str = "v", transform: str = "hadamard", band_scale: list | None = None):
         super().__init__()
         mel = MelConfig() if mel_config is None else mel_config
         mel = MelConfig.from_dict(mel) if isinstance(mel, dict) else mel
@@ -84,6 +120,14 @@ class DiffusionVocoder(nn.Module, PretrainedMixin):
             raise ValueError(f"fold: expected a power of two dividing the hop ({mel.hop}), got {fold!r}")
         if prediction not in ("eps", "v", "x0"):
             raise ValueError(f"prediction: expected 'eps', 'v' or 'x0', got {prediction!r}")
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform: expected one of {TRANSFORMS}, got {transform!r}")
+        if prior == "spectral" and transform != "mdct":
+            raise ValueError("prior: 'spectral' needs transform='mdct' (bands with a centre frequency)")
+        if band_scale is not None:
+            band_scale = [float(v) for v in band_scale]
+            if len(band_scale) != fold or not all(math.isfinite(v) and v > 0 for v in band_scale):
+                raise ValueError(f"band_scale: expected {fold} positive floats, got {len(band_scale)} values")
         from polydiff.core.schedules import schedule_from_config
 
         self.schedule: NoiseSchedule = schedule_from_config(schedule) if schedule else VPCosineSchedule()
@@ -93,37 +137,67 @@ class DiffusionVocoder(nn.Module, PretrainedMixin):
         self.config = {"mel_config": mel.to_dict(), "prior": prior, "prior_scale": self.prior_scale,
                        "prior_floor": self.prior_floor, "fold": fold, "residual_channels": residual_channels,
                        "layers": layers, "dilation_cycle": dilation_cycle, "cond_hidden": cond_hidden,
-                       "time_dim": time_dim, "schedule": self.schedule.config(), "prediction": prediction}
+                       "time_dim": time_dim, "schedule": self.schedule.config(), "prediction": prediction,
+                       "transform": transform, "band_scale": band_scale}
+        self.transform = transform
         self.network = WaveNetDenoiser(channels=fold, residual_channels=residual_channels, layers=layers,
                                        dilation_cycle=dilation_cycle, cond_channels=mel.n_mels, hop=mel.hop // fold,
                                        cond_hidden=cond_hidden, time_dim=time_dim)
-        self.register_buffer("basis", hadamard_basis(fold), persistent=False)
+        basis = hadamard_basis(fold) if transform == "hadamard" else mdct_basis(fold)
+        self.register_buffer("basis", basis, persistent=False)
+        self.register_buffer("band_scale", torch.tensor(band_scale or [1.0] * fold), persistent=False)
+        if prior == "spectral":
+            self.register_buffer("band_from_mel", _band_interpolation(mel, fold), persistent=False)
 
     @property
     def sample_rate(self) -> int:
         return self.mel_config.sample_rate
 
     # ---------------------------------------------------------------- transforms
+    def _frame_index(self, length: int, device) -> Tensor:
+        start = torch.arange(0, length, self.fold, device=device)[:, None]
+        return (start + torch.arange(2 * self.fold, device=device)[None]) % length  # circular MDCT frames
+
     def fold_signal(self, x: Tensor) -> Tensor:
         """(batch, samples) -> (batch, fold, samples / fold), orthonormal."""
+        if self.transform == "mdct":
+            frames = x[:, self._frame_index(x.shape[-1], x.device)]  # (batch, K, 2N)
+            return torch.einsum("kn,bjk->bnj", self.basis, frames)
         blocks = x.reshape(x.shape[0], -1, self.fold)
         return torch.einsum("ij,bnj->bin", self.basis, blocks)
 
     def unfold_signal(self, z: Tensor) -> Tensor:
+        if self.transform == "mdct":
+            length = z.shape[-1] * self.fold
+            frames = torch.einsum("kn,bnj->bjk", self.basis, z)  # (batch, K, 2N)
+            out = torch.zeros(z.shape[0], length, dtype=z.dtype, device=z.device)
+            index = self._frame_index(length, z.device).reshape(-1)
+            return out.index_add_(1, index, frames.reshape(z.shape[0], -1))
         return torch.einsum("ij,bin->bnj", self.basis, z).reshape(z.shape[0], -1)
 
+    def block_centres(self, blocks: int, device) -> Tensor:
+        """Centre of each block / MDCT frame in mel-frame units (mel frame j is centred on sample j * hop)."""
+        offset = self.fold if self.transform == "mdct" else self.fold / 2
+        return (torch.arange(blocks, device=device, dtype=torch.float64) * self.fold + offset) / self.mel_config.hop
+
     def prior_std(self, mel: Tensor, length: int) -> Tensor:
-        """sigma_prior per block: (batch, 1, length / fold), from log-mel (batch, n_mels, frames)."""
+        """sigma_prior per block: (batch, 1 or fold, length / fold), from log-mel (batch, n_mels, frames)."""
         if self.prior == "diffwave":
             return torch.full((mel.shape[0], 1, length // self.fold), self.prior_scale, dtype=mel.dtype,
                               device=mel.device)
-        level = (2 * mel).exp().mean(1, keepdim=True).sqrt() * self.prior_scale  # (batch, 1, frames)
+        if self.prior == "spectral":  # (batch, bands, frames): mel magnitude at each band's centre frequency
+            level = torch.einsum("fm,bmt->bft", self.band_from_mel, (2 * mel).exp()).sqrt() * (
+                self.band_scale[:, None] * self.prior_scale)
+        else:
+            level = (2 * mel).exp().mean(1, keepdim=True).sqrt() * self.prior_scale  # (batch, 1, frames)
         blocks = length // self.fold
-        hop_blocks = self.mel_config.hop // self.fold
-        # linear interpolation of the frame levels at each block's centre (frame k is centred on sample k * hop)
-        position = (torch.arange(blocks, device=mel.device, dtype=torch.float64) + 0.5) / hop_blocks
+        # linear interpolation of the frame levels at each block's centre
+        position = self.block_centres(blocks, mel.device)
         left = position.floor().long().clamp(max=mel.shape[-1] - 1)
         right = (left + 1).clamp(max=mel.shape[-1] - 1)
+        if self.prior == "spectral":  # the upper envelope of the two nearest frames: short MDCT frames see onsets
+            sigma = torch.maximum(level[..., left], level[..., right])  # that the long mel window smears
+            return (sigma.square() + self.prior_floor**2).sqrt()
         weight = (position - left.to(torch.float64)).to(mel.dtype)
         sigma = torch.lerp(level[..., left], level[..., right], weight)
         return sigma.clamp_min(self.prior_floor)
