@@ -279,8 +279,14 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
                                 num_batches_per_epoch=budget["deepar_batches"])
                 computed["DeepAR"].append({"task": name, "method": f"DeepAR (seed {s})", "peer": True,
                                            **_metrics(result, df, info)})
-        need_csdi = "CSDI" in pending or "CSDI-dpmpp_2m" in pending or (
-            not args.no_extras and name in budget["impute_series"] and "CSDI" in wanted)
+        impute_path = cache / f"{'quick' if quick else 'full'}-{name}-impute.json"
+        impute_key = _cache_key("CSDI", budget, quick, seed, len(df))
+        impute_cached = _cached(impute_path, impute_key, args.fresh)
+        want_impute = not args.no_extras and name in budget["impute_series"] and "CSDI" in wanted
+        if want_impute and impute_cached is not None:
+            rows.extend(impute_cached)
+            want_impute = False
+        need_csdi = "CSDI" in pending or "CSDI-dpmpp_2m" in pending or want_impute
         if need_csdi:
             print(f"[timeseries] {name}: CSDI", flush=True)
             results = _ours_cv("csdi", df, info, budget, seed, {"CSDI": "ddpm", "CSDI-dpmpp_2m": "dpmpp_2m"})
@@ -305,12 +311,22 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
             rows.extend(found)
             for row in found:
                 print(f"[timeseries]   {json.dumps(row)}", flush=True)
-        if not args.no_extras and name in budget["impute_series"] and name in forecasters:
-            rows.extend({k: _json(v) for k, v in r.items()} for r in _impute_rows(name, df, info, forecasters[name],
-                                                                                    seed))
+        if want_impute and name in forecasters:
+            found = [{k: _json(v) for k, v in r.items()} for r in _impute_rows(name, df, info, forecasters[name],
+                                                                                 seed)]
+            impute_path.write_text(json.dumps({"key": impute_key, "rows": found}, indent=1))
+            rows.extend(found)
     if not args.no_extras:
-        print("[timeseries] sines generation", flush=True)
-        rows.extend({k: _json(v) for k, v in r.items()} for r in _generation_rows(budget, seed))
+        sines_path = cache / f"{'quick' if quick else 'full'}-sines.json"
+        sines_key = {"quick": quick, "seed": seed, "budget": {k: budget[k] for k in
+                                                             ("sines", "sines_steps", "discriminator_steps", "dim",
+                                                              "depth")}}
+        found = _cached(sines_path, sines_key, args.fresh)
+        if found is None:
+            print("[timeseries] sines generation", flush=True)
+            found = [{k: _json(v) for k, v in r.items()} for r in _generation_rows(budget, seed)]
+            sines_path.write_text(json.dumps({"key": sines_key, "rows": found}, indent=1))
+        rows.extend(found)
     for name in args.series:
         png = f"timeseries-{name}.png"
         if (out / png).exists() and png not in figures:
@@ -322,6 +338,14 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
                                  title="polydiff-timeseries: diffusion forecasters against statsforecast and DeepAR",
                                  extra={"budgets": {k: list(v) if isinstance(v, tuple) else v
                                                                       for k, v in budget.items()}})
+
+
+def _cached(path: Path, key: dict, fresh: bool) -> list[dict] | None:
+    """The rows cached at ``path`` under ``key``, or None."""
+    if fresh or not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return saved["rows"] if saved.get("key") == key else None
 
 
 def _fan(out: Path, name: str, df: pd.DataFrame, result: Forecasts, info, figures: list) -> None:
