@@ -1,0 +1,49 @@
+"""Bench plumbing without training: metrics of a known forecast, the Goals verdicts, option parsing."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polydiff.timeseries import bench
+from polydiff.timeseries.data import DatasetInfo
+from polydiff.timeseries.metrics import QUANTILE_LEVELS
+from polydiff.timeseries.peers import Forecasts
+
+INFO = DatasetInfo("MS", 2, (2,), "test")
+
+
+def test_metrics_of_a_perfect_forecast():
+    y = np.arange(1.0, 21.0)
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2000", periods=20, freq="MS"), "y": y})
+    truth = y[-10:]
+    result = Forecasts(y=truth, quantiles=np.repeat(truth[None], len(QUANTILE_LEVELS), 0),
+                       lo={80: truth - 1, 95: truth - 2}, hi={80: truth + 1, 95: truth + 2})
+    metrics = bench._metrics(result, df, INFO)
+    assert metrics["wql"] == 0 and metrics["mase"] == 0 and metrics["crps"] == 0
+    assert metrics["coverage_80"] == 1 and metrics["coverage_95"] == 1
+
+
+def row(task, method, peer, wql, cov80=0.8, cov95=0.95):
+    return {"task": task, "method": method, "peer": peer, "wql": wql, "coverage_80": cov80, "coverage_95": cov95}
+
+
+def test_goals_verdicts():
+    rows = []
+    for task, ours, peer in (("co2", 0.1, 0.2), ("airline", 0.1, 0.2), ("sunspots", 0.1, 0.2), ("taylor", 0.3, 0.2)):
+        rows += [row(task, "CSDI", False, ours, 0.78, 0.93), row(task, "AutoARIMA", True, peer)]
+    text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
+    assert "**met** — polydiff's best model (CSDI" in text and "3/4" in text
+    assert "**met** — mean coverage" in text
+    rows[-2]["wql"] = rows[-4]["wql"] = 0.5  # now loses on sunspots and taylor
+    text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
+    assert "**NOT met** — polydiff's best model" in text
+    quick = bench._preamble(rows, bench.budgets(True), True, 200.0, 0)
+    assert "**NOT met** — `--quick` ≤ 3 minutes" in quick
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="^--series"):
+        bench._parse(["--series", "nile"])
+    with pytest.raises(ValueError, match="^--methods"):
+        bench._parse(["--methods", "Prophet"])
+    assert bench._parse(["--", "--series", "co2"]).series == ["co2"]
