@@ -2,6 +2,7 @@
 single-class synthetic table."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -70,3 +71,59 @@ def test_evaluate_real_on_itself_is_near_perfect():
 def test_missing_synthetic_column_raises():
     with pytest.raises(ValueError, match="missing"):
         evaluate(table(), table(), table().drop(columns="z"), "y")
+
+
+def test_evaluate_reports_direction_ideal_real_reference_and_classifier():
+    """Issue 9 item 6: every metric with which way is better, its ideal and the real-data reference of the same
+    call; the classifier that ran is named; the dict keys of earlier versions are still there."""
+    from polydiff.tabular.evaluate import METRICS, Evaluation, classifier_name
+
+    train, test = table(seed=0), table(seed=1)
+    result = evaluate(train, test, table(seed=2), "y", seeds=(0, 1), iterations=30)
+    assert isinstance(result, Evaluation) and result.classifier == classifier_name() == result["ml_classifier"]
+    assert result.classifier in ("CatBoost", "HistGradientBoosting (catboost is not installed)")
+    table_ = result.table.set_index("metric")
+    assert list(result.table.columns) == ["metric", "value", "better", "ideal", "real_reference", "note"]
+    assert set(table_.index) == set(METRICS) and not result.notes
+    for metric, value in result.items():
+        if metric in table_.index:
+            assert table_.loc[metric, "value"] == value
+    assert table_.loc["detection_auc", "better"] == table_.loc["closer_to_train_share", "better"] == "closest"
+    assert table_.loc["detection_auc", "ideal"] == table_.loc["closer_to_train_share", "ideal"] == 0.5
+    assert table_.loc["ml_efficiency", "better"] == "higher" and table_.loc["fidelity_ks_tvd", "better"] == "lower"
+    real = ml_efficiency(train, test, "y", "binary", seeds=(0, 1), iterations=30)
+    assert table_.loc["ml_efficiency", "real_reference"] == pytest.approx(real["ml_efficiency"])
+    assert table_["real_reference"].notna().all()
+    text = str(result)
+    assert "0.5 is ideal" in text and "higher is better" in text and result.classifier in text
+    assert "real data" in text.splitlines()[0]
+
+
+def test_evaluate_warns_when_test_rows_are_training_rows():
+    """Issue 9 item 1: the README's flow trained on every row and tested on a split of the same file."""
+    train = table(seed=0)
+    with pytest.warns(UserWarning, match=r"test: 100 of 100 test rows \(100%\) are identical to rows of train"):
+        result = evaluate(train, train.iloc[:100], table(seed=2), "y", seeds=(0,), iterations=5, reference=False)
+    assert any("not held out" in note for note in result.notes)
+    # a genuine split of a table with few distinct rows repeats training rows naturally: no warning
+    rng = np.random.default_rng(0)
+    coarse = pd.DataFrame({"a": rng.choice(["u", "v"], 400), "b": rng.choice(["p", "q"], 400)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(coarse.iloc[:300], coarse.iloc[300:], coarse.iloc[:300], reference=False)
+
+
+def test_one_seed_reports_no_spread_with_a_note():
+    """Regression: one seed reported sd 0.0 and no seeds NaN, both without a word."""
+    train, test = table(seed=0), table(seed=1)
+    result = evaluate(train, test, table(seed=2), "y", seeds=(0,), iterations=10, reference=False)
+    assert math.isnan(result["ml_efficiency_sd"]) and math.isfinite(result["ml_efficiency"])
+    assert any("one classifier seed" in note for note in result.notes)
+
+
+def test_reference_can_be_given_or_skipped():
+    train, test = table(seed=0), table(seed=1)
+    skipped = evaluate(train, test, table(seed=2), None, reference=False)
+    assert skipped.table["real_reference"].isna().all() and skipped.classifier is None
+    given = evaluate(train, test, table(seed=2), None, reference={"fidelity_ks_tvd": 0.25})
+    assert given.table.set_index("metric").loc["fidelity_ks_tvd", "real_reference"] == 0.25

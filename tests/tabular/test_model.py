@@ -159,3 +159,120 @@ def test_fit_is_reproducible_whatever_ran_before():
     torch.rand(1000)  # move the global generator
     second = TabDDPM(**TINY).fit(df, target="label").sample(30, seed=0)
     pd.testing.assert_frame_equal(first, second)
+
+
+# ------------------------------------------------------------------------ reliability (issue 8) and device
+
+
+def test_a_failed_save_leaves_the_previous_model_intact(fitted, tmp_path):
+    """Regression: the weights were written before the config failed to serialise, so the folder held new
+    weights with the old config.json (it then failed to load, or loaded and sampled one constant)."""
+    import datetime
+
+    _, model = fitted
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    before = {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    other = TabDDPM(**{**TINY, "hidden": (8,)}).fit(frame(), target="label")
+    other.transformer.specs["label"].levels.append(datetime.date(2020, 1, 1))  # past fit's check: unsavable
+    with pytest.raises(ValueError, match="save_pretrained: .*nothing was written"):
+        other.save_pretrained(folder)
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no staging left
+    pd.testing.assert_frame_equal(TabDDPM.from_pretrained(folder).sample(20, seed=0), model.sample(20, seed=0))
+
+
+def test_save_replaces_only_its_own_files(fitted, tmp_path, monkeypatch):
+    _, model = fitted
+    (tmp_path / "split.csv").write_text("a\n1\n")
+    model.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)  # over an earlier save
+    assert (tmp_path / "split.csv").read_text() == "a\n1\n"
+    monkeypatch.chdir(tmp_path)
+    model.save_pretrained(".")
+    assert TabDDPM.from_pretrained(".").sample(3, seed=0).shape == (3, 5)
+
+
+def test_fit_refuses_values_a_save_cannot_hold_naming_the_column():
+    import datetime
+
+    df = frame().assign(when=datetime.date(2020, 1, 1))
+    with pytest.raises(ValueError, match="column 'when'.*datetime.date"):
+        TabDDPM(**TINY).fit(df)
+
+
+def test_unconditional_model_learns_the_target_jointly():
+    """Regression: with conditional=False the target was drawn from its marginal, independently of every other
+    column (agreement 0.5 here, where the data has 1.0). A short, fast-learning fit reaches about 0.97."""
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["red", "blue"], 300)
+    df = pd.DataFrame({"colour": colour, "y": np.where(colour == "red", "yes", "no")})
+    model = TabDDPM(**{**TINY, "steps": 150, "batch_size": 128, "lr": 1e-2, "hidden": (64, 64), "sample_steps": 20},
+                    conditional=False).fit(df, target="y")
+    out = model.sample(500, seed=0)
+    assert ((out["colour"] == "red") == (out["y"] == "yes")).mean() > 0.85
+    assert model.num_labels == 0 and "y" in model.transformer.categorical_columns  # one more categorical column
+
+
+def test_conditions_on_missing_target_values_follow_the_nan_mode():
+    """A target with missing values and nan="category" has the level NaN, so conditions may ask for it; with no
+    missing values (the fitted fixture) None/NaN is refused (tests/tabular/test_bad_inputs.py)."""
+    df = frame().astype({"label": object})
+    df.loc[::5, "label"] = None
+    model = TabDDPM(**TINY).fit(df, target="label")
+    assert model.sample(6, conditions={"label": None}, seed=0)["label"].isna().all()
+    assert model.sample(6, conditions={"label": float("nan")}, seed=0)["label"].isna().all()
+
+
+def test_odd_column_names_and_values_survive_fit_save_load_sample(tmp_path):
+    """Non-string column names (int, None, a MultiIndex) stay as they were, True stays apart from 1 in an object
+    column, int64 ids beyond 2**53 stay exact, tuple levels stay tuples after save/load."""
+    rng = np.random.default_rng(0)
+    n = 60
+    ids = np.int64(2**60) + rng.choice(np.arange(0, 40, 2), n)  # even offsets: odd ids never appear
+    df = pd.DataFrame({7: rng.standard_normal(n), None: rng.choice(["a", "b"], n),
+                       "mixed": pd.Series([True, 1, "x", 0, False] * 12, dtype=object), "id": ids,
+                       "pair": pd.Series([(1, "a"), (2, "b"), (3, "c")] * 20, dtype=object)})
+    model = TabDDPM(**TINY).fit(df)
+    model.save_pretrained(tmp_path / "m")
+    out = TabDDPM.from_pretrained(tmp_path / "m").sample(200, seed=0)
+    assert list(out.columns) == [7, None, "mixed", "id", "pair"] and (out.dtypes.values == df.dtypes.values).all()
+    kinds = {(type(v), v) for v in out["mixed"]}
+    assert kinds <= {(bool, True), (bool, False), (int, 1), (int, 0), (str, "x")} and (bool, True) in kinds
+    assert (int, 1) in kinds  # 1 and True both sampled, as two levels
+    assert set(out["id"]) <= set(df["id"]) and out["id"].dtype == np.int64
+    assert set(out["pair"]) <= {(1, "a"), (2, "b"), (3, "c")} and all(type(v) is tuple for v in out["pair"])
+
+    multi = pd.DataFrame(rng.standard_normal((n, 2)), columns=pd.MultiIndex.from_tuples([("x", 1), ("x", 2)],
+                                                                                         names=["group", "k"]))
+    model = TabDDPM(**TINY).fit(multi)
+    model.save_pretrained(tmp_path / "multi")
+    out = TabDDPM.from_pretrained(tmp_path / "multi").sample(5, seed=0)
+    pd.testing.assert_index_equal(out.columns, multi.columns)
+
+
+def test_device_argument_trains_and_samples_on_cpu(tmp_path):
+    df = frame()
+    model = TabDDPM(**TINY, device="cpu").fit(df, target="label")
+    assert model.device == torch.device("cpu") and next(model.network.parameters()).device.type == "cpu"
+    pd.testing.assert_frame_equal(model.sample(20, seed=0), TabDDPM(**TINY).fit(df, target="label").sample(20, seed=0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_cuda_trains_and_samples_on_the_gpu(tmp_path):
+    df = frame()
+    model = TabDDPM(**TINY, device="cuda").fit(df, target="label")
+    assert next(model.network.parameters()).is_cuda
+    out = model.sample(300, seed=0, batch_size=128)
+    assert list(out.columns) == list(df.columns) and (out.dtypes == df.dtypes).all()
+    pd.testing.assert_frame_equal(out, model.sample(300, seed=0, batch_size=128))
+    assert (model.sample(10, conditions={"label": "yes"}, seed=0)["label"] == "yes").all()
+    for solver in ("ddim", "dpmpp_2m", "unipc"):
+        assert len(model.sample(10, seed=0, solver=solver, steps=4)) == 10
+    model.save_pretrained(tmp_path / "gpu")
+    cpu = TabDDPM.from_pretrained(tmp_path / "gpu")  # saved from the GPU, loaded on the CPU
+    assert next(cpu.network.parameters()).device.type == "cpu" and len(cpu.sample(5, seed=0)) == 5
+    again = TabDDPM.from_pretrained(tmp_path / "gpu", device="cuda")
+    pd.testing.assert_frame_equal(again.sample(50, seed=1), model.sample(50, seed=1))
+    categorical_only = TabDDPM(**TINY, device="cuda").fit(df[["grade", "label"]], target="label")
+    assert len(categorical_only.sample(10, seed=0)) == 10

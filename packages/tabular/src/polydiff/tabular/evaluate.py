@@ -14,13 +14,22 @@
   numeric and one-hot categorical features — median and 5th percentile; ``closer_to_train_share``: the share of
   synthetic rows closer to the training rows than to a same-size sample of holdout rows (0.5 for a generator
   that does not copy; 1.0 for one that copies).
+
+:func:`evaluate` returns an :class:`Evaluation`: the dict ``{metric: value}`` of earlier versions (plus
+``ml_note`` and ``ml_classifier``), with ``table`` — one row per metric: its value, which way is better
+(``METRICS``), its ideal value and the real-data reference computed in the same call (real training rows scored
+as if they were synthetic: ML efficiency of real train -> test, test rows against train for fidelity and DCR,
+half the test rows against the other half for the closer-to-train share) — and ``print(result)`` shows it. It
+warns when the test rows repeat the training rows (a test split that is not held out).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,9 +39,32 @@ from sklearn.metrics import f1_score, r2_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import NearestNeighbors
 
-__all__ = ["evaluate", "ml_efficiency", "column_shapes", "association_matrix", "correlation_diff",
-           "detection_auc", "privacy", "METRICS_BETTER"]
+__all__ = ["evaluate", "Evaluation", "ml_efficiency", "column_shapes", "association_matrix", "correlation_diff",
+           "detection_auc", "privacy", "classifier_name", "METRICS", "METRICS_BETTER", "TASKS"]
 
+TASKS = ("binary", "multiclass", "regression")
+
+#: metric -> (better, ideal, meaning). better: "higher", "lower", "closest" (closest to ``ideal``) or "none" (a
+#: spread, not a score); ideal: NaN where there is none — compare with the real-data reference instead.
+METRICS = {
+    "ml_efficiency": ("higher", 1.0, "macro-F1 (classification) or R^2 (regression) on the real test rows of a "
+                                     "classifier trained on the synthetic rows"),
+    "ml_efficiency_sd": ("none", math.nan, "sd of ml_efficiency over the classifier seeds (a spread, not a score)"),
+    "ml_auc": ("higher", 1.0, "ROC AUC of the same classifiers (classification only)"),
+    "fidelity_ks_tvd": ("lower", 0.0, "mean over columns of the KS statistic (numeric) or total variation "
+                                      "distance (categorical) to the real training rows"),
+    "correlation_diff": ("lower", 0.0, "mean absolute difference of the pairwise association matrices"),
+    "detection_auc": ("closest", 0.5, "ROC AUC of a classifier telling real training rows from synthetic rows; "
+                                      "0.5 is ideal (indistinguishable), 1.0 fully distinguishable"),
+    "dcr_median": ("higher", math.nan, "median distance from a synthetic row to its closest training row; 0 means "
+                                       "copies; fresh real rows score the real-data reference"),
+    "dcr_p5": ("higher", math.nan, "5th percentile of the same distances"),
+    "closer_to_train_share": ("closest", 0.5, "share of synthetic rows closer to a training row than to a holdout "
+                                              "row; 0.5 is ideal (no copying), 1.0 copies"),
+}
+
+#: metric -> "min" / "max": the ranking :mod:`polydiff.core.benchkit` reads. The two 0.5-ideal metrics
+#: (``METRICS[...][0] == "closest"``) are listed as "min" here only because benchkit has no "closest to" ranking.
 METRICS_BETTER = {
     "ml_efficiency": "max", "ml_efficiency_sd": "min", "ml_auc": "max", "fidelity_ks_tvd": "min",
     "correlation_diff": "min", "detection_auc": "min", "dcr_median": "max", "dcr_p5": "max",
@@ -63,6 +95,15 @@ def _features(frames: list[pd.DataFrame], reference: pd.DataFrame) -> tuple[list
 # --------------------------------------------------------------------------------------- ML efficiency
 
 
+def classifier_name() -> str:
+    """The model ML efficiency trains: CatBoost, or scikit-learn's HistGradientBoosting when catboost is absent."""
+    try:
+        import catboost  # noqa: F401
+    except ImportError:
+        return "HistGradientBoosting (catboost is not installed)"
+    return "CatBoost"
+
+
 def _fit_predict(train_x, train_y, test_x, categorical, task, seed, iterations):
     try:
         from catboost import CatBoostClassifier, CatBoostRegressor
@@ -90,10 +131,61 @@ def _fit_predict(train_x, train_y, test_x, categorical, task, seed, iterations):
     return model.predict(encoded_test), model.predict_proba(encoded_test), list(model.classes_)
 
 
-def ml_efficiency(train: pd.DataFrame, test: pd.DataFrame, target: str, task: str, *, seeds=(0, 1, 2),
-                  iterations: int = 500) -> dict:
+def _check_frame(name: str, frame) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"{name}: expected a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) < 1 or frame.shape[1] < 1:
+        raise ValueError(f"{name}: expected at least one row and one column, got shape {frame.shape}")
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds: expected a sequence of integer seeds, got {seeds!r}")
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("seeds: expected at least one classifier seed (two or more give ml_efficiency_sd), got ()")
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ValueError(f"seeds: expected non-negative integers, got {seeds!r}")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds: expected distinct seeds (a repeated seed repeats a score), got {seeds!r}")
+    return tuple(int(s) for s in seeds)
+
+
+def _check_task(task, target: str, train: pd.DataFrame) -> str:
+    from .data import task_type
+
+    if task is None:
+        return task_type(train[target])
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS} or None (inferred from the target), got {task!r}")
+    if task == "regression" and not _is_numeric(train[target]):
+        raise ValueError(f"task: 'regression' needs a numeric target; {target!r} has dtype {train[target].dtype}")
+    return task
+
+
+def ml_efficiency(train: pd.DataFrame, test: pd.DataFrame, target: str, task: str | None = None, *,
+                  seeds=(0, 1, 2), iterations: int = 500) -> dict:
     """Train on ``train`` (synthetic or real), score on real ``test``: macro-F1 (classification, plus ROC AUC)
-    or R^2 (regression); returns {"ml_efficiency", "ml_efficiency_sd", "ml_auc", "ml_note"}."""
+    or R^2 (regression); returns {"ml_efficiency", "ml_efficiency_sd", "ml_auc", "ml_note", "ml_classifier"}.
+    The sd is NaN for a single seed (there is no spread to report); ``task`` None infers it from the target."""
+    _check_frame("train", train)
+    _check_frame("test", test)
+    for name, frame in (("train", train), ("test", test)):
+        if target not in frame.columns:
+            raise ValueError(f"target: {target!r} is not a column of {name}")
+    missing = [c for c in test.columns if c not in train.columns]
+    if missing:
+        raise ValueError(f"train: columns {missing} of test are missing")
+    seeds = _check_seeds(seeds)
+    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 1:
+        raise ValueError(f"iterations: expected a positive integer, got {iterations!r}")
+    task = _check_task(task, target, test)
+    classifier = classifier_name()
+    result = _ml_efficiency(train, test, target, task, seeds, iterations)
+    return {**result, "ml_classifier": classifier}
+
+
+def _ml_efficiency(train, test, target, task, seeds, iterations) -> dict:
     features = [c for c in test.columns if c != target]
     (train_x, test_x), categorical = _features([train[features], test[features]], test[features])
     if task == "regression":
@@ -130,7 +222,7 @@ def ml_efficiency(train: pd.DataFrame, test: pd.DataFrame, target: str, task: st
         except ValueError:
             pass
     return {"ml_efficiency": float(np.mean(scores)), "ml_efficiency_sd": float(np.std(scores, ddof=1))
-            if len(scores) > 1 else 0.0, "ml_auc": float(np.mean(aucs)) if aucs else math.nan, "ml_note": ""}
+            if len(scores) > 1 else math.nan, "ml_auc": float(np.mean(aucs)) if aucs else math.nan, "ml_note": ""}
 
 
 # -------------------------------------------------------------------------------------------- fidelity
@@ -277,30 +369,161 @@ def privacy(train: pd.DataFrame, holdout: pd.DataFrame | None, synthetic: pd.Dat
 # ------------------------------------------------------------------------------------------------- all
 
 
-def evaluate(train: pd.DataFrame, test: pd.DataFrame, synthetic: pd.DataFrame, target: str | None = None,
-             task: str | None = None, *, seeds=(0, 1, 2), iterations: int = 500, holdout_is_synthetic=False,
-             ml: bool = True) -> dict:
-    """Every metric of the module docstring for ``synthetic`` against real ``train`` (what the generator saw)
-    and real ``test`` (held out). With ``target=None`` ML efficiency is skipped.
+class Evaluation(dict):
+    """What :func:`evaluate` returns: ``{metric: value}`` (plus ``ml_note`` and ``ml_classifier`` when ML
+    efficiency ran), as earlier versions returned, and
 
-    ``holdout_is_synthetic`` (the "real" reference row, where the synthetic table *is* the test split): the
-    closer-to-train share is not defined and is left out.
+    table: DataFrame with one row per metric and the columns metric, value, better ("higher", "lower",
+        "closest" to ideal, "none"), ideal (NaN: none), real_reference (the same metric for real data, computed
+        in the same call; NaN when not computed), note.
+    classifier: the ML efficiency model that ran (:func:`classifier_name`), or None.
+    notes: what a reader must know (overlapping train and test rows, a single seed, a failed metric).
+
+    ``print(result)`` shows the table with the classifier and the notes.
     """
-    missing = [c for c in train.columns if c not in synthetic.columns]
-    if missing:
-        raise ValueError(f"synthetic: columns {missing} of the real table are missing")
-    synthetic = synthetic[list(train.columns)]
-    out: dict = {}
-    if ml and target is not None:
-        from .data import task_type
 
-        out.update(ml_efficiency(synthetic, test, target, task or task_type(train[target]), seeds=seeds,
-                                 iterations=iterations))
+    def __init__(self, values: dict, table: pd.DataFrame, classifier: str | None, notes: list[str]):
+        super().__init__(values)
+        self.table, self.classifier, self.notes = table, classifier, notes
+
+    def __str__(self) -> str:
+        def number(value) -> str:
+            if isinstance(value, float) and not math.isfinite(value):
+                return "–"
+            return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+        words = {"higher": "higher is better", "lower": "lower is better", "none": "(spread)"}
+        rows = [["metric", "synthetic", "real data", "better", "ideal"]]
+        for row in self.table.itertuples(index=False):
+            better = (f"{number(row.ideal)} is ideal" if row.better == "closest" else words.get(row.better, ""))
+            ideal = "" if row.better == "closest" or not math.isfinite(row.ideal) else number(row.ideal)
+            rows.append([row.metric, number(row.value), number(row.real_reference), better, ideal])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip() for r in rows]
+        if self.classifier:
+            lines.append(f"ML efficiency classifier: {self.classifier}")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _row_keys(frame: pd.DataFrame, columns: list) -> np.ndarray:
+    """One hash per row over ``columns`` (values compared as text, so 1 and 1.0 or a category and its string
+    agree)."""
+    text = pd.DataFrame({i: _as_text(frame[c]) for i, c in enumerate(columns)})
+    return pd.util.hash_pandas_object(text, index=False).to_numpy()
+
+
+def _overlap_note(train: pd.DataFrame, test: pd.DataFrame) -> str | None:
+    """A warning when the test rows repeat training rows more often than training rows repeat each other (the
+    rate a table with few distinct rows shows for a genuine split): the test split is then not held out."""
+    columns = list(train.columns)
+    train_keys, test_keys = _row_keys(train, columns), _row_keys(test, columns)
+    shared = int(np.isin(test_keys, train_keys).sum())
+    if not shared:
+        return None
+    share = shared / len(test_keys)
+    natural = float(pd.Series(train_keys).duplicated(keep=False).mean()) if len(train_keys) > 1 else 0.0
+    if share <= natural + 0.05:
+        return None
+    return (f"test: {shared} of {len(test_keys)} test rows ({share:.0%}) are identical to rows of train (training "
+            f"rows repeat each other at {natural:.0%}); the test rows are not held out, so ML efficiency and the "
+            "closer-to-train share measure memory, not generalisation — evaluate on rows the generator never saw")
+
+
+def _reference(train, test, target, task, seeds, iterations, ml) -> dict:
+    """The real-data reference of every metric: the real test rows scored as if they were the synthetic table."""
+    out = {}
+    if ml and target is not None:
+        out.update(_ml_efficiency(train, test, target, task, seeds, iterations))
+    shapes = column_shapes(train, test)
+    out["fidelity_ks_tvd"] = float(np.mean(list(shapes.values())))
+    out["correlation_diff"] = correlation_diff(train, test)
+    out["detection_auc"] = detection_auc(train, test)
+    out.update(privacy(train, None, test))
+    if len(test) >= 4:  # half the test rows as "synthetic", the other half as the holdout
+        shuffled = test.sample(frac=1.0, random_state=0)
+        half = len(shuffled) // 2
+        out["closer_to_train_share"] = privacy(train, shuffled.iloc[half:], shuffled.iloc[:half])[
+            "closer_to_train_share"]
+    return out
+
+
+def evaluate(train: pd.DataFrame, test: pd.DataFrame, synthetic: pd.DataFrame, target=None,
+             task: str | None = None, *, seeds=(0, 1, 2), iterations: int = 500, holdout_is_synthetic=False,
+             ml: bool = True, reference: bool | Mapping = True) -> Evaluation:
+    """Every metric of the module docstring for ``synthetic`` against real ``train`` (what the generator saw)
+    and real ``test`` (held out). With ``target=None`` (or ``ml=False``) ML efficiency is skipped.
+
+    task: "binary", "multiclass", "regression" or None (inferred from the target). seeds: the classifier seeds
+    (at least one; two or more for ``ml_efficiency_sd``). reference: True computes the real-data reference of
+    every metric in the same call (about doubling its cost), False skips it, a mapping {metric: value} (e.g.
+    an earlier result's real reference, or a benchmark's "real" row) is used as given.
+    ``holdout_is_synthetic`` (the "real" reference row, where the synthetic table *is* the test split): the
+    closer-to-train share is not defined and is left out, and the reference is the values themselves.
+
+    Raises ValueError naming the argument for a frame that is empty or lacks train's columns, a target that
+    is not a column, an unknown task or bad seeds; warns when test repeats train's rows (``Evaluation.notes``).
+    """
+    for name, frame in (("train", train), ("test", test), ("synthetic", synthetic)):
+        _check_frame(name, frame)
+    if not isinstance(ml, bool):
+        raise ValueError(f"ml: expected True or False, got {ml!r}")
+    if not isinstance(reference, (bool, Mapping)):
+        raise ValueError(f"reference: expected True, False or a mapping {{metric: value}}, got {reference!r}")
+    if target is not None:
+        for name, frame in (("train", train), ("test", test), ("synthetic", synthetic)):
+            if target not in frame.columns:
+                raise ValueError(f"target: {target!r} is not a column of {name}")
+    for name, frame in (("test", test), ("synthetic", synthetic)):
+        missing = [c for c in train.columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name}: columns {missing} of the real table are missing")
+    run_ml = ml and target is not None
+    if run_ml:
+        seeds = _check_seeds(seeds)
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 1:
+            raise ValueError(f"iterations: expected a positive integer, got {iterations!r}")
+        task = _check_task(task, target, train)
+    elif task is not None and task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS} or None, got {task!r}")
+    columns = list(train.columns)
+    synthetic, test = synthetic[columns], test[columns]
+    notes = []
+    overlap = None if holdout_is_synthetic else _overlap_note(train, test)
+    if overlap:
+        warnings.warn(overlap, UserWarning, stacklevel=2)
+        notes.append(overlap)
+    out: dict = {}
+    classifier = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if run_ml:
+            classifier = classifier_name()
+            out.update(_ml_efficiency(synthetic, test, target, task, seeds, iterations))
+            out["ml_classifier"] = classifier
         shapes = column_shapes(train, synthetic)
         out["fidelity_ks_tvd"] = float(np.mean(list(shapes.values())))
         out["correlation_diff"] = correlation_diff(train, synthetic)
         out["detection_auc"] = detection_auc(train, synthetic)
         out.update(privacy(train, None if holdout_is_synthetic else test, synthetic))
-    return out
+        if holdout_is_synthetic:
+            real = dict(out)
+        elif isinstance(reference, Mapping):
+            real = dict(reference)
+        elif reference:
+            real = _reference(train, test, target, task, seeds, iterations, run_ml)
+        else:
+            real = {}
+    if run_ml and len(seeds) == 1:
+        notes.append("ml_efficiency_sd: one classifier seed, so no spread is reported (give two or more seeds)")
+    if out.get("ml_note"):
+        notes.append(f"ml_efficiency: not computed — {out['ml_note']}")
+    rows = []
+    for metric, (better, ideal, meaning) in METRICS.items():
+        if metric in out:
+            reference_value = real.get(metric)
+            rows.append({"metric": metric, "value": out[metric], "better": better, "ideal": ideal,
+                         "real_reference": math.nan if reference_value is None else float(reference_value),
+                         "note": meaning})
+    table = pd.DataFrame(rows, columns=["metric", "value", "better", "ideal", "real_reference", "note"])
+    return Evaluation(out, table, classifier, notes)

@@ -23,10 +23,15 @@ this is exactly the paper's ancestral sampler; with a 100-step grid it is the re
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import inspect
 import json
 import math
+import numbers
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +43,7 @@ from torch import Tensor
 from polydiff.core import Denoiser, DiscreteSchedule
 from polydiff.core import sample as core_sample
 from polydiff.core.discrete.multinomial import MultinomialDiffusion
+from polydiff.core.grids import GRIDS
 from polydiff.core.losses import diffusion_loss
 from polydiff.core.nn import MLPDenoiser
 from polydiff.core.sampling import list_solvers
@@ -56,9 +62,13 @@ class TabDDPMConfig:
         5000 for Default and diamonds (``resolved_steps``).
     batch_size, lr, weight_decay, ema_decay: training (AdamW through the core Trainer; the EMA weights
         sample). num_timesteps, schedule: the diffusion ("cosine" as the paper's default, or "linear").
-    hidden, time_embedding_dim, dropout: the MLP. conditional: condition on a categorical target.
-    solver, sample_steps, grid, eta: sampling (any name of ``polydiff.core.list_solvers()``).
+    hidden, time_embedding_dim, dropout: the MLP. conditional: condition on a categorical target (the paper's
+        setting; ``sample(conditions=...)`` then fixes it); False models the target jointly with every other
+        column, as one more categorical column.
+    solver, sample_steps, grid: sampling (a name of ``polydiff.core.list_solvers()``, a kind of
+        ``polydiff.core.grids.GRIDS``).
     nan: "category" or "impute" (see :mod:`polydiff.tabular.transform`). seed: training seed.
+    progress: show the training and sampling progress bars.
     """
 
     steps: int | None = None
@@ -99,8 +109,15 @@ class TabDDPMConfig:
             raise ValueError(f"sample_steps: {self.sample_steps} exceeds num_timesteps={self.num_timesteps}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr: expected a positive finite float, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay}")
+        if not _real(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay: expected a finite number >= 0, got {self.weight_decay!r}")
+        if self.ema_decay is not None and not (_real(self.ema_decay) and 0 <= self.ema_decay < 1):
+            raise ValueError(f"ema_decay: expected None or a number in [0, 1), got {self.ema_decay!r}")
+        if not (_real(self.dropout) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
+        for name in ("conditional", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         if self.schedule not in ("cosine", "linear"):
             raise ValueError(f"schedule: expected 'cosine' or 'linear', got {self.schedule!r}")
         hidden = tuple(self.hidden)
@@ -109,10 +126,42 @@ class TabDDPMConfig:
         object.__setattr__(self, "hidden", hidden)
         if self.nan not in NAN_MODES:
             raise ValueError(f"nan: expected one of {NAN_MODES}, got {self.nan!r}")
-        if self.solver not in list_solvers():
-            raise ValueError(f"solver: unknown solver {self.solver!r}; choices: {list(list_solvers())}")
+        _check_solver(self.solver)
+        if not isinstance(self.grid, str) or self.grid not in GRIDS:
+            raise ValueError(f"grid: unknown grid {self.grid!r}; choices: {list(GRIDS)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_solver(solver) -> None:
+    """``polydiff.core.list_solvers()`` names the samplers (not ``ddim_inversion``, which maps data to noise)."""
+    if not isinstance(solver, str) or solver not in list_solvers():
+        raise ValueError(f"solver: unknown solver {solver!r}; choices: {list(list_solvers())}")
+
+
+def _device(device) -> torch.device:
+    """``device`` as a torch.device (None: the CPU); ValueError for a malformed name or CUDA that is absent."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"device: expected None or a device such as 'cpu' or 'cuda:0', got {device!r}") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {str(device)!r} asked for, but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {str(device)!r} asked for, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def resolved_steps(config: TabDDPMConfig, rows: int) -> int:
@@ -214,6 +263,12 @@ class _Rows(torch.utils.data.Dataset):
         return list(zip(*(t[index].unbind(0) for t in self.tensors), strict=True))
 
 
+_FORMAT = "polydiff-tabular/tabddpm-1"
+_CONFIG, _WEIGHTS = "config.json", "model.safetensors"
+_REQUIRED_KEYS = ("format", "config", "transformer", "label_counts", "clip")
+_OPTIONAL_KEYS = ("weights_sha256",)  # absent in saves written before the checksum was recorded
+
+
 class TabDDPM:
     """TabDDPM for a pandas DataFrame (sklearn/SDV verbs).
 
@@ -222,13 +277,22 @@ class TabDDPM:
         model.sample(10, conditions={"y": "yes"})           # class-conditional rows
         model.save_pretrained("model/"); TabDDPM.from_pretrained("model/")
 
-    Keyword arguments are :class:`TabDDPMConfig` fields.
+    Keyword arguments are :class:`TabDDPMConfig` fields. ``device``: where the network trains and samples
+    ("cpu", the default, or "cuda", "cuda:1"...); it is not saved with the model (``from_pretrained`` takes its
+    own). The same seed gives the same rows on one device; CPU and CUDA draw different random numbers.
     """
 
-    def __init__(self, config: TabDDPMConfig | None = None, **options):
-        self.config = config if config is not None else TabDDPMConfig(**options)
+    def __init__(self, config: TabDDPMConfig | None = None, *, device=None, **options):
         if config is not None and options:
             raise ValueError("options: give either a TabDDPMConfig or keyword options, not both")
+        if config is not None and not isinstance(config, TabDDPMConfig):
+            raise ValueError(f"config: expected a TabDDPMConfig, got {type(config).__name__}")
+        fields = [f.name for f in dataclasses.fields(TabDDPMConfig)]
+        unknown = [name for name in options if name not in fields]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not an option of TabDDPM; options: {fields + ['device']}")
+        self.config = config if config is not None else TabDDPMConfig(**options)
+        self.device = _device(device)
         self.transformer: TableTransformer | None = None
         self.network = None
 
@@ -265,13 +329,16 @@ class TabDDPM:
         with torch.no_grad():
             self.network.head.bias[self.num_numeric:] = torch.as_tensor(log_freq, dtype=torch.float32)
 
-    def fit(self, df: pd.DataFrame, target: str | None = None, categorical=None, discrete=None) -> TabDDPM:
-        """Fit on ``df``. ``target``: the column to condition on (categorical) or just model (numeric);
-        ``categorical`` / ``discrete``: explicit column lists that win over dtype detection."""
+    def fit(self, df: pd.DataFrame, target=None, categorical=None, discrete=None) -> TabDDPM:
+        """Fit on ``df``. ``target``: one column name, the column to condition on (categorical, with
+        ``conditional=True``) or just model (numeric, or ``conditional=False``); ``categorical`` / ``discrete``:
+        lists of column names that win over dtype detection. Values a saved model cannot hold (dates, lists in
+        a cell...) are refused here, naming the column."""
         from polydiff.core.training import TrainConfig, Trainer
 
         config = self.config
-        self.transformer = TableTransformer(target, categorical, discrete, nan=config.nan).fit(df)
+        self.transformer = TableTransformer(target, categorical, discrete, nan=config.nan,
+                                            target_as_label=config.conditional).fit(df)
         x_num, x_cat, y = self.transformer.transform(df)
         if not np.isfinite(x_num).all():
             raise ValueError("df: the quantile transform produced non-finite values")
@@ -279,7 +346,8 @@ class TabDDPM:
         self._build()
         labels = self.transformer.label_levels
         self.label_counts = (np.bincount(y, minlength=len(labels)).tolist() if labels is not None else [])
-        self.clip = float(np.abs(x_num).max()) if x_num.size else None
+        # None where every score is 0 (a numeric column holding one value besides NaN): nothing to clip
+        self.clip = float(np.abs(x_num).max()) or None if x_num.size else None
         if self.network is None:
             return self
         self._init_marginals(x_cat)
@@ -288,8 +356,8 @@ class TabDDPM:
         steps = resolved_steps(config, len(df))
         train = TrainConfig(steps=steps, batch_size=min(config.batch_size, len(df)), lr=config.lr,
                             weight_decay=config.weight_decay, ema_decay=config.ema_decay, grad_clip=None,
-                            lr_schedule="linear", seed=config.seed, progress=config.progress, device="cpu",
-                            log_every=max(1, steps // 20))
+                            lr_schedule="linear", seed=config.seed, progress=config.progress,
+                            device=str(self.device), log_every=max(1, steps // 20))
         trainer = Trainer(self.network, _Loss(self.schedule, self.mult, self.num_labels > 0), data, train)
         trainer.fit()
         self.network = trainer.ema_model.eval()
@@ -300,24 +368,52 @@ class TabDDPM:
 
     def _labels(self, n: int, conditions, generator: torch.Generator) -> np.ndarray | None:
         levels = self.transformer.label_levels
+        target = self.transformer.target
+        if conditions is not None and not isinstance(conditions, dict):
+            raise ValueError(f"conditions: expected a dict {{column: value or values}}, got "
+                             f"{type(conditions).__name__}")
         if conditions:
-            if not isinstance(conditions, dict):
-                raise ValueError(f"conditions: expected a dict {{column: value or values}}, got {type(conditions)}")
-            target = self.transformer.target
-            unknown = [c for c in conditions if c != target]
-            if unknown or levels is None:
-                raise ValueError(f"conditions: only the categorical target can be conditioned on "
-                                 f"({target!r} {'' if levels is not None else 'is not categorical'}); got "
+            unknown = [c for c in conditions if target is None or not c == target]
+            if unknown or target is None:
+                raise ValueError(f"conditions: only the categorical target ({target!r}) can be conditioned on; got "
                                  f"{list(conditions)}")
-            value = conditions[target]
-            values = [value] * n if np.isscalar(value) or value is None else list(value)
+            if levels is None or not self.num_labels:
+                why = (f"the target {target!r} is numeric" if self.transformer.specs[target].kind != "categorical"
+                       else "the model was fit with conditional=False (its target is sampled jointly with the "
+                            "other columns); fit TabDDPM(conditional=True) for class-conditional rows")
+                raise ValueError(f"conditions: cannot fix {target!r}: {why}")
+            (value,) = conditions.values()
+            per_row = isinstance(value, (list, np.ndarray, pd.Series, pd.Index))  # anything else (a tuple too)
+            values = list(value) if per_row else [value] * n                        # is one value for every row
             if len(values) != n:
                 raise ValueError(f"conditions: {len(values)} values for {target!r}, expected 1 or n={n}")
             return self.transformer.label_codes(values)
         if levels is None:
             return None
-        probs = torch.tensor(self.label_counts, dtype=torch.float64)
-        return torch.multinomial(probs / probs.sum(), n, replacement=True, generator=generator).numpy()
+        probs = torch.tensor(self.label_counts, dtype=torch.float64, device=generator.device)
+        return torch.multinomial(probs / probs.sum(), n, replacement=True, generator=generator).cpu().numpy()
+
+    def _check_sample_arguments(self, n, seed, steps, solver, batch_size, progress, solver_options) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n: expected a positive integer, got {n!r}")
+        if seed is not None and not (_integer(seed) and 0 <= seed < 2**64):
+            raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {seed!r}")
+        if steps is not None and not (_integer(steps) and 1 <= steps <= self.config.num_timesteps):
+            raise ValueError(f"steps: expected None or an integer in [1, num_timesteps={self.config.num_timesteps}],"
+                             f" got {steps!r}")
+        if solver is not None:
+            _check_solver(solver)
+        if not (_integer(batch_size) and batch_size >= 1):
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        if progress is not None and not isinstance(progress, bool):
+            raise ValueError(f"progress: expected None, True or False, got {progress!r}")
+        name = solver or self.config.solver
+        accepted = [p.name for p in inspect.signature(list_solvers()[name]).parameters.values()
+                    if p.kind == p.KEYWORD_ONLY and p.name not in ("cond", "generator", "progress")]
+        unknown = [option for option in solver_options if option not in accepted]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not an option of solver {name!r} here; its options: {accepted}"
+                             + (" (use seed= for the random numbers)" if "generator" in unknown else ""))
 
     @torch.no_grad()
     def sample(self, n: int, conditions: dict | None = None, seed: int | None = None, *, steps: int | None = None,
@@ -325,16 +421,19 @@ class TabDDPM:
                **solver_options) -> pd.DataFrame:
         """``n`` synthetic rows as a DataFrame with the training frame's columns, order, dtypes and levels.
 
-        conditions: ``{target: value}`` or ``{target: n values}`` for class-conditional rows (unseen value ->
-        ValueError). seed: same seed, same rows. steps / solver: override the config's sampling choice.
+        conditions: ``{target: value}`` or ``{target: [n values]}`` (a list, array or Series; any other value,
+        a tuple too, is one value for every row) for class-conditional rows of a ``conditional=True`` model; an
+        unseen value, or None/NaN where the target had no missing values, raises ValueError. seed: same seed,
+        same rows. steps / solver / solver_options: override the config's sampling choice.
         """
         if self.transformer is None:
             raise ValueError("sample: the model is not fitted; call fit(df) or from_pretrained(path) first")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n: expected a positive integer, got {n!r}")
-        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**62))
-        y_all = self._labels(int(n), conditions, generator)
-        steps = self.config.sample_steps if steps is None else steps
+        self._check_sample_arguments(n, seed, steps, solver, batch_size, progress, solver_options)
+        n = int(n)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**62))
+        y_all = self._labels(n, conditions, generator)
+        steps = self.config.sample_steps if steps is None else int(steps)
         solver = self.config.solver if solver is None else solver
         progress = self.config.progress if progress is None else progress
         nums, cats = [], []
@@ -342,21 +441,22 @@ class TabDDPM:
             size = min(batch_size, n - start)
             y = None if y_all is None else torch.from_numpy(np.asarray(y_all[start:start + size])).long()
             x_num, x_cat = self._sample_batch(size, y, generator, steps, solver, progress, solver_options)
-            nums.append(x_num.numpy())
-            cats.append(x_cat.numpy())
+            nums.append(x_num.cpu().numpy())
+            cats.append(x_cat.cpu().numpy())
         x_num, x_cat = np.concatenate(nums), np.concatenate(cats)
         if not np.isfinite(x_num).all():
             raise RuntimeError("sample: the sampler produced non-finite values")
         return self.transformer.inverse_transform(x_num, x_cat, y_all)
 
     def _sample_batch(self, size, y, generator, steps, solver, progress, options):
-        d = self.num_numeric
+        d, device = self.num_numeric, self.device
         if self.network is None:
             return torch.zeros(size, d), torch.zeros(size, 0, dtype=torch.long)
-        x_cat = self.mult.sample_prior(size, generator) if self.mult else torch.zeros(size, 0, dtype=torch.long)
+        x_cat = (self.mult.sample_prior(size, generator, device=device) if self.mult
+                 else torch.zeros(size, 0, dtype=torch.long, device=device))
         joint = _JointModel(self.network, self.mult, self.schedule, x_cat,
-                            y if self.num_labels else None, generator)
-        noise = torch.randn(size, d, generator=generator)
+                            y.to(device) if (self.num_labels and y is not None) else None, generator)
+        noise = torch.randn(size, d, generator=generator, device=device)
         if d:
             function = list_solvers()[solver]
             if "generator" in inspect.signature(function).parameters:
@@ -369,7 +469,7 @@ class TabDDPM:
         else:  # categorical only: walk the same grid with the network alone
             from polydiff.core.grids import make_grid
 
-            grid = make_grid(self.schedule, steps, self.config.grid, final_zero=True)
+            grid = make_grid(self.schedule, steps, self.config.grid, final_zero=True, device=device)
             for t in grid[:-1]:
                 joint(noise, self.schedule.model_input(t.expand(size)).to(torch.float32))
             x_num = noise
@@ -377,51 +477,157 @@ class TabDDPM:
 
     # ------------------------------------------------------------------------------------ persistence
 
-    def save_pretrained(self, path) -> None:
-        """Write ``path/config.json`` (config, column spec, label counts) and ``path/model.safetensors``
-        (network weights and the quantile transformer), each through a temporary file renamed into place."""
-        from safetensors.torch import save_file
+    def save_pretrained(self, path) -> Path:
+        """Write ``path/config.json`` (config, column spec, label counts, the weights' SHA-256) and
+        ``path/model.safetensors`` (network weights and the quantile transformer); returns ``path``.
+
+        All or nothing: both files are serialised in memory first (a value that cannot be written raises before
+        anything on disk changes), staged in ``path`` and renamed over the old ones, weights first; the checksum
+        lets ``from_pretrained`` refuse a weights file that does not belong to its config.json (a save cut
+        between the two renames). Other files in ``path`` are left alone; an existing regular file at ``path``
+        is refused.
+        """
+        from safetensors.torch import save as safetensors_bytes
 
         if self.transformer is None:
             raise ValueError("save_pretrained: the model is not fitted")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         spec, arrays = self.transformer.state()
         tensors = {f"transformer.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         if self.network is not None:
-            tensors.update({f"network.{k}": v.detach().contiguous().clone()
+            tensors.update({f"network.{k}": v.detach().to("cpu").contiguous().clone()
                             for k, v in self.network.state_dict().items()})
-        document = {"format": "polydiff-tabular/tabddpm-1", "config": asdict(self.config), "transformer": spec,
-                    "label_counts": self.label_counts, "clip": self.clip}
-        tmp = path / ".model.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        os.replace(tmp, path / "model.safetensors")
-        tmp = path / ".config.json.tmp"
-        tmp.write_text(json.dumps(document, indent=1, default=_json_default))
-        os.replace(tmp, path / "config.json")
+        weights = safetensors_bytes(tensors)
+        document = {"format": _FORMAT, "config": asdict(self.config), "transformer": spec,
+                    "label_counts": self.label_counts, "clip": self.clip,
+                    "weights_sha256": hashlib.sha256(weights).hexdigest()}
+        try:
+            text = json.dumps(document, indent=1, allow_nan=False, default=_json_default)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"save_pretrained: the model's spec cannot be written as JSON ({error}); nothing was "
+                             "written") from error
+        path = Path(path)
+        _write_files(path, {_WEIGHTS: weights, _CONFIG: text.encode()})
+        return path
 
     @classmethod
-    def from_pretrained(cls, path) -> TabDDPM:
-        from safetensors.torch import load_file
+    def from_pretrained(cls, path, *, device=None) -> TabDDPM:
+        """Load a :meth:`save_pretrained` folder onto ``device`` (None: the CPU). Anything that is not such a
+        folder (a missing, malformed or foreign config.json, weights that are truncated or belong to another
+        save) raises ValueError naming the file."""
+        from safetensors.torch import load as safetensors_load
 
         path = Path(path)
-        if not (path / "config.json").exists():
-            raise ValueError(f"path: {str(path)!r} has no config.json (expected a save_pretrained folder)")
-        document = json.loads((path / "config.json").read_text())
-        config = dict(document["config"])
-        config["hidden"] = tuple(config["hidden"])
-        self = cls(TabDDPMConfig(**config))
-        tensors = load_file(str(path / "model.safetensors"))
+        config_file, weights_file = path / _CONFIG, path / _WEIGHTS
+        if not path.is_dir():
+            raise ValueError(f"path: {str(path)!r} is not a folder (expected a TabDDPM save_pretrained folder)")
+        if not config_file.is_file():
+            raise ValueError(f"path: {str(path)!r} has no {_CONFIG} (expected a TabDDPM save_pretrained folder)")
+        document = _read_document(config_file)
+        self = cls(_read_config(config_file, document["config"]), device=device)
+        if not weights_file.is_file():
+            raise ValueError(f"{weights_file}: missing (a TabDDPM folder holds {_CONFIG} and {_WEIGHTS})")
+        data = weights_file.read_bytes()
+        expected = document.get("weights_sha256")
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError(f"{weights_file}: does not match {config_file.name} (checksum differs: the file is "
+                             "truncated or damaged, or comes from another save)")
+        try:
+            tensors = safetensors_load(data)
+        except Exception as error:  # safetensors raises its own SafetensorError for damaged files
+            raise ValueError(f"{weights_file}: not a readable safetensors file ({error})") from error
         arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("transformer.")}
-        self.transformer = TableTransformer.from_state(document["transformer"], arrays)
-        self.label_counts = document["label_counts"]
-        self.clip = document["clip"]
+        try:
+            self.transformer = TableTransformer.from_state(document["transformer"], arrays)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"{config_file}: the transformer spec does not load ({type(error).__name__}: "
+                             f"{error})") from error
+        labels = self.transformer.label_levels
+        counts = document["label_counts"]
+        if not (isinstance(counts, list) and all(_integer(c) and c >= 0 for c in counts)
+                and len(counts) == (len(labels) if labels is not None else 0)):
+            raise ValueError(f"{config_file}: label_counts: expected one count per target level, got {counts!r}")
+        clip = document["clip"]
+        if clip is not None and not (_real(clip) and clip > 0):
+            raise ValueError(f"{config_file}: clip: expected None or a positive number, got {clip!r}")
+        self.label_counts, self.clip = counts, clip
         self._build()
         if self.network is not None:
-            self.network.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items()
-                                          if k.startswith("network.")})
-            self.network.eval()
+            try:
+                self.network.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items()
+                                              if k.startswith("network.")})
+            except RuntimeError as error:
+                raise ValueError(f"{weights_file}: the weights do not fit the network {config_file.name} describes "
+                                 f"({error})") from error
+            self.network = self.network.to(self.device).eval()
         return self
+
+
+def _read_document(config_file: Path) -> dict:
+    """The checked config.json of a TabDDPM folder: JSON, its format, exactly the known keys."""
+    try:
+        document = json.loads(config_file.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_file}: not valid JSON ({error})") from error
+    if not isinstance(document, dict):
+        raise ValueError(f"{config_file}: expected a JSON object, got {type(document).__name__}")
+    found = document.get("format")
+    if found != _FORMAT:
+        what = (f"a core pretrained module ({document.get('class')})" if found == "polydiff-pretrained"
+                else f"format {found!r}")
+        raise ValueError(f"{config_file}: holds {what}, not a TabDDPM model (format {_FORMAT!r})")
+    missing = [k for k in _REQUIRED_KEYS if k not in document]
+    unknown = [k for k in document if k not in _REQUIRED_KEYS + _OPTIONAL_KEYS]
+    if missing or unknown:
+        raise ValueError(f"{config_file}: " + "; ".join(
+            part for part in (f"missing keys {missing}" if missing else "",
+                              f"unknown keys {unknown}" if unknown else "") if part))
+    return document
+
+
+def _read_config(config_file: Path, config) -> TabDDPMConfig:
+    fields = [f.name for f in dataclasses.fields(TabDDPMConfig)]
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file}: config: expected an object of TabDDPMConfig fields, got {config!r}")
+    missing = [k for k in fields if k not in config]
+    unknown = [k for k in config if k not in fields]
+    if missing or unknown:
+        raise ValueError(f"{config_file}: config: " + "; ".join(
+            part for part in (f"missing fields {missing}" if missing else "",
+                              f"unknown fields {unknown}" if unknown else "") if part))
+    config = dict(config)
+    if isinstance(config["hidden"], list):
+        config["hidden"] = tuple(config["hidden"])
+    try:
+        return TabDDPMConfig(**config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{config_file}: config: {error}") from error
+
+
+def _write_files(directory: Path, files: dict[str, bytes]) -> None:
+    """Put ``files`` (name -> content) into ``directory``, replacing only those names: each is written and
+    fsynced in a staging folder inside ``directory``, then renamed into place in the given order."""
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"path: {str(directory)!r} is an existing file, not a folder; choose another path")
+    directory.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".save-", dir=directory))
+    try:
+        for name, content in files.items():
+            with open(stage / name, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for name in files:
+            os.replace(stage / name, directory / name)
+        try:
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:  # some platforms cannot fsync a directory
+            pass
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _json_default(value):
