@@ -115,8 +115,7 @@ def _resume_message(step: int, root: Path, changes: dict) -> str:
     message = f"resumed from step {step} of {root}"
     if "world_size" in changes:
         old, new = changes["world_size"]
-        message += (f"; written by {old} rank(s), now {new}: the data order is kept, every rank draws a fresh "
-                    f"(deterministic) random stream")
+        message += f"; written by {old} rank(s), now {new}: every rank draws a fresh (deterministic) random stream"
     others = [f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items() if name != "world_size"]
     if others:
         message += "; changed: " + ", ".join(others)
@@ -162,6 +161,10 @@ class Trainer:
         self.config, self.loss_fn, self.eval_fn = config, loss_fn, eval_fn
         self.callbacks = list(callbacks)
         if isinstance(data, tuple):
+            lengths = [len(d) if isinstance(d, torch.Tensor) and d.ndim > 0 else None for d in data]
+            if not data or None in lengths or len(set(lengths)) != 1:
+                raise ValueError(f"data: expected a tuple of tensors with the same first dimension (one row per "
+                                 f"sample), got lengths {lengths} (None: not a tensor with a batch dimension)")
             data = TensorDataset(*data)
         if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
             raise ValueError("data: expected a map-style torch Dataset with __len__, or a tuple of tensors")
