@@ -1,0 +1,176 @@
+"""An unconditional 2-D slice prior for inpainting and k-space reconstruction.
+
+``SlicePrior.fit(images)`` trains a :class:`~polydiff.medical.models.SliceUNet` with core's ``Trainer`` and
+``DiffusionLoss`` (VP cosine schedule, x0 prediction) on random crops of the training slices, each slice mapped
+to [-1, 1] by its own 0.5 / 99.5 percentiles; any core sampler or ``polydiff.core.inverse`` method then runs
+``SlicePrior.denoiser``. The bundled training set (:func:`training_slices`) uses only slices that no benchmark
+task evaluates on (:data:`TRAIN_SLICES` vs :data:`TEST_SLICES`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["PriorConfig", "SlicePrior", "training_slices", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
+           "normalise", "denormalise"]
+
+TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
+TEST_SLICES = (6, 7, 8, 9)
+
+
+def normalise(image: np.ndarray, region: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+    """image -> 2 (image - p0.5) / (p99.5 - p0.5) - 1 with the percentiles inside ``region`` (default: all
+    pixels); returns the mapped image and (low, high) for :func:`denormalise`."""
+    values = image[region] if region is not None else image.reshape(-1)
+    low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    high = high if high > low else low + 1.0
+    return 2 * (image - low) / (high - low) - 1, (low, high)
+
+
+def denormalise(image: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    low, high = bounds
+    return (np.asarray(image) + 1) / 2 * (high - low) + low
+
+
+def training_slices(slices=TRAIN_SLICES) -> np.ndarray:
+    """(count, 128, 128) float64 training images: the real b0 slices ``slices`` of dipy's ``S0_10slices`` and
+    the noise-free phantom DWI volumes at those slices (every 4th volume), each normalised to [-1, 1]."""
+    from .data import make_phantom
+
+    phantom = make_phantom(20.0, seed=0)
+    images = [phantom.clean[:, :, z, v] for z in slices for v in range(0, phantom.clean.shape[-1], 4)]
+    return np.stack([normalise(image.astype(np.float64))[0] for image in images])
+
+
+def test_slices(slices=TEST_SLICES, volumes=(0, 20, 45)) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(images (count, 128, 128) float64 in data units, brain masks (count, 128, 128), names): real b0 slices and
+    phantom DWI volumes at held-out slices (``volumes`` of the 64: b0, b = 1000, b = 2000)."""
+    from .data import make_phantom
+
+    phantom = make_phantom(20.0, seed=0)
+    images, masks, names = [], [], []
+    for z in slices:
+        for v in volumes:
+            if phantom.mask[:, :, z].sum() < 200:
+                continue
+            images.append(phantom.clean[:, :, z, v].astype(np.float64))
+            masks.append(phantom.mask[:, :, z])
+            names.append(f"{'b0' if v == 0 else 'dwi'}-z{z}-v{v}")
+    return np.stack(images), np.stack(masks), names
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """train_steps, batch_size, crop, lr: Trainer budget on crop x crop patches; channels: U-Net widths;
+    seed; device (None: CUDA when available); checkpoint_dir: Trainer checkpoints (a rerun resumes there)."""
+
+    train_steps: int = 1500
+    batch_size: int = 8
+    crop: int = 64
+    lr: float = 1e-3
+    channels: tuple[int, ...] = (16, 32, 64)
+    seed: int = 0
+    device: str | None = None
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self):
+        for name, minimum in (("train_steps", 1), ("batch_size", 1), ("crop", 8), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr: expected a finite value > 0, got {self.lr!r}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+
+class _Crops(torch.utils.data.Dataset):
+    def __init__(self, images: Tensor, crop: int, length: int, seed: int):
+        self.images, self.crop, self.length, self.seed, self.draws = images, crop, length, seed, 0
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        self.draws += 1
+        generator = torch.Generator().manual_seed(hash((self.seed, index, self.draws)) % 2**62)
+        k = int(torch.randint(self.images.shape[0], (1,), generator=generator))
+        height, width = self.images.shape[-2:]
+        i = int(torch.randint(height - self.crop + 1, (1,), generator=generator))
+        j = int(torch.randint(width - self.crop + 1, (1,), generator=generator))
+        crop = self.images[k, :, i:i + self.crop, j:j + self.crop]
+        return crop.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else crop
+
+
+class SlicePrior:
+    """An unconditional diffusion prior over 2-D slices in [-1, 1]: ``fit``, ``denoiser``, ``save_pretrained`` /
+    ``from_pretrained`` (safetensors + JSON through core.pretrained)."""
+
+    def __init__(self, config: PriorConfig | None = None, **options):
+        if config is not None and not isinstance(config, PriorConfig):
+            raise ValueError(f"config: expected a PriorConfig, got {type(config).__name__}")
+        self.config = PriorConfig(**{**(asdict(config) if config else {}), **options})
+        self.model = None
+
+    @property
+    def schedule(self):
+        from polydiff.core import VPCosineSchedule
+
+        return VPCosineSchedule()
+
+    def fit(self, images, *, progress: bool = False) -> SlicePrior:
+        """Train on images (count, H, W) already in [-1, 1] (see :func:`normalise`); returns self."""
+        from polydiff.core.losses import DiffusionLoss
+        from polydiff.core.training import TrainConfig, Trainer
+
+        from .models import SliceUNet
+
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 3 or not np.isfinite(images).all():
+            raise ValueError(f"images: expected finite (count, height, width), got shape {images.shape}")
+        config = self.config
+        crop = min(config.crop, (min(images.shape[1:]) // 4) * 4)
+        torch.manual_seed(config.seed)
+        network = SliceUNet(cond_channels=0, channels=config.channels)
+        if crop % network.multiple:
+            raise ValueError(f"images: slices of {images.shape[1:]} are too small for the prior's U-Net")
+        data = _Crops(torch.from_numpy(images)[:, None], crop, config.train_steps * config.batch_size, config.seed)
+        train = TrainConfig(steps=config.train_steps, batch_size=config.batch_size, lr=config.lr,
+                            lr_schedule="cosine", warmup_steps=min(100, config.train_steps // 10), ema_decay=0.999,
+                            seed=config.seed, device=config.device, progress=progress,
+                            checkpoint_dir=config.checkpoint_dir, checkpoint_every=max(50, config.train_steps // 10),
+                            log_every=max(1, config.train_steps // 20))
+        trainer = Trainer(network, DiffusionLoss(self.schedule, prediction="x0"), data, train).fit()
+        self.model = trainer.ema_model.eval()
+        return self
+
+    def _require_model(self):
+        if self.model is None:
+            raise ValueError("prior: not fitted; call fit() or from_pretrained() first")
+        return self.model
+
+    @property
+    def denoiser(self):
+        from polydiff.core import Denoiser
+
+        return Denoiser(self._require_model(), self.schedule, prediction="x0", clip_x0=1.5)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        return self._require_model().save_pretrained(directory, metadata={"prior": asdict(self.config)})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str = "cpu") -> SlicePrior:
+        from polydiff.core.pretrained import read_config
+
+        from .models import SliceUNet
+
+        document = read_config(directory)
+        settings = dict(document["metadata"].get("prior", {}))
+        prior = cls(PriorConfig(**{k: tuple(v) if k == "channels" else v for k, v in settings.items()}))
+        prior.model = SliceUNet.from_pretrained(directory, device=device)
+        return prior
