@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .schedules import NoiseSchedule
+from .schedules import NoiseSchedule, check_real
 
 PREDICTIONS = ("eps", "x0", "v", "score", "flow")
 
@@ -151,14 +151,19 @@ class Denoiser:
                  guidance_scale: float | None = None, uncond: dict | None = None, guidance_rescale: float = 0.0,
                  clip_x0: float | None = None):
         _check_prediction(prediction)
+        if not callable(model):
+            raise ValueError(f"model: expected a callable model(x, t_model, **cond), got {type(model).__name__}")
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"schedule: expected a polydiff NoiseSchedule, got {type(schedule).__name__}")
+        if guidance_scale is not None:  # NaN or inf would turn every guided sample into NaN
+            guidance_scale = check_real("guidance_scale", guidance_scale)
         if guidance_scale is not None and guidance_scale != 1 and uncond is None:
             raise ValueError("uncond: classifier-free guidance needs the unconditional model arguments")
-        if clip_x0 is not None and not clip_x0 > 0:
-            raise ValueError(f"clip_x0: expected a positive bound or None, got {clip_x0!r}")
-        if not 0.0 <= guidance_rescale <= 1.0:
-            raise ValueError(f"guidance_rescale: expected a value in [0, 1], got {guidance_rescale}")
+        if uncond is not None and not isinstance(uncond, dict):
+            raise ValueError(f"uncond: expected a dict of model keyword arguments, got {type(uncond).__name__}")
+        if clip_x0 is not None:
+            clip_x0 = check_real("clip_x0", clip_x0, low=0.0, low_open=True)
+        guidance_rescale = check_real("guidance_rescale", guidance_rescale, low=0.0, high=1.0)
         self.model = model
         self.schedule = schedule
         self.prediction = prediction

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .denoiser import Denoiser
 from .grids import check_grid, make_grid
-from .sampling import list_solvers
+from .sampling import get_solver
 
 __all__ = ["fit_grid", "grid_from_logits", "FIT_METHODS"]
 
@@ -44,12 +44,7 @@ FIT_METHODS = ("global",)
 
 
 def _solver_function(solver) -> Callable[..., Tensor]:
-    if callable(solver):
-        return solver
-    table = list_solvers()
-    if solver not in table:
-        raise ValueError(f"solver: unknown solver {solver!r}; choices: {list(table)}")
-    return table[solver]
+    return solver if callable(solver) else get_solver(solver)
 
 
 def grid_from_logits(schedule, logits: Tensor, t_start: float, t_end: float, final_zero: bool = False) -> Tensor:
@@ -115,6 +110,13 @@ def fit_grid(denoiser: Denoiser, solver, steps: int, x_start: Tensor | None = No
         raise ValueError(f"iterations: expected a positive integer, got {iterations!r}")
     if (x_start is None) == (data is None):
         raise ValueError("x_start / data: give exactly one of them")
+    for name, value in (("x_start", x_start), ("data", data), ("target", target)):
+        if value is None:
+            continue
+        if not isinstance(value, Tensor) or not value.is_floating_point() or value.ndim < 1:
+            raise ValueError(f"{name}: expected a floating-point tensor of shape (batch, ...)")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name}: contains NaN or inf")
     schedule = denoiser.schedule
     t_start = schedule.t_max if t_start is None else float(t_start)
     t_end = schedule.t_min if t_end is None else float(t_end)

@@ -11,7 +11,7 @@ Kinds:
     "karras"     EDM's rho-spacing in sigma / alpha (Karras et al., 2022, eq. 5), ``rho=7``
     "leading", "trailing", "linspace"  diffusers' integer timestep spacings for a discrete schedule
                  (their "Common Diffusion Noise Schedules and Sample Steps are Flawed" table 2 names)
-    an array     explicit times (N + 1,) or per-sample (N + 1, batch), strictly decreasing
+    an array     explicit times (N + 1,) or per-sample (N + 1, batch), strictly decreasing, in [0, t_max]
 The fitted grid lives in :mod:`polydiff.core.fitted_grid`.
 """
 
@@ -23,29 +23,51 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .schedules import DiscreteSchedule, NoiseSchedule
+from .schedules import DiscreteSchedule, NoiseSchedule, check_real
 
 GRIDS = ("uniform", "logsnr", "quadratic", "karras", "leading", "trailing", "linspace")
 
 __all__ = ["GRIDS", "make_grid", "check_grid"]
 
 
-def check_grid(grid: Tensor, name: str = "grid") -> Tensor:
-    """Validate a grid: 1-D (or (N + 1, batch) per-sample) finite, non-negative, strictly decreasing times."""
+#: relative slack on a schedule's t_max for grid times (rounding in a user's own time arithmetic)
+_T_MAX_SLACK = 1e-9
+
+
+def check_grid(grid: Tensor, name: str = "grid", schedule: NoiseSchedule | None = None) -> Tensor:
+    """Validate a grid: 1-D (or (N + 1, batch) per-sample) finite, non-negative, strictly decreasing times, and
+    with ``schedule`` none above its ``t_max`` (past it the schedule's alpha, sigma are not defined or the model
+    was never trained; e.g. diffusers' integer timesteps 999..0 are not times in [0, 1])."""
     if not isinstance(grid, Tensor):
-        grid = torch.as_tensor(np.asarray(grid, dtype=np.float64))
+        try:
+            grid = torch.as_tensor(np.asarray(grid, dtype=np.float64))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name}: expected an array of times, got {type(grid).__name__} ({error})") from error
+    if not grid.is_floating_point() and grid.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name}: expected real times, got dtype {grid.dtype}")
     if grid.ndim not in (1, 2) or grid.shape[0] < 2:
         raise ValueError(f"{name}: expected shape (steps + 1,) or (steps + 1, batch) with steps >= 1, "
                          f"got {tuple(grid.shape)}")
     finite, non_negative = torch.isfinite(grid), grid >= 0
     decreasing = grid[1:] < grid[:-1]
-    if bool(finite.all() & non_negative.all() & decreasing.all()):  # one host sync on the happy path
+    valid = finite.all() & non_negative.all() & decreasing.all()
+    t_max = None if schedule is None else schedule.t_max
+    if t_max is not None:
+        valid = valid & (grid <= t_max * (1 + _T_MAX_SLACK)).all()
+    if bool(valid):  # one host sync on the happy path
         return grid
     if not bool(finite.all()):
         raise ValueError(f"{name}: contains NaN or inf")
     if not bool(non_negative.all()):
         raise ValueError(f"{name}: times must be >= 0")
-    raise ValueError(f"{name}: times must be strictly decreasing (from noise to data)")
+    if not bool(decreasing.all()):
+        raise ValueError(f"{name}: times must be strictly decreasing (from noise to data)")
+    hint = ""
+    if isinstance(schedule, DiscreteSchedule):
+        hint = (f"; a training index k (diffusers' integer timestep) is the time (k + 1) / "
+                f"{schedule.num_train_timesteps}")
+    raise ValueError(f"{name}: times must lie in [0, t_max = {t_max}] of the {type(schedule).__name__}, got a "
+                     f"largest time of {float(grid.max())}{hint}")
 
 
 def make_grid(schedule: NoiseSchedule, steps: int, kind="logsnr", *, t_start: float | None = None,
@@ -53,19 +75,24 @@ def make_grid(schedule: NoiseSchedule, steps: int, kind="logsnr", *, t_start: fl
               device=None) -> Tensor:
     """A decreasing time grid of ``steps + 1`` points for ``schedule`` (float64, on ``device``).
 
-    t_start / t_end default to schedule.t_max / schedule.t_min. With ``final_zero`` one more point t = 0 is
-    *not* added: the last point itself is replaced by 0, so the step count stays ``steps``.
+    t_start / t_end default to schedule.t_max / schedule.t_min; t_start may not exceed t_max. With ``final_zero``
+    one more point t = 0 is *not* added: the last point itself is replaced by 0, so the step count stays ``steps``.
+    An explicit array ``kind`` is validated (times in [0, t_max], strictly decreasing) and returned as it is:
+    t_start, t_end and final_zero apply to the named kinds only.
     """
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    t_start = schedule.t_max if t_start is None else float(t_start)
-    t_end = schedule.t_min if t_end is None else float(t_end)
+    if not isinstance(kind, str):
+        grid = kind.detach() if isinstance(kind, Tensor) else kind
+        return check_grid(grid, "grid", schedule).to(device=device, dtype=torch.float64)
+    t_start = schedule.t_max if t_start is None else check_real("t_start", t_start)
+    t_end = schedule.t_min if t_end is None else check_real("t_end", t_end)
+    if t_start > schedule.t_max * (1 + _T_MAX_SLACK):
+        raise ValueError(f"t_start: {t_start} lies beyond the {type(schedule).__name__}'s t_max = {schedule.t_max}; "
+                         f"expected t_end < t_start <= t_max")
     if not 0 <= t_end < t_start:
         raise ValueError(f"t_start, t_end: expected 0 <= t_end < t_start, got {t_start}, {t_end}")
     f64 = dict(dtype=torch.float64)
-    if not isinstance(kind, str):
-        grid = check_grid(torch.as_tensor(np.asarray(kind, dtype=np.float64)), "grid")
-        return grid.to(device)
     if kind == "uniform":
         grid = torch.linspace(t_start, t_end, steps + 1, **f64)
     elif kind == "logsnr":

@@ -1,15 +1,22 @@
 """The solver registry and the one sampling entry point, ``polydiff.core.sample``.
 
-Every solver is a plain function ``sample_<name>(denoiser, x, grid, *, cond=None, callback=None,
+Every solver is a plain function ``sample_<name>(denoiser, x, grid, *, cond=None, generator=None, callback=None,
 progress=False, **options) -> x`` (the state at grid[-1]) living in :mod:`polydiff.core.solvers`, registered with
 ``@register_solver("<name>")``. It loops over the grid with its math in the open (k-diffusion's shape), keeps
 any multistep history in local variables, accepts per-sample time (grid of shape (N + 1, batch)) and makes no
-host syncs inside the loop: all schedule coefficients come from ``grid_coefficients`` before the loop.
+host syncs inside the loop: all schedule coefficients come from ``grid_coefficients`` before the loop. Every
+solver takes ``generator`` (a ``torch.Generator`` for the noise that stochastic solvers draw; deterministic ones
+ignore it), so one call works for all of them.
+
+A solver registered with ``sampler=False`` (``ddim_inversion``: data to noise) is left out of ``list_solvers()``
+and refused by ``sample``; it stays callable directly.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import numbers
 import pkgutil
 from collections.abc import Callable
 from typing import NamedTuple
@@ -21,20 +28,27 @@ from .denoiser import Denoiser, append_dims
 from .grids import check_grid, make_grid
 from .schedules import NoiseSchedule
 
-__all__ = ["sample", "register_solver", "list_solvers", "grid_coefficients", "GridCoefficients", "check_inputs",
-           "step_range", "noise_like"]
+__all__ = ["sample", "register_solver", "list_solvers", "get_solver", "grid_coefficients", "GridCoefficients",
+           "check_inputs", "step_range", "noise_like"]
 
 _SOLVERS: dict[str, Callable[..., Tensor]] = {}
 
 
-def register_solver(name: str):
-    """Decorator adding a solver function to the registry under ``name``."""
+def register_solver(name: str, *, sampler: bool = True):
+    """Decorator adding a solver function to the registry under ``name``.
+
+    sampler: False for a solver that does not map prior noise to data (an inversion); ``sample`` refuses it and
+    ``list_solvers()`` leaves it out unless asked.
+    """
 
     def add(fn):
         if name in _SOLVERS and _SOLVERS[name] is not fn:
             raise ValueError(f"solver name {name!r} registered twice")
         _SOLVERS[name] = fn
         fn.solver_name = name
+        fn.is_sampler = sampler
+        fn.options = tuple(key for key, parameter in inspect.signature(fn).parameters.items()
+                           if parameter.kind == parameter.KEYWORD_ONLY)
         return fn
 
     return add
@@ -43,15 +57,41 @@ def register_solver(name: str):
 _DISCOVERED = False
 
 
-def list_solvers() -> dict[str, Callable[..., Tensor]]:
-    """Name -> function of every registered solver (importing every module of polydiff.core.solvers once)."""
+def _discover() -> None:
+    """Import every module of polydiff.core.solvers once, which registers their solvers."""
     global _DISCOVERED
     if not _DISCOVERED:
         package = importlib.import_module(f"{__package__}.solvers")
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package.__name__}.{module.name}")
         _DISCOVERED = True
-    return dict(sorted(_SOLVERS.items()))
+
+
+def list_solvers(*, samplers_only: bool = True) -> dict[str, Callable[..., Tensor]]:
+    """Name -> function of every registered sampler: the names ``sample(solver=...)`` accepts.
+    ``samplers_only=False`` adds the non-samplers (``ddim_inversion``)."""
+    _discover()
+    return {name: fn for name, fn in sorted(_SOLVERS.items()) if fn.is_sampler or not samplers_only}
+
+
+def get_solver(name: str) -> Callable[..., Tensor]:
+    """The sampler registered as ``name``; ValueError naming ``solver`` for an unknown name or a non-sampler."""
+    _discover()
+    fn = _SOLVERS.get(name) if isinstance(name, str) else None
+    if fn is None:
+        raise ValueError(f"solver: unknown solver {name!r}; choices: {list(list_solvers())}")
+    if not fn.is_sampler:
+        raise ValueError(f"solver: {name!r} is not a sampler (it maps data to noise, not noise to data); call "
+                         f"{fn.__module__}.{fn.__name__} directly; samplers: {list(list_solvers())}")
+    return fn
+
+
+def check_options(fn: Callable[..., Tensor], options: dict) -> None:
+    """ValueError naming any option that the registered solver ``fn`` does not take (before any work is done)."""
+    unknown = [name for name in options if name not in fn.options]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not an option of solver {fn.solver_name!r}; its options: "
+                         f"{list(fn.options)}")
 
 
 class GridCoefficients(NamedTuple):
@@ -72,13 +112,13 @@ def grid_coefficients(schedule: NoiseSchedule, grid: Tensor) -> GridCoefficients
 def check_inputs(denoiser: Denoiser, x: Tensor, grid) -> tuple[Tensor, GridCoefficients]:
     """Validate (denoiser, x, grid) once before a solver's loop; return the grid on x's device and its
     coefficients. Raises ValueError naming the argument for NaN/inf in x, a bad grid, or a batch mismatch."""
-    if not isinstance(denoiser, Denoiser):
-        raise ValueError(f"denoiser: expected a polydiff Denoiser, got {type(denoiser).__name__}")
+    _check_denoiser(denoiser)
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
         raise ValueError("x: expected a floating-point tensor of shape (batch, ...)")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x: contains NaN or inf")
-    grid = check_grid(torch.as_tensor(grid, dtype=torch.float64) if not isinstance(grid, Tensor) else grid)
+    grid = check_grid(torch.as_tensor(grid, dtype=torch.float64) if not isinstance(grid, Tensor) else grid,
+                      schedule=denoiser.schedule)
     if grid.ndim == 2 and grid.shape[1] != x.shape[0]:
         raise ValueError(f"grid: per-sample grid has {grid.shape[1]} columns but x has batch {x.shape[0]}")
     grid = grid.to(device=x.device, dtype=torch.float64)
@@ -86,6 +126,12 @@ def check_inputs(denoiser: Denoiser, x: Tensor, grid) -> tuple[Tensor, GridCoeff
     if not grid.requires_grad:
         denoiser.remember(grid, x, (coefficients.alpha, coefficients.sigma))
     return grid, coefficients
+
+
+def _check_denoiser(denoiser) -> None:
+    if not isinstance(denoiser, Denoiser):
+        raise ValueError(f"denoiser: expected a polydiff.core.Denoiser, got {type(denoiser).__name__}; wrap the "
+                         "network with its schedule: Denoiser(model, schedule, prediction='eps')")
 
 
 def step_range(num_steps: int, progress: bool, desc: str = "sampling"):
@@ -98,7 +144,11 @@ def step_range(num_steps: int, progress: bool, desc: str = "sampling"):
 
 
 def noise_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    """Standard normal noise shaped like x, drawn on the generator's device and moved to x's (a CPU generator may
+    drive a CUDA run, as in ``discrete._validation.uniform``; torch.randn alone refuses the pair)."""
+    if generator is None or generator.device == x.device:
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
 
 
 def coef(value: Tensor, x: Tensor) -> Tensor:
@@ -117,26 +167,37 @@ def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: i
             x_T = noise * sqrt(alpha^2 + sigma^2) (1 for VP schedules, about sigma_max for VE/EDM).
         solver: a name from ``polydiff.core.list_solvers()``.
         steps: number of solver steps (grid intervals); NFE depends on the solver's order.
-        grid: a kind from ``polydiff.core.grids.GRIDS``, or an array of decreasing times (then ``steps`` must
-            equal its length minus one) such as the output of ``polydiff.core.fitted_grid.fit_grid``.
+        grid: a kind from ``polydiff.core.grids.GRIDS``, or an array of decreasing times in [0, t_max] (then
+            ``steps`` must equal its length minus one) such as the output of ``polydiff.core.fitted_grid.fit_grid``.
         final_zero: end the grid at t = 0, returning the denoised prediction at the last step.
+        t_start, t_end: the grid's ends for a named ``grid`` kind (default: the schedule's t_max, t_min).
         cond: keyword arguments passed to the model on every call.
-        options: solver options (eta, order, generator, callback, progress, ...).
+        options: solver options (eta, order, generator, callback, progress, ...); every solver takes
+            ``generator``, a ``torch.Generator`` that makes the stochastic ones reproducible.
     Returns:
         samples (batch, ...), same dtype as noise.
+
+    Every argument is checked before the first model call (ValueError naming it). The samples are checked once
+    after the solver's loop: NaN or inf there is a ValueError that says whether the model itself returned them.
     """
-    table = list_solvers()
-    if solver not in table:
-        raise ValueError(f"solver: unknown solver {solver!r}; choices: {list(table)}")
+    _check_denoiser(denoiser)
+    fn = get_solver(solver)
+    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     if not isinstance(noise, Tensor) or not noise.is_floating_point() or noise.ndim < 1:
         raise ValueError("noise: expected a floating-point torch tensor of shape (batch, ...)")
+    if cond is not None and not isinstance(cond, dict):
+        raise ValueError(f"cond: expected a dict of model keyword arguments or None, got {type(cond).__name__}")
+    check_options(fn, options)
     if not bool(torch.isfinite(noise).all()):
         raise ValueError("noise: contains NaN or inf")
     schedule = denoiser.schedule
     times = make_grid(schedule, steps, grid, t_start=t_start, t_end=t_end, final_zero=final_zero,
                       device=noise.device)
-    if not isinstance(grid, str) and times.shape[0] != steps + 1:
-        raise ValueError(f"steps: {steps} does not match the explicit grid of {times.shape[0]} times")
+    if not isinstance(grid, str):
+        if times.shape[0] != steps + 1:
+            raise ValueError(f"steps: {steps} does not match the explicit grid of {times.shape[0]} times")
+        _check_explicit_ends(times, t_start, t_end, final_zero)
     if times.ndim == 2 and times.shape[1] != noise.shape[0]:
         raise ValueError(f"grid: per-sample grid has {times.shape[1]} columns but noise has batch {noise.shape[0]}")
     if schedule.variance_preserving:
@@ -144,4 +205,35 @@ def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: i
     else:
         alpha, sigma = schedule.alpha_sigma(times[0])
         x = noise * append_dims(torch.sqrt(alpha**2 + sigma**2), noise.ndim).to(noise.dtype)
-    return table[solver](denoiser, x, times, cond=cond, **options)
+    out = fn(denoiser, x, times, cond=cond, **options)
+    samples = out[0] if isinstance(out, tuple) else out
+    if not bool(torch.isfinite(samples).all()):  # the one check of the result, after the loop
+        _explain_non_finite(denoiser, fn.solver_name, x, times, cond or {})
+    return out
+
+
+def _check_explicit_ends(times: Tensor, t_start, t_end, final_zero: bool) -> None:
+    """An explicit grid fixes its own ends: t_start / t_end / final_zero may restate them, not change them."""
+    for name, value, end in (("t_start", t_start, times[0]), ("t_end", t_end, times[-1]),
+                             ("final_zero", 0.0 if final_zero else None, times[-1])):
+        if value is not None and not bool((end == float(value)).all()):
+            raise ValueError(f"{name}: the explicit grid {'ends' if name != 't_start' else 'starts'} at "
+                             f"{end.tolist()}, not at {float(value)}; an explicit grid's first and last times are "
+                             "its ends (t_start, t_end and final_zero shape the named grid kinds)")
+
+
+def _explain_non_finite(denoiser: Denoiser, solver: str, x: Tensor, times: Tensor, cond: dict) -> None:
+    """Raise the ValueError for non-finite samples, after asking the model once more at the first step whether
+    its own output is the cause (only on this failure path; the half of the prediction that the model outputs
+    is checked, not the one derived from it, which may overflow where alpha or sigma is tiny)."""
+    with torch.no_grad():
+        prediction = denoiser.predict(x, times[0], **cond)
+        output = prediction.eps if denoiser.prediction in ("eps", "score") else prediction.x0
+        model_is_finite = bool(torch.isfinite(output).all())
+    if not model_is_finite:
+        raise ValueError(f"model: returned NaN or inf (at the first step, t = {times[0].tolist()}); the samples "
+                         "would be NaN. Check the network's weights and inputs (and the Denoiser's prediction / "
+                         "guidance settings)")
+    raise ValueError(f"model: the samples of solver {solver!r} contain NaN or inf although the model's first "
+                     "output is finite: the model returned NaN or inf at a later step, or the computation "
+                     f"overflowed {x.dtype} (try float32 / float64 noise or another grid)")

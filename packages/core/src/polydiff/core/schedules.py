@@ -16,7 +16,9 @@ The beta-array constructors (``linear_betas`` ...) return float64 numpy arrays o
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -56,6 +58,31 @@ def _as_tensor(t, like: Tensor | None = None) -> Tensor:
     if isinstance(t, Tensor):
         return t if t.is_floating_point() else t.to(torch.float64)
     return torch.as_tensor(t, dtype=torch.float64, device=None if like is None else like.device)
+
+
+def check_real(name: str, value, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float, else ValueError naming ``name``; optional bounds (closed unless ``*_open``).
+
+    Shared by the schedules, grids, the Denoiser and the samplers, which validate their scalar arguments once,
+    before any tensor work."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
+    value = float(value)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name}: expected a value {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name}: expected a value {'<' if high_open else '<='} {high}, got {value!r}")
+    return value
+
+
+def _check_time_range(t_min, t_max, upper: float | None = None) -> tuple[float, float]:
+    """(t_min, t_max) as floats with 0 < t_min < t_max (< ``upper`` where the schedule ends there)."""
+    t_min = check_real("t_min", t_min, low=0.0, low_open=True)
+    t_max = check_real("t_max", t_max, high=upper, high_open=upper is not None)
+    if not t_min < t_max:
+        raise ValueError(f"t_min, t_max: expected t_min < t_max, got {t_min}, {t_max}")
+    return t_min, t_max
 
 
 def _vp_log_snr(log_alpha: Tensor) -> Tensor:
@@ -211,7 +238,22 @@ class DiscreteSchedule(NoiseSchedule):
                  terminal_log_snr: float = -15.0):
         if (betas is None) == (alphas_cumprod is None):
             raise ValueError("betas / alphas_cumprod: give exactly one of them")
-        betas = betas_from_alphas_cumprod(alphas_cumprod) if betas is None else np.asarray(betas, np.float64)
+        if not isinstance(zero_terminal_snr, (bool, np.bool_)):
+            raise ValueError(f"zero_terminal_snr: expected a bool, got {zero_terminal_snr!r}")
+        zero_terminal_snr = bool(zero_terminal_snr)
+        terminal_log_snr = check_real("terminal_log_snr", terminal_log_snr)
+        # config() writes the array as given (before any zero-terminal-SNR rescaling), so a rebuilt schedule
+        # repeats exactly the same arithmetic
+        if betas is None:
+            source = np.array(alphas_cumprod, dtype=np.float64)
+            if source.ndim != 1 or not np.all(np.isfinite(source)) or np.any(source < 0) or np.any(source > 1) \
+                    or np.any(np.diff(source) >= 0):
+                raise ValueError("alphas_cumprod: expected a 1-D array of strictly decreasing values in [0, 1]")
+            self._source = ("alphas_cumprod", source)
+            betas = betas_from_alphas_cumprod(source)
+        else:
+            betas = np.array(betas, dtype=np.float64)
+            self._source = ("betas", betas.copy())
         if betas.ndim != 1 or betas.size < 2:
             raise ValueError(f"betas: expected a 1-D array of at least 2 values, got shape {betas.shape}")
         if not np.all(np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas > 1):
@@ -269,7 +311,8 @@ class DiscreteSchedule(NoiseSchedule):
         return t * self.num_train_timesteps - 1
 
     def config(self):
-        return {"type": "discrete", "betas": self.betas.tolist(), "zero_terminal_snr": False,
+        name, values = self._source
+        return {"type": "discrete", name: values.tolist(), "zero_terminal_snr": self.zero_terminal_snr,
                 "terminal_log_snr": self.terminal_log_snr}
 
     @classmethod
@@ -291,9 +334,12 @@ class VPLinearSchedule(NoiseSchedule):
     variance_preserving = True
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3, t_max: float = 1.0):
-        if not 0 < beta_min < beta_max:
+        beta_min = check_real("beta_min", beta_min, low=0.0, low_open=True)
+        beta_max = check_real("beta_max", beta_max)
+        if not beta_min < beta_max:
             raise ValueError(f"beta_min, beta_max: expected 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
-        self.beta_min, self.beta_max, self.t_min, self.t_max = beta_min, beta_max, t_min, t_max
+        self.beta_min, self.beta_max = beta_min, beta_max
+        self.t_min, self.t_max = _check_time_range(t_min, t_max)
 
     def log_alpha(self, t):
         t = _as_tensor(t)
@@ -325,7 +371,9 @@ class VPCosineSchedule(NoiseSchedule):
     variance_preserving = True
 
     def __init__(self, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946):
-        self.s, self.t_min, self.t_max = s, t_min, t_max
+        # alpha(t) reaches 0 at t = 1 whatever s is, so t_max < 1
+        self.s = check_real("s", s, low=0.0)
+        self.t_min, self.t_max = _check_time_range(t_min, t_max, upper=1.0)
         self._log_alpha_0 = math.log(math.cos(s / (1 + s) * math.pi / 2))
 
     def log_alpha(self, t):
@@ -354,7 +402,9 @@ class VESchedule(NoiseSchedule):
     t in (0, 1]; t = 0 is clean data. The network receives sigma."""
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
-        if not 0 < sigma_min < sigma_max:
+        sigma_min = check_real("sigma_min", sigma_min, low=0.0, low_open=True)
+        sigma_max = check_real("sigma_max", sigma_max)
+        if not sigma_min < sigma_max:
             raise ValueError(f"sigma_min, sigma_max: expected 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.t_min, self.t_max = 1e-5, 1.0
@@ -384,7 +434,10 @@ class EDMSchedule(NoiseSchedule):
     [sigma_min, sigma_max]. The network receives sigma; EDM's preconditioning lives in the Denoiser."""
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5):
-        if not 0 < sigma_min < sigma_max:
+        sigma_min = check_real("sigma_min", sigma_min, low=0.0, low_open=True)
+        sigma_max = check_real("sigma_max", sigma_max)
+        sigma_data = check_real("sigma_data", sigma_data, low=0.0, low_open=True)
+        if not sigma_min < sigma_max:
             raise ValueError(f"sigma_min, sigma_max: expected 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.sigma_min, self.sigma_max, self.sigma_data = sigma_min, sigma_max, sigma_data
         self.t_min, self.t_max = sigma_min, sigma_max
@@ -407,7 +460,8 @@ class FlowSchedule(NoiseSchedule):
     """The linear interpolant of flow matching / rectified flow: alpha = 1 - t, sigma = t, t in [0, 1]."""
 
     def __init__(self, t_min: float = 1e-4, t_max: float = 1.0 - 1e-4):
-        self.t_min, self.t_max = t_min, t_max
+        # alpha = 1 - t vanishes at t = 1, where the rescaled state x / alpha of most solvers is undefined
+        self.t_min, self.t_max = _check_time_range(t_min, t_max, upper=1.0)
 
     def log_alpha(self, t):
         return torch.log1p(-_as_tensor(t))
@@ -434,9 +488,21 @@ _TYPES = {
 
 
 def schedule_from_config(config: dict) -> NoiseSchedule:
-    """Rebuild a schedule from ``schedule.config()``."""
+    """Rebuild a schedule from ``schedule.config()``; ValueError naming the key for an unknown type or argument."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config: expected a dict from schedule.config(), got {type(config).__name__}")
     config = dict(config)
     kind = config.pop("type", None)
+    if kind == "bridge":  # defined with the bridges, which import this module
+        from .bridges.ddbm import BridgeSchedule
+
+        if set(config) != {"base", "t_T"}:
+            raise ValueError(f"config: a bridge schedule has the keys ['base', 't_T'], got {sorted(config)}")
+        return BridgeSchedule(schedule_from_config(config["base"]), config["t_T"])
     if kind not in _TYPES:
         raise ValueError(f"config['type']: unknown schedule {kind!r}; choices: {sorted(_TYPES)}")
+    accepted = set(inspect.signature(_TYPES[kind]).parameters)
+    unknown = sorted(set(config) - accepted)
+    if unknown:
+        raise ValueError(f"config{unknown}: not arguments of a {kind!r} schedule; expected some of {sorted(accepted)}")
     return _TYPES[kind](**config)

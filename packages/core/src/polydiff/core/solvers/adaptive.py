@@ -11,9 +11,10 @@
 Both keep one step size and time per sample (batch-first, as in Jolicoeur-Martineau et al.), so a sample's
 result does not depend on the rest of its batch (the DPM-Solver reference code instead takes one h for the
 whole batch from the largest per-sample error). The accept test is a ``torch.where``; the one host sync per
-iteration is the "is any sample still running" check. A grid that ends at t = 0 is integrated down to
-``schedule.t_min`` and finished with one denoising call (x <- x0 prediction), since neither the SDE drift nor
-lambda is finite at t = 0.
+iteration is the "is any sample still running" check, which also reads whether the last error estimate was
+finite: a model that returns NaN or inf is reported at once instead of shrinking the step until ``max_steps``.
+A grid that ends at t = 0 is integrated down to ``schedule.t_min`` and finished with one denoising call
+(x <- x0 prediction), since neither the SDE drift nor lambda is finite at t = 0.
 
 With ``return_info=True`` both return ``(x, info)`` with info = {"nfe": batched model calls, "iterations":
 accepted + rejected attempts, "accepted": (batch,) accepted steps per sample}; the callback receives the
@@ -132,8 +133,9 @@ def sample_adaptive_sde(denoiser, x, grid, *, eps_abs: float = 0.0078, eps_rel: 
     info = {"nfe": 0, "iterations": 0, "accepted": torch.zeros_like(t, dtype=torch.long)}
     c = lambda v: append_dims(v.to(x.dtype), x.ndim)  # noqa: E731  (per-sample coefficient over x)
     active = t > t_end
+    healthy = None
     bar = _progress(progress, "adaptive_sde")
-    while bool(active.any()):
+    while _running(active, healthy, "eps_abs", eps_abs):
         _check_budget(info, max_steps, t, "eps_abs / eps_rel")
         s = torch.where(h >= t - t_end, t_end, t - h)
         alpha_s, sigma_tilde_s = schedule.alpha(s), schedule.sigma_tilde(s)
@@ -146,6 +148,7 @@ def sample_adaptive_sde(denoiser, x, grid, *, eps_abs: float = 0.0078, eps_rel: 
         x_em, x_ie = c(alpha_s) * y_em, c(alpha_s) * y_ie
         tolerance = torch.clamp_min(eps_rel * torch.maximum(x_em.abs(), x_prev.abs()), eps_abs)
         error = norm((x_em - x_ie) / tolerance).to(torch.float64)
+        healthy = (torch.isfinite(error) | ~active).all()
         accept = (error <= 1) & active
         keep = c(accept) > 0
         y = torch.where(keep, y_ie if extrapolate else y_em, y)
@@ -162,6 +165,21 @@ def sample_adaptive_sde(denoiser, x, grid, *, eps_abs: float = 0.0078, eps_rel: 
     if bar is not None:
         bar.close()
     return _finish(denoiser, c(alpha) * y, t, denoise, any_denoise, cond, info, return_info)
+
+
+def _running(active: Tensor, healthy: Tensor | None, abs_name: str, abs_value: float) -> bool:
+    """The loop's one host sync: whether any sample is still running. ``healthy`` (a 0-d bool tensor, None
+    before the first attempt) says the last attempt's error estimate was finite for every running sample; a NaN
+    there would only shrink the step until max_steps, so it is raised at once, naming the cause."""
+    if healthy is None:
+        return bool(active.any())
+    running, finite = torch.stack([active.any(), healthy]).tolist()
+    if not finite:
+        # with an absolute tolerance > 0 the estimate's denominator is > 0: only a non-finite state makes it NaN
+        cause = "" if abs_value > 0 else f", or {abs_name} = 0 met a state that is exactly 0 (0 / 0)"
+        raise ValueError(f"model: returned NaN or inf during adaptive sampling (the step-size controller's error "
+                         f"estimate is NaN){cause}; check the network's output")
+    return running
 
 
 def _check_budget(info: dict, max_steps: int, t: Tensor, tolerances: str) -> None:
@@ -196,8 +214,8 @@ def _dpm_solver_1(x: Tensor, eps: Tensor, alpha_ratio: Tensor, sigma_r: Tensor, 
 @register_solver("dpm_solver_adaptive")
 def sample_dpm_solver_adaptive(denoiser, x, grid, *, order: int = 3, rtol: float = 0.05, atol: float = 0.0078,
                                h_init: float = 0.05, theta: float = 0.9, t_err: float = 1e-5,
-                               max_steps: int = 10_000, cond=None, callback=None, progress: bool = False,
-                               return_info: bool = False):
+                               max_steps: int = 10_000, cond=None, generator=None, callback=None,
+                               progress: bool = False, return_info: bool = False):
     """DPM-Solver with adaptive step size (Lu et al., 2022, Algorithms 4 and 5), per sample.
 
     Each attempt from lambda_s to lambda_t = lambda_s + h computes a lower- and a higher-order DPM-Solver
@@ -217,6 +235,8 @@ def sample_dpm_solver_adaptive(denoiser, x, grid, *, order: int = 3, rtol: float
     Args:
         x: (batch, ...) at grid[0]; grid: (N + 1,) or (N + 1, batch); only its first and last times are used.
         h_init: the first step in lambda. max_steps: attempts allowed before a RuntimeError.
+        t_err: a sample stops within t_err of the end; it must be below the interval's length.
+        generator: accepted and unused (the solver is deterministic).
     Returns samples (batch, ...), or (samples, info) with ``return_info``.
     """
     if order not in (2, 3):
@@ -228,6 +248,10 @@ def sample_dpm_solver_adaptive(denoiser, x, grid, *, order: int = 3, rtol: float
     _check_max_steps(max_steps)
     schedule, cond = denoiser.schedule, cond or {}
     t, t_end, denoise, any_denoise = _interval(denoiser, x, grid)
+    shortest = float((t - t_end).min())
+    if t_err >= shortest:
+        raise ValueError(f"t_err: {t_err} is not below the length of the interval, {shortest} (the solver would "
+                         "stop before its first step and return its input)")
     lam, lam_end = schedule.log_snr(t), schedule.log_snr(t_end)
     alpha, sigma = schedule.alpha_sigma(t)
     h = torch.minimum(torch.full_like(lam, h_init), lam_end - lam)
@@ -243,8 +267,9 @@ def sample_dpm_solver_adaptive(denoiser, x, grid, *, order: int = 3, rtol: float
     x_prev = x
     info = {"nfe": 0, "iterations": 0, "accepted": torch.zeros_like(t, dtype=torch.long)}
     active = (t - t_end).abs() > t_err
+    healthy = None
     bar = _progress(progress, "dpm_solver_adaptive")
-    while bool(active.any()):
+    while _running(active, healthy, "atol", atol):
         _check_budget(info, max_steps, t, "atol / rtol")
         # finished samples take a dummy step of 1e-3 in lambda (masked out below) so no coefficient is 0 / 0
         step = torch.where(active, h, 1e-3)
@@ -269,6 +294,7 @@ def sample_dpm_solver_adaptive(denoiser, x, grid, *, order: int = 3, rtol: float
             x_higher = x_first - c(sigma_next / r2 * (torch.expm1(step) / step - 1)) * (eps_2 - eps)
         tolerance = torch.clamp_min(rtol * torch.maximum(x_lower.abs(), x_prev.abs()), atol)
         error = _rms((x_higher - x_lower) / tolerance).to(torch.float64)
+        healthy = (torch.isfinite(error) | ~active).all()
         accept = (error <= 1) & active
         keep = c(accept) > 0
         x = torch.where(keep, x_higher, x)

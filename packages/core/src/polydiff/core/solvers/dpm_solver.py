@@ -139,8 +139,8 @@ def _multistep(denoiser, x, grid, order, lower_order_final, cond, callback, prog
 
 
 @register_solver("dpm_solver_2m")
-def sample_dpm_solver_2m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, callback=None,
-                         progress: bool = False):
+def sample_dpm_solver_2m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, generator=None,
+                         callback=None, progress: bool = False):
     """Multistep DPM-Solver-2 in the noise form (Lu et al., 2022b, reference code, "midpoint" form;
     diffusers' ``algorithm_type="dpmsolver", solver_order=2``). One model call per step.
 
@@ -150,8 +150,8 @@ def sample_dpm_solver_2m(denoiser, x, grid, *, lower_order_final: bool = True, c
 
 
 @register_solver("dpm_solver_3m")
-def sample_dpm_solver_3m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, callback=None,
-                         progress: bool = False):
+def sample_dpm_solver_3m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, generator=None,
+                         callback=None, progress: bool = False):
     """Multistep DPM-Solver-3 in the noise form (Lu et al., 2022b, reference code). One model call per step;
     shapes as for dpm_solver_2m. Third order: its second-difference term is twice diffusers'
     ``algorithm_type="dpmsolver", solver_order=3`` one, which is second order (see ``multistep_coefficients``).
@@ -214,21 +214,24 @@ def _singlestep(denoiser, x, grid, order, cond, callback, progress):
 
 
 @register_solver("dpm_solver_1")
-def sample_dpm_solver_1(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
+def sample_dpm_solver_1(denoiser, x, grid, *, cond=None, generator=None, callback=None,
+                        progress: bool = False):
     """DPM-Solver-1 (Lu et al., 2022): the exponential Euler step in lambda, identical to DDIM.
     One model call per step. x: (batch, ...); grid: (N + 1,) or (N + 1, batch) decreasing times."""
     return _singlestep(denoiser, x, grid, 1, cond, callback, progress)
 
 
 @register_solver("dpm_solver_2")
-def sample_dpm_solver_2(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
+def sample_dpm_solver_2(denoiser, x, grid, *, cond=None, generator=None, callback=None,
+                        progress: bool = False):
     """Singlestep DPM-Solver-2 (Lu et al., 2022, Algorithm 1, r1 = 1/2): an intermediate point at the
     lambda-midpoint, two model calls per step (one on a step to sigma = 0, which is first order)."""
     return _singlestep(denoiser, x, grid, 2, cond, callback, progress)
 
 
 @register_solver("dpm_solver_3")
-def sample_dpm_solver_3(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
+def sample_dpm_solver_3(denoiser, x, grid, *, cond=None, generator=None, callback=None,
+                        progress: bool = False):
     """Singlestep DPM-Solver-3 (Lu et al., 2022, Algorithm 2, r1 = 1/3, r2 = 2/3): intermediate points at a third
     and two thirds of the step in lambda, three model calls per step (one on a step to sigma = 0)."""
     return _singlestep(denoiser, x, grid, 3, cond, callback, progress)

@@ -40,8 +40,8 @@ def _dpmpp_multistep(denoiser, x, grid, order, lower_order_final, cond, callback
 
 
 @register_solver("dpmpp_2m")
-def sample_dpmpp_2m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, callback=None,
-                    progress: bool = False):
+def sample_dpmpp_2m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, generator=None,
+                    callback=None, progress: bool = False):
     """DPM-Solver++(2M) (Lu et al., 2022b, Algorithm 2): one model call per step,
     x_t = (sigma_t / sigma_s) x_s + alpha_t (1 - e^{-h}) ((1 + 1 / (2 r)) x0_s - 1 / (2 r) x0_prev), r = h_prev / h.
 
@@ -49,16 +49,17 @@ def sample_dpmpp_2m(denoiser, x, grid, *, lower_order_final: bool = True, cond=N
     (diffusers' ``lower_order_final``), and a step to sigma = 0 always is. Equals diffusers'
     ``DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2)`` on the same times.
     x: (batch, ...) at grid[0]; grid: (N + 1,) or (N + 1, batch) decreasing times. Returns x at grid[-1].
+    Deterministic: ``generator`` is accepted and unused.
     """
     return _dpmpp_multistep(denoiser, x, grid, 2, lower_order_final, cond, callback, progress, "dpmpp_2m")
 
 
 @register_solver("dpmpp_3m")
-def sample_dpmpp_3m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, callback=None,
-                    progress: bool = False):
+def sample_dpmpp_3m(denoiser, x, grid, *, lower_order_final: bool = True, cond=None, generator=None,
+                    callback=None, progress: bool = False):
     """DPM-Solver++(3M) (Lu et al., 2022b; the third-order multistep of the authors' code, data form): one model
     call per step, orders 1, 2, 3, 3, ...; with ``lower_order_final`` and fewer than 15 steps the last two steps
-    use orders 2 and 1. Shapes as for :func:`sample_dpmpp_2m`.
+    use orders 2 and 1. Shapes as for :func:`sample_dpmpp_2m`; ``generator`` is unused.
 
     Unlike diffusers' ``solver_order=3`` (and the reference code) this is third order: their second-difference
     term is half the one the phi_3 coefficient needs (see :func:`.dpm_solver.multistep_coefficients`), so their

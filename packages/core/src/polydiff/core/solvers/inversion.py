@@ -10,7 +10,8 @@ reconstructs x up to the discretisation error of both chains, which shrinks as t
 from s = grid[i + 1] up to t = grid[i] reuses the prediction at the current (lower-noise) point:
 x_t = alpha_t x0(x_s, s) + sigma_t eps(x_s, s).
 
-Call it directly, not through ``polydiff.core.sample``: that entry point scales its input as prior noise.
+Call it directly: it is registered as a non-sampler, so ``polydiff.core.sample`` (which scales its input as prior
+noise) refuses it and ``list_solvers()`` leaves it out.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from .euler import table
 __all__ = ["sample_ddim_inversion"]
 
 
-@register_solver("ddim_inversion")
-def sample_ddim_inversion(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
+@register_solver("ddim_inversion", sampler=False)
+def sample_ddim_inversion(denoiser, x, grid, *, cond=None, generator=None, callback=None,
+                          progress: bool = False):
     """Invert DDIM (eta = 0): map x at the last (least noisy) time of the decreasing ``grid`` to the latent
     at grid[0].
 

@@ -58,7 +58,8 @@ def _pseudo_multistep(denoiser, x, grid, runge_kutta_steps, cond, callback, prog
 
 
 @register_solver("pndm")
-def sample_pndm(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
+def sample_pndm(denoiser, x, grid, *, cond=None, generator=None, callback=None,
+                progress: bool = False):
     """PNDM (Liu et al., 2022): three pseudo Runge-Kutta steps (4 model calls each), then the
     fourth-order pseudo linear multistep method (1 call per step).
 
@@ -68,7 +69,8 @@ def sample_pndm(denoiser, x, grid, *, cond=None, callback=None, progress: bool =
 
 
 @register_solver("plms")
-def sample_plms(denoiser, x, grid, *, cond=None, callback=None, progress: bool = False):
+def sample_plms(denoiser, x, grid, *, cond=None, generator=None, callback=None,
+                progress: bool = False):
     """PLMS: the pseudo linear multistep method with a pseudo improved-Euler first step (2 calls) and
     Adams-Bashforth orders 2, 3 on the next steps, then 4 (diffusers' ``PNDMScheduler(skip_prk_steps=True)``).
     N + 1 model calls in all. Shapes as for :func:`sample_pndm`."""

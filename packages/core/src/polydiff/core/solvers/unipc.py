@@ -85,7 +85,8 @@ def _vandermonde(nodes: Tensor) -> Tensor:
 
 @register_solver("unipc")
 def sample_unipc(denoiser, x, grid, *, order: int = 2, variant: str = "bh2", use_corrector: bool = True,
-                 lower_order_final: bool = True, cond=None, callback=None, progress: bool = False):
+                 lower_order_final: bool = True, cond=None, generator=None, callback=None,
+                 progress: bool = False):
     """UniPC-p with UniC from x at grid[0] down to grid[-1]; one model call per step.
 
     order: predictor order p in {1, 2, 3} (the first steps warm up with orders 1, 2, ..); with the corrector the
