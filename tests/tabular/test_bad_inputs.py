@@ -165,6 +165,8 @@ CASES = [
     pytest.param(lambda c: c.model.sample(5, solver="ddim_inversion"), ERR, r"^solver:",
                  id="sample-solver-inversion"),
     pytest.param(lambda c: c.model.sample(5, solver="bogus"), ERR, r"^solver:", id="sample-solver-unknown"),
+    pytest.param(lambda c: c.model.sample(5, solver="paradigms"), ERR, r"^solver:.*batch",
+                 id="sample-solver-batched-times"),
     pytest.param(lambda c: c.model.sample(5, steps=0), ERR, r"^steps:", id="sample-steps-zero"),
     pytest.param(lambda c: c.model.sample(5, steps=5000), ERR, r"^steps:", id="sample-steps-too-many"),
     pytest.param(lambda c: c.model.sample(5, progress="yes"), ERR, r"^progress:", id="sample-progress"),

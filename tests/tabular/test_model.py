@@ -73,6 +73,17 @@ def test_every_core_solver_family_runs_the_joint_chain(fitted):
         assert len(out) == 20 and not out.isna().any().any()
 
 
+def test_every_sampler_tabddpm_accepts_runs():
+    """Each name the config accepts samples (paradigms, which batches time steps, is refused up front)."""
+    from polydiff.tabular.model import _samplers
+
+    df = frame(40)
+    model = TabDDPM(**{**TINY, "steps": 3, "hidden": (8,)}).fit(df, target="label")
+    assert "paradigms" not in _samplers() and "ddpm" in _samplers()
+    for solver in _samplers():
+        assert model.sample(4, seed=0, solver=solver, steps=4).shape == (4, df.shape[1]), solver
+
+
 def test_nan_as_category_and_impute():
     df = frame()
     df.loc[::4, "amount"] = np.nan

@@ -65,8 +65,8 @@ class TabDDPMConfig:
     hidden, time_embedding_dim, dropout: the MLP. conditional: condition on a categorical target (the paper's
         setting; ``sample(conditions=...)`` then fixes it); False models the target jointly with every other
         column, as one more categorical column.
-    solver, sample_steps, grid: sampling (a name of ``polydiff.core.list_solvers()``, a kind of
-        ``polydiff.core.grids.GRIDS``).
+    solver, sample_steps, grid: sampling (a name of ``polydiff.core.list_solvers()`` except "paradigms", which
+        batches time steps; a kind of ``polydiff.core.grids.GRIDS``).
     nan: "category" or "impute" (see :mod:`polydiff.tabular.transform`). seed: training seed.
     progress: show the training and sampling progress bars.
     """
@@ -141,10 +141,23 @@ def _integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+# solvers that evaluate the network at several times in one batched call: the categorical chain of _JointModel
+# advances one time per call, so it cannot follow them
+_BATCHED_TIME_SOLVERS = ("paradigms",)
+
+
+def _samplers() -> list[str]:
+    """The solvers TabDDPM samples with: ``polydiff.core.list_solvers()`` (samplers only, not
+    ``ddim_inversion``) less the batched-time ones."""
+    return [name for name in list_solvers() if name not in _BATCHED_TIME_SOLVERS]
+
+
 def _check_solver(solver) -> None:
-    """``polydiff.core.list_solvers()`` names the samplers (not ``ddim_inversion``, which maps data to noise)."""
-    if not isinstance(solver, str) or solver not in list_solvers():
-        raise ValueError(f"solver: unknown solver {solver!r}; choices: {list(list_solvers())}")
+    if isinstance(solver, str) and solver in _BATCHED_TIME_SOLVERS:
+        raise ValueError(f"solver: {solver!r} evaluates many time steps in one batch, which TabDDPM's categorical "
+                         f"chain cannot follow; choices: {_samplers()}")
+    if not isinstance(solver, str) or solver not in _samplers():
+        raise ValueError(f"solver: unknown solver {solver!r}; choices: {_samplers()}")
 
 
 def _device(device) -> torch.device:
