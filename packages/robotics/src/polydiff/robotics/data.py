@@ -148,7 +148,7 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
 
         bar = tqdm(total=episodes, desc=f"{task} demos", leave=False)
     while kept < episodes:
-        if attempt > 3 * episodes + 10:
+        if attempt > 10 * episodes + 10:
             raise RuntimeError(f"collect_demos: the {task} expert succeeded only {kept} times in {attempt} tries")
         obs, info = env.reset(seed=seed + attempt)
         expert.reset(seed=seed + attempt)

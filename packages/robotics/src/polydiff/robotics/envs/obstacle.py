@@ -71,7 +71,7 @@ class ObstacleReachEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, max_episode_steps: int = 30, frame_skip: int = 10, render_mode: str | None = None):
+    def __init__(self, max_episode_steps: int = 40, frame_skip: int = 10, render_mode: str | None = None):
         if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
             raise ValueError(f"max_episode_steps: expected a positive integer, got {max_episode_steps!r}")
         if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
@@ -170,14 +170,14 @@ class ObstacleReachExpert:
         self.stage = 0
 
     def waypoints(self, goal: np.ndarray) -> list[np.ndarray]:
-        x = self.side * (WALL_HALF_WIDTH + 0.22)
-        return [np.array([x, -0.12]), np.array([x, 0.12]), np.asarray(goal, dtype=np.float64)]
+        x = self.side * (WALL_HALF_WIDTH + 0.3)
+        return [np.array([x, -0.2]), np.array([x, 0.2]), np.asarray(goal, dtype=np.float64)]
 
     def __call__(self, obs) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
         position, goal = obs[:2], obs[4:6]
         points = self.waypoints(goal)
-        while self.stage < 2 and np.linalg.norm(points[self.stage] - position) < 0.08:
+        while self.stage < 2 and np.linalg.norm(points[self.stage] - position) < 0.1:
             self.stage += 1
         delta = points[self.stage] - position
         distance = np.linalg.norm(delta)
