@@ -24,14 +24,10 @@ this is exactly the paper's ancestral sampler; with a 100-step grid it is the re
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import json
 import math
 import numbers
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +42,7 @@ from polydiff.core.discrete.multinomial import MultinomialDiffusion
 from polydiff.core.grids import GRIDS
 from polydiff.core.losses import diffusion_loss
 from polydiff.core.nn import MLPDenoiser
+from polydiff.core.pretrained import AtomicFiles, check_file_digest
 from polydiff.core.sampling import list_solvers
 
 from .transform import NAN_MODES, TableTransformer
@@ -279,7 +276,7 @@ class _Rows(torch.utils.data.Dataset):
 _FORMAT = "polydiff-tabular/tabddpm-1"
 _CONFIG, _WEIGHTS = "config.json", "model.safetensors"
 _REQUIRED_KEYS = ("format", "config", "transformer", "label_counts", "clip")
-_OPTIONAL_KEYS = ("weights_sha256",)  # absent in saves written before the checksum was recorded
+_OPTIONAL_KEYS = ("weights",)  # the weights' digest; absent in saves written before it was recorded
 
 
 class TabDDPM:
@@ -491,35 +488,40 @@ class TabDDPM:
     # ------------------------------------------------------------------------------------ persistence
 
     def save_pretrained(self, path) -> Path:
-        """Write ``path/config.json`` (config, column spec, label counts, the weights' SHA-256) and
+        """Write ``path/config.json`` (config, column spec, label counts, the weights' size and SHA-256) and
         ``path/model.safetensors`` (network weights and the quantile transformer); returns ``path``.
 
-        All or nothing: both files are serialised in memory first (a value that cannot be written raises before
-        anything on disk changes), staged in ``path`` and renamed over the old ones, weights first; the checksum
-        lets ``from_pretrained`` refuse a weights file that does not belong to its config.json (a save cut
-        between the two renames). Other files in ``path`` are left alone; an existing regular file at ``path``
-        is refused.
+        All or nothing, through :class:`polydiff.core.pretrained.AtomicFiles`: the document is checked for JSON
+        first (a value that cannot be written raises before anything on disk changes), both files are staged in
+        ``path`` and renamed over the old ones, weights first; the recorded digest lets ``from_pretrained`` refuse
+        a weights file that does not belong to its config.json (a save cut between the two renames). Other files
+        in ``path`` are left alone; an existing regular file at ``path``, or a config.json there that a TabDDPM
+        did not write, is refused.
         """
         from safetensors.torch import save as safetensors_bytes
 
         if self.transformer is None:
             raise ValueError("save_pretrained: the model is not fitted")
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"path: {str(path)!r} is an existing file, not a folder; choose another path")
+        _check_not_foreign(path / _CONFIG)
         spec, arrays = self.transformer.state()
         tensors = {f"transformer.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         if self.network is not None:
             tensors.update({f"network.{k}": v.detach().to("cpu").contiguous().clone()
                             for k, v in self.network.state_dict().items()})
-        weights = safetensors_bytes(tensors)
         document = {"format": _FORMAT, "config": asdict(self.config), "transformer": spec,
-                    "label_counts": self.label_counts, "clip": self.clip,
-                    "weights_sha256": hashlib.sha256(weights).hexdigest()}
+                    "label_counts": self.label_counts, "clip": self.clip}
         try:
-            text = json.dumps(document, indent=1, allow_nan=False, default=_json_default)
+            json.dumps(document, allow_nan=False, default=_json_default)
         except (TypeError, ValueError) as error:
             raise ValueError(f"save_pretrained: the model's spec cannot be written as JSON ({error}); nothing was "
                              "written") from error
-        path = Path(path)
-        _write_files(path, {_WEIGHTS: weights, _CONFIG: text.encode()})
+        with AtomicFiles(path) as files:
+            files.write(_WEIGHTS, safetensors_bytes(tensors))
+            document["weights"] = files.digest(_WEIGHTS)
+            files.write(_CONFIG, json.dumps(document, indent=1, allow_nan=False, default=_json_default))
         return path
 
     @classmethod
@@ -539,13 +541,12 @@ class TabDDPM:
         self = cls(_read_config(config_file, document["config"]), device=device)
         if not weights_file.is_file():
             raise ValueError(f"{weights_file}: missing (a TabDDPM folder holds {_CONFIG} and {_WEIGHTS})")
-        data = weights_file.read_bytes()
-        expected = document.get("weights_sha256")
-        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-            raise ValueError(f"{weights_file}: does not match {config_file.name} (checksum differs: the file is "
-                             "truncated or damaged, or comes from another save)")
+        if document.get("weights") is not None:
+            if not isinstance(document["weights"], dict):
+                raise ValueError(f"{config_file}: weights: expected a {{sha256, bytes}} digest")
+            check_file_digest(weights_file, document["weights"], config_file)
         try:
-            tensors = safetensors_load(data)
+            tensors = safetensors_load(weights_file.read_bytes())
         except Exception as error:  # safetensors raises its own SafetensorError for damaged files
             raise ValueError(f"{weights_file}: not a readable safetensors file ({error})") from error
         arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("transformer.")}
@@ -616,31 +617,18 @@ def _read_config(config_file: Path, config) -> TabDDPMConfig:
         raise ValueError(f"{config_file}: config: {error}") from error
 
 
-def _write_files(directory: Path, files: dict[str, bytes]) -> None:
-    """Put ``files`` (name -> content) into ``directory``, replacing only those names: each is written and
-    fsynced in a staging folder inside ``directory``, then renamed into place in the given order."""
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"path: {str(directory)!r} is an existing file, not a folder; choose another path")
-    directory.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".save-", dir=directory))
+def _check_not_foreign(config_file: Path) -> None:
+    """ValueError when ``config_file`` exists and is not a TabDDPM config: saving would overwrite another
+    model's (or another tool's) files."""
+    if not config_file.exists() and not config_file.is_symlink():
+        return
     try:
-        for name, content in files.items():
-            with open(stage / name, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-        for name in files:
-            os.replace(stage / name, directory / name)
-        try:
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:  # some platforms cannot fsync a directory
-            pass
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        found = json.loads(config_file.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found != _FORMAT:
+        raise ValueError(f"path: {config_file} was not written by TabDDPM.save_pretrained (format {found!r}); "
+                         "saving would overwrite it. Choose another folder or remove that file")
 
 
 def _json_default(value):
