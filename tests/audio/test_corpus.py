@@ -64,3 +64,15 @@ def test_wav_round_trip(tmp_path):
     back, rate = read_wav(tmp_path / "a.wav")
     assert rate == 16000
     np.testing.assert_allclose(back, wave, atol=1 / 32768)
+
+
+def test_heldout_only_rebuild_has_the_same_test_sentences(corpus, tmp_path):
+    rebuilt = make_corpus(tmp_path / "heldout", hours=0.005, voices=["en-us+m1", "en+f3"],
+                          heldout_voices=["en-gb-x-rp+f4"], test_sentences=2, seed=0, splits=("test", "test_voice"),
+                          limit=1)
+    original = {u.text for u in load_corpus(corpus, "test")}
+    items = load_corpus(rebuilt)
+    assert [u.split for u in items] == ["test", "test_voice"]
+    assert {u.text for u in items} <= original
+    meta = json.loads((rebuilt / "corpus.json").read_text())
+    assert set(meta["train_sentences"]) == {u.text for u in load_corpus(corpus, "train")}

@@ -7,6 +7,7 @@ with ``polydiff.core.training.Trainer`` and the core diffusion loss, and saves t
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def tts_dataset(corpus, mel_config: MelConfig, *, split: str = "train", limit: i
 
 
 def train_tts(corpus, out, *, steps: int = 3000, batch_size: int = 16, lr: float = 1e-3, checkpoint_dir=None,
-              checkpoint_every: int = 100, mel_config: MelConfig | None = None, model_options: dict | None = None,
+              checkpoint_every: int = 50, mel_config: MelConfig | None = None, model_options: dict | None = None,
               limit: int | None = None, seed: int = 0, log_every: int = 25, warmup_steps: int = 100):
     """Train Grad-TTS on the corpus's train split with the core Trainer; save the EMA weights to ``out``."""
     from polydiff.core.training import TrainConfig, Trainer
@@ -219,8 +220,10 @@ def fit_vocoder_grids(vocoder, corpus, *, solver: str = "dpmpp_2m", steps=(6, 12
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(audio.shape[0], generator=generator)[:batch]
     audio, mel = audio[pick], mel[pick]
-    denoiser = Denoiser(vocoder, vocoder.schedule, vocoder.prediction)
     data = vocoder.encode(audio, mel).detach()
+    vocoder = copy.deepcopy(vocoder).double()  # fit_grid works in float64
+    mel = mel.double()
+    denoiser = Denoiser(vocoder, vocoder.schedule, vocoder.prediction)
     grids = {}
     for count in steps:
         grid = fit_grid(denoiser, solver, count, data=data, solver_options={"cond": {"mel": mel}},
@@ -242,6 +245,8 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
     parser.add_argument("--channels", type=int, default=96, help="WaveNet residual channels")
     parser.add_argument("--layers", type=int, default=10, help="WaveNet layers")
     parser.add_argument("--prior-floor", type=float, default=0.02, help="lower bound of the prior's sigma")
+    parser.add_argument("--transform", default=None, choices=("hadamard", "mdct"),
+                        help="orthonormal waveform transform (default: mdct for the spectral prior, else hadamard)")
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=8, help="segments per step")
     parser.add_argument("--segment", type=int, default=8192, help="samples per training segment")
@@ -258,5 +263,6 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
                       segment=args.segment, stride=args.segment * 3 // 4, lr=args.lr,
                       checkpoint_dir=args.checkpoint_dir,
                       model_options={"fold": args.fold, "residual_channels": args.channels, "layers": args.layers,
-                                     "prior_floor": args.prior_floor})
+                                     "prior_floor": args.prior_floor,
+                                     **({"transform": args.transform} if args.transform else {})})
     print("saved", args.out)
