@@ -27,6 +27,7 @@ from torch import Tensor
 from .denoiser import Denoiser
 from .grids import check_grid
 from .sampling import coef, noise_like
+from .solvers.ddim import ddim_noise_scale
 from .solvers.ddpm import VARIANCES, ddpm_mean_std, gaussian_log_prob
 
 __all__ = ["Trajectories", "policy_mean_std", "collect_trajectories", "trajectory_log_probs",
@@ -66,7 +67,7 @@ def policy_mean_std(denoiser: Denoiser, x: Tensor, t, s, *, eta: float | None = 
     schedule = denoiser.schedule
     t, s = (torch.as_tensor(u, device=x.device, dtype=torch.float64) for u in (t, s))
     alpha_s, sigma_s = schedule.alpha_sigma(s)
-    c = eta * sigma_s * (-(2 * (schedule.log_snr(t) - schedule.log_snr(s))).expm1()).clamp_min(0).sqrt()
+    c = ddim_noise_scale(sigma_s, schedule.log_snr(t), schedule.log_snr(s), eta)
     x0, eps = denoiser.predict(x, t, **(cond or {}))
     mean = coef(alpha_s, x) * x0 + coef((sigma_s**2 - c**2).clamp_min(0).sqrt(), x) * eps
     return mean, coef(c, x)

@@ -87,6 +87,23 @@ def make_grid(schedule: NoiseSchedule, steps: int, kind="logsnr", *, t_start: fl
         return check_grid(grid, "grid", schedule).to(device=device, dtype=torch.float64)
     t_start = schedule.t_max if t_start is None else check_real("t_start", t_start)
     t_end = schedule.t_min if t_end is None else check_real("t_end", t_end)
+    key = (id(schedule), int(steps), kind, t_start, t_end, bool(final_zero), rho, str(device))
+    entry = _MADE.get(key)
+    if entry is not None and entry[0] is schedule:
+        return entry[1].clone()  # a copy: the caller may write into its grid
+    grid = _make_named(schedule, int(steps), kind, t_start, t_end, final_zero, rho, device)
+    _MADE[key] = (schedule, grid)  # the entry holds the schedule, so its id is not reused while cached
+    if len(_MADE) > 256:
+        _MADE.pop(next(iter(_MADE)))
+    return grid.clone()
+
+
+#: named grids already made: (schedule id, steps, kind, ends, final_zero, rho, device) -> (schedule, grid)
+_MADE: dict = {}
+
+
+def _make_named(schedule: NoiseSchedule, steps: int, kind: str, t_start: float, t_end: float, final_zero: bool,
+                rho: float, device) -> Tensor:
     if t_start > schedule.t_max * (1 + _T_MAX_SLACK):
         raise ValueError(f"t_start: {t_start} lies beyond the {type(schedule).__name__}'s t_max = {schedule.t_max}; "
                          f"expected t_end < t_start <= t_max")

@@ -10,6 +10,11 @@ ignore it), so one call works for all of them.
 
 A solver registered with ``sampler=False`` (``ddim_inversion``: data to noise) is left out of ``list_solvers()``
 and refused by ``sample``; it stays callable directly.
+
+Set-up cost: a grid's schedule coefficients (``check_inputs``) and a solver's per-step tables
+(``solver_tables``) are cached, keyed on the schedule object (schedules are immutable), the grid's values, x's
+dtype, device and rank, and the solver's options; repeated sampling on the same grid pays only for the loop. A
+grid that requires grad (``fit_grid`` differentiates through the solvers) is never cached.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import importlib
 import inspect
 import numbers
 import pkgutil
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -29,7 +35,7 @@ from .grids import check_grid, make_grid
 from .schedules import NoiseSchedule
 
 __all__ = ["sample", "register_solver", "list_solvers", "get_solver", "grid_coefficients", "GridCoefficients",
-           "check_inputs", "step_range", "noise_like"]
+           "check_inputs", "solver_tables", "clear_cache", "step_range", "noise_like"]
 
 _SOLVERS: dict[str, Callable[..., Tensor]] = {}
 
@@ -109,23 +115,88 @@ def grid_coefficients(schedule: NoiseSchedule, grid: Tensor) -> GridCoefficients
     return GridCoefficients(grid, log_alpha.exp(), (log_alpha - log_snr).exp(), log_snr)
 
 
+#: cached grids: key -> (schedule, grid (float64 on x's device), coefficients); least recently used dropped
+_GRIDS: OrderedDict = OrderedDict()
+#: cached solver tables: (id(grid), key, dtype, device, ndim) -> (grid, tables)
+_TABLES: OrderedDict = OrderedDict()
+_CACHE_SIZE = 256
+
+
+def clear_cache() -> None:
+    """Forget every cached grid coefficient and solver table (they are rebuilt on the next call)."""
+    _GRIDS.clear()
+    _TABLES.clear()
+
+
+def _remember(cache: OrderedDict, key, value) -> None:
+    cache[key] = value
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+def _grid_key(schedule: NoiseSchedule, grid: Tensor, device: torch.device):
+    """A key naming the grid by value: (schedule identity, dtype, shape, bytes, device). None for a grid that
+    requires grad or lives on an accelerator (reading its values would be a host sync; it is then not cached)."""
+    if grid.requires_grad or grid.device.type != "cpu":
+        return None
+    return (id(schedule), grid.dtype, tuple(grid.shape), grid.contiguous().numpy().tobytes(), device)
+
+
 def check_inputs(denoiser: Denoiser, x: Tensor, grid) -> tuple[Tensor, GridCoefficients]:
     """Validate (denoiser, x, grid) once before a solver's loop; return the grid on x's device and its
-    coefficients. Raises ValueError naming the argument for NaN/inf in x, a bad grid, or a batch mismatch."""
+    coefficients. Raises ValueError naming the argument for NaN/inf in x, a bad grid, or a batch mismatch.
+
+    A grid seen before (same schedule object, same values, same device) returns its cached float64 tensor and
+    coefficients: validation of its values and the schedule evaluations are skipped, and because the same tensor
+    comes back, the Denoiser's memo of model times keyed on it hits as well."""
     _check_denoiser(denoiser)
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1:
         raise ValueError("x: expected a floating-point tensor of shape (batch, ...)")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x: contains NaN or inf")
+    schedule = denoiser.schedule
+    key = _grid_key(schedule, grid, x.device) if isinstance(grid, Tensor) else None
+    entry = _GRIDS.get(key) if key is not None else None
+    if entry is not None and entry[0] is schedule:
+        _GRIDS.move_to_end(key)
+        grid, coefficients = entry[1], entry[2]
+        if grid.ndim == 2 and grid.shape[1] != x.shape[0]:
+            raise ValueError(f"grid: per-sample grid has {grid.shape[1]} columns but x has batch {x.shape[0]}")
+        return grid, coefficients
     grid = check_grid(torch.as_tensor(grid, dtype=torch.float64) if not isinstance(grid, Tensor) else grid,
-                      schedule=denoiser.schedule)
+                      schedule=schedule)
     if grid.ndim == 2 and grid.shape[1] != x.shape[0]:
         raise ValueError(f"grid: per-sample grid has {grid.shape[1]} columns but x has batch {x.shape[0]}")
     grid = grid.to(device=x.device, dtype=torch.float64)
-    coefficients = grid_coefficients(denoiser.schedule, grid)
+    if key is not None:  # a private copy: the caller may later write into its own grid
+        grid = grid.clone()
+    coefficients = grid_coefficients(schedule, grid)
     if not grid.requires_grad:
         denoiser.remember(grid, x, (coefficients.alpha, coefficients.sigma))
+    if key is not None and not coefficients.alpha.requires_grad:
+        # the entry holds the schedule itself, so its id cannot be reused while the entry lives
+        _remember(_GRIDS, key, (schedule, grid, coefficients))
     return grid, coefficients
+
+
+def solver_tables(coefficients: GridCoefficients, x: Tensor, key: tuple, build: Callable[[], tuple]) -> tuple:
+    """``build()`` (a solver's per-step coefficient tables for states like x), cached for this grid.
+
+    key: the solver's name and every option the tables depend on. The cache is keyed on the grid tensor that
+    ``check_inputs`` returned (cached grids come back as the same tensor), x's dtype, device and rank; tables
+    of a grid that requires grad, or over a schedule with learnable parameters, are rebuilt on every call.
+    The tables are shared between calls: solvers read them and never write into them."""
+    t = coefficients.t
+    if t.requires_grad or coefficients.alpha.requires_grad or coefficients.log_snr.requires_grad:
+        return build()
+    full_key = (id(t), key, x.dtype, x.device, x.ndim)
+    entry = _TABLES.get(full_key)
+    if entry is not None and entry[0] is t:
+        _TABLES.move_to_end(full_key)
+        return entry[1]
+    tables = build()
+    _remember(_TABLES, full_key, (t, tables))
+    return tables
 
 
 def _check_denoiser(denoiser) -> None:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ..sampling import GridCoefficients, check_inputs, coef, noise_like
+from ..solvers.ddim import ddim_noise_scale as solver_noise_scale
 from .operators import LinearOperator
 
 __all__ = ["check_problem", "resampling_path", "ddim_noise_scale", "ddim_step", "renoise", "path_nfe"]
@@ -60,7 +61,7 @@ def ddim_noise_scale(coefficients: GridCoefficients, eta: float) -> Tensor:
     if not eta >= 0:
         raise ValueError(f"eta: expected eta >= 0, got {eta}")
     _, _, sigma, lam = coefficients
-    return eta * sigma[1:] * (-(2 * (lam[:-1] - lam[1:])).expm1()).clamp_min(0).sqrt()
+    return solver_noise_scale(sigma[1:], lam[:-1], lam[1:], eta)
 
 
 def ddim_step(x0: Tensor, eps: Tensor, alpha_next: Tensor, sigma_next: Tensor, c: Tensor,

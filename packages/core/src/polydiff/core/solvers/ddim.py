@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from ..sampling import check_inputs, coef, noise_like, register_solver, step_range
+from torch import Tensor
+
+from ..sampling import check_inputs, noise_like, register_solver, solver_tables, step_range
+from .dpm_solver import step_table
+
+__all__ = ["sample_ddim", "ddim_noise_scale"]
+
+
+def ddim_noise_scale(sigma_next: Tensor, log_snr: Tensor, log_snr_next: Tensor, eta) -> Tensor:
+    """The std c of the fresh noise of a DDIM step t -> s (Song et al., 2021, eq. 16, with lambda = log(alpha /
+    sigma)): c = eta sigma_s sqrt(1 - exp(2 (lambda_t - lambda_s))); eta = 1 is DDPM's posterior std.
+    Elementwise over any shapes that broadcast; the one place polydiff writes this formula."""
+    return eta * sigma_next * (-(2 * (log_snr - log_snr_next)).expm1()).clamp_min(0).sqrt()
 
 
 @register_solver("ddim")
@@ -17,15 +29,21 @@ def sample_ddim(denoiser, x, grid, *, eta: float = 0.0, cond=None, generator=Non
     """
     if eta < 0:
         raise ValueError(f"eta: expected eta >= 0, got {eta}")
-    grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
+    grid, coefficients = check_inputs(denoiser, x, grid)
+    t, alpha, sigma, lam = coefficients
     cond = cond or {}
-    noise_scale = eta * sigma[1:] * (-(2 * (lam[:-1] - lam[1:])).expm1()).clamp_min(0).sqrt()
+
+    def build():
+        noise_scale = ddim_noise_scale(sigma[1:], lam[:-1], lam[1:], eta)
+        eps_scale = (sigma[1:] ** 2 - noise_scale**2).clamp_min(0).sqrt()
+        return tuple(step_table(v, x) for v in (alpha[1:], eps_scale, noise_scale))
+
+    x0_scale, eps_scale, noise_scale = solver_tables(coefficients, x, ("ddim", float(eta)), build)
     for i in step_range(len(grid) - 1, progress, "ddim"):
         x0, eps = denoiser.predict(x, t[i], **cond)
-        c = noise_scale[i]
-        x = coef(alpha[i + 1], x) * x0 + coef((sigma[i + 1] ** 2 - c**2).clamp_min(0).sqrt(), x) * eps
+        x = (x0_scale[i] * x0).addcmul_(eps_scale[i], eps)
         if eta > 0:
-            x = x + coef(c, x) * noise_like(x, generator)
+            x.addcmul_(noise_scale[i], noise_like(x, generator))
         if callback is not None:
             callback({"i": i, "x": x, "t": t[i], "x0": x0})
     return x

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..sampling import check_inputs, register_solver, step_range
+from ..sampling import check_inputs, register_solver, solver_tables, step_range
 from .euler import table
 
 __all__ = ["sample_dpm_solver_1", "sample_dpm_solver_2", "sample_dpm_solver_3", "sample_dpm_solver_2m",
@@ -117,12 +117,17 @@ def noise_first_order(alpha: Tensor, sigma: Tensor, lam: Tensor) -> tuple[Tensor
 
 
 def _multistep(denoiser, x, grid, order, lower_order_final, cond, callback, progress, name):
-    grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
+    grid, coefficients = check_inputs(denoiser, x, grid)
+    t, alpha, sigma, lam = coefficients
     cond = cond or {}
-    orders = multistep_orders(lam, order, lower_order_final, final_below=15)
-    ratio, first = noise_first_order(alpha, sigma, lam)
-    ratio, c0, c1, c2 = multistep_coefficients(lam, sigma[1:], ratio, first, orders, data_prediction=False)
-    ratio, c0, c1, c2 = (step_table(v, x) for v in (ratio, c0, c1, c2))
+
+    def build():
+        orders = multistep_orders(lam, order, lower_order_final, final_below=15)
+        ratio, first = noise_first_order(alpha, sigma, lam)
+        return tuple(step_table(v, x) for v in multistep_coefficients(lam, sigma[1:], ratio, first, orders,
+                                                                      data_prediction=False))
+
+    ratio, c0, c1, c2 = solver_tables(coefficients, x, ("dpm_solver_m", order, lower_order_final), build)
     eps_1 = eps_2 = None
     for i in step_range(len(t) - 1, progress, name):
         x0, eps = denoiser.predict(x, t[i], **cond)

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import torch
 
-from ..sampling import check_inputs, noise_like, register_solver, step_range
+from ..sampling import check_inputs, noise_like, register_solver, solver_tables, step_range
 from .dpm_solver import multistep_coefficients, multistep_orders, step_table
 
 __all__ = ["sample_dpmpp_2m", "sample_dpmpp_3m", "sample_dpmpp_2m_sde"]
 
 
 def _dpmpp_multistep(denoiser, x, grid, order, lower_order_final, cond, callback, progress, name):
-    grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
+    grid, coefficients = check_inputs(denoiser, x, grid)
+    t, alpha, sigma, lam = coefficients
     cond = cond or {}
-    orders = multistep_orders(lam, order, lower_order_final, final_below=15)
-    ratio = sigma[1:] / sigma[:-1]
-    first = -alpha[1:] * torch.expm1(lam[:-1] - lam[1:])  # alpha_t (1 - e^{-h}), = alpha_t at h = inf
-    ratio, c0, c1, c2 = (step_table(v, x) for v in multistep_coefficients(
-        lam, alpha[1:], ratio, first, orders, data_prediction=True))
+
+    def build():
+        orders = multistep_orders(lam, order, lower_order_final, final_below=15)
+        ratio = sigma[1:] / sigma[:-1]
+        first = -alpha[1:] * torch.expm1(lam[:-1] - lam[1:])  # alpha_t (1 - e^{-h}), = alpha_t at h = inf
+        return tuple(step_table(v, x) for v in multistep_coefficients(
+            lam, alpha[1:], ratio, first, orders, data_prediction=True))
+
+    ratio, c0, c1, c2 = solver_tables(coefficients, x, ("dpmpp", order, lower_order_final), build)
     x0_1 = x0_2 = None
     for i in step_range(len(t) - 1, progress, name):
         x0, _ = denoiser.predict(x, t[i], **cond)
@@ -80,19 +85,25 @@ def sample_dpmpp_2m_sde(denoiser, x, grid, *, eta: float = 1.0, lower_order_fina
     """
     if not isinstance(eta, (int, float)) or eta < 0:
         raise ValueError(f"eta: expected a number >= 0, got {eta!r}")
-    grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
+    grid, coefficients = check_inputs(denoiser, x, grid)
+    t, alpha, sigma, lam = coefficients
     cond = cond or {}
-    h = lam[1:] - lam[:-1]
-    finite = torch.isfinite(h)
-    safe_h = torch.where(finite, h, torch.ones_like(h))  # at h = inf (sigma_t = 0) only alpha_t x0 remains
-    orders = multistep_orders(lam, 2, lower_order_final, final_below=15)
-    r = torch.cat([safe_h[:1], safe_h[:-1]]) / safe_h
-    zero = torch.zeros_like(h)
-    ratio = torch.where(finite, sigma[1:] / sigma[:-1] * torch.exp(-eta * safe_h), zero)
-    big_a = -alpha[1:] * torch.expm1(-(1 + eta) * h)
-    second = torch.where(orders == 2, big_a / (2 * r), zero)
-    noise_scale = torch.where(finite, sigma[1:] * (-torch.expm1(-2 * eta * safe_h)).clamp_min(0).sqrt(), zero)
-    ratio, c0, c1, noise_scale = (step_table(v, x) for v in (ratio, big_a + second, -second, noise_scale))
+
+    def build():
+        h = lam[1:] - lam[:-1]
+        finite = torch.isfinite(h)
+        safe_h = torch.where(finite, h, torch.ones_like(h))  # at h = inf (sigma_t = 0) only alpha_t x0 remains
+        orders = multistep_orders(lam, 2, lower_order_final, final_below=15)
+        r = torch.cat([safe_h[:1], safe_h[:-1]]) / safe_h
+        zero = torch.zeros_like(h)
+        ratio = torch.where(finite, sigma[1:] / sigma[:-1] * torch.exp(-eta * safe_h), zero)
+        big_a = -alpha[1:] * torch.expm1(-(1 + eta) * h)
+        second = torch.where(orders == 2, big_a / (2 * r), zero)
+        noise_scale = torch.where(finite, sigma[1:] * (-torch.expm1(-2 * eta * safe_h)).clamp_min(0).sqrt(), zero)
+        return tuple(step_table(v, x) for v in (ratio, big_a + second, -second, noise_scale))
+
+    ratio, c0, c1, noise_scale = solver_tables(coefficients, x, ("dpmpp_2m_sde", float(eta), lower_order_final),
+                                               build)
     x0_1 = None
     for i in step_range(len(t) - 1, progress, "dpmpp_2m_sde"):
         x0, _ = denoiser.predict(x, t[i], **cond)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..sampling import check_inputs, noise_like, register_solver, step_range
+from .ddim import ddim_noise_scale
 from .euler import ancestral_step, table
 
 __all__ = ["sample_paradigms", "PARADIGMS_BASES"]
@@ -31,7 +32,7 @@ __all__ = ["sample_paradigms", "PARADIGMS_BASES"]
 
 def _ddim(alpha, sigma, log_snr, eta):
     # DDIM eq. 16 with lambda: c = eta sigma_{i+1} sqrt(1 - exp(2 (lambda_i - lambda_{i+1})))
-    c = eta * sigma[1:] * (-(2 * (log_snr[:-1] - log_snr[1:])).expm1()).clamp_min(0).sqrt()
+    c = ddim_noise_scale(sigma[1:], log_snr[:-1], log_snr[1:], eta)
     zero = torch.zeros_like(c)
     return zero, alpha[1:], (sigma[1:] ** 2 - c**2).clamp_min(0).sqrt(), c
 
@@ -91,7 +92,7 @@ def sample_paradigms(denoiser, x, grid, *, base: str = "ddim", window: int = 8, 
     a, b, e, c = (table(v, x) for v in PARADIGMS_BASES[base](alpha, sigma, log_snr, eta))
     stochastic = eta > 0 and base != "euler"
     noise = torch.stack([noise_like(x, generator) for _ in range(num_steps)]) if stochastic else None
-    variance = sigma[1:] ** 2 * (-(2 * (log_snr[:-1] - log_snr[1:])).expm1()).clamp_min(0)
+    variance = ddim_noise_scale(sigma[1:], log_snr[:-1], log_snr[1:], 1.0) ** 2
     threshold = (tol**2 * variance).to(x.dtype).reshape(num_steps, -1)  # (N, 1 | batch)
     times = t.reshape(num_steps + 1, -1).expand(num_steps + 1, batch)
     chain = x.unsqueeze(0).repeat(num_steps + 1, *([1] * x.ndim))  # the current guess of x_0 .. x_N

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..sampling import check_inputs, register_solver, step_range
+from ..sampling import check_inputs, register_solver, solver_tables, step_range
 from .dpm_solver import check_order, multistep_orders, step_table
 
 __all__ = ["sample_unipc", "unipc_coefficients"]
@@ -103,18 +103,23 @@ def sample_unipc(denoiser, x, grid, *, order: int = 2, variant: str = "bh2", use
     check_order(order, (1, 2, 3))
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
-    grid, (t, alpha, sigma, lam) = check_inputs(denoiser, x, grid)
+    grid, coefficients = check_inputs(denoiser, x, grid)
+    t, alpha, sigma, lam = coefficients
     cond = cond or {}
-    orders = multistep_orders(lam, order, lower_order_final, final_below=math.inf)
-    (ratio, p0, p1, p2), (k_new, k0, k1, k2) = unipc_coefficients(lam, alpha, sigma, orders, variant)
-    zero = torch.zeros_like(p0)
-    if use_corrector:  # the corrector of step i - 1, carried by the predictor of step i
-        previous = lambda v: torch.cat([torch.zeros_like(v[:1]), v[:-1]])  # noqa: E731
-        c0, c1 = p0 + ratio * previous(k_new), p1 + ratio * previous(k0 - p0)
-        c2, c3 = p2 + ratio * previous(k1 - p1), ratio * previous(k2 - p2)
-    else:
-        c0, c1, c2, c3 = p0, p1, p2, zero
-    ratio, c0, c1, c2, c3 = (step_table(v, x) for v in (ratio, c0, c1, c2, c3))
+
+    def build():
+        orders = multistep_orders(lam, order, lower_order_final, final_below=math.inf)
+        (ratio, p0, p1, p2), (k_new, k0, k1, k2) = unipc_coefficients(lam, alpha, sigma, orders, variant)
+        if use_corrector:  # the corrector of step i - 1, carried by the predictor of step i
+            previous = lambda v: torch.cat([torch.zeros_like(v[:1]), v[:-1]])  # noqa: E731
+            c0, c1 = p0 + ratio * previous(k_new), p1 + ratio * previous(k0 - p0)
+            c2, c3 = p2 + ratio * previous(k1 - p1), ratio * previous(k2 - p2)
+        else:
+            c0, c1, c2, c3 = p0, p1, p2, torch.zeros_like(p0)
+        return tuple(step_table(v, x) for v in (ratio, c0, c1, c2, c3))
+
+    ratio, c0, c1, c2, c3 = solver_tables(coefficients, x, ("unipc", order, variant, bool(use_corrector),
+                                                            bool(lower_order_final)), build)
     terms = order + 1 if use_corrector else order  # model outputs m_i, m_{i-1}, .. with nonzero weight
     m_1 = m_2 = m_3 = None
     for i in step_range(len(t) - 1, progress, "unipc"):
