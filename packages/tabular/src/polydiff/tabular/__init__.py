@@ -6,11 +6,11 @@
 """
 
 from .data import DATASETS, TableTask, load_dataset, read_table, split, write_table
-from .evaluate import evaluate
+from .evaluate import Evaluation, evaluate
 from .transform import TableTransformer
 
-__all__ = ["TabDDPM", "TabDDPMConfig", "TableTransformer", "evaluate", "load_dataset", "read_table", "write_table",
-           "split", "TableTask", "DATASETS"]
+__all__ = ["TabDDPM", "TabDDPMConfig", "TableTransformer", "evaluate", "Evaluation", "load_dataset", "read_table",
+           "write_table", "split", "TableTask", "DATASETS"]
 
 
 def __getattr__(name):  # the model pulls in torch; import it on first use
