@@ -24,7 +24,6 @@ this is exactly the paper's ancestral sampler; with a 100-step grid it is the re
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import numbers
@@ -43,7 +42,8 @@ from polydiff.core.grids import GRIDS
 from polydiff.core.losses import diffusion_loss
 from polydiff.core.nn import MLPDenoiser
 from polydiff.core.pretrained import AtomicFiles, check_file_digest
-from polydiff.core.sampling import list_solvers
+from polydiff.core.sampling import check_options, list_solvers
+from polydiff.core.schedules import check_real
 
 from .transform import NAN_MODES, TableTransformer
 
@@ -106,12 +106,10 @@ class TabDDPMConfig:
             raise ValueError(f"sample_steps: {self.sample_steps} exceeds num_timesteps={self.num_timesteps}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr: expected a positive finite float, got {self.lr!r}")
-        if not _real(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected a finite number >= 0, got {self.weight_decay!r}")
-        if self.ema_decay is not None and not (_real(self.ema_decay) and 0 <= self.ema_decay < 1):
-            raise ValueError(f"ema_decay: expected None or a number in [0, 1), got {self.ema_decay!r}")
-        if not (_real(self.dropout) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
+        check_real("weight_decay", self.weight_decay, low=0.0)
+        if self.ema_decay is not None:
+            check_real("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
+        check_real("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         for name in ("conditional", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
@@ -417,13 +415,11 @@ class TabDDPM:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         if progress is not None and not isinstance(progress, bool):
             raise ValueError(f"progress: expected None, True or False, got {progress!r}")
-        name = solver or self.config.solver
-        accepted = [p.name for p in inspect.signature(list_solvers()[name]).parameters.values()
-                    if p.kind == p.KEYWORD_ONLY and p.name not in ("cond", "generator", "progress")]
-        unknown = [option for option in solver_options if option not in accepted]
-        if unknown:
-            raise ValueError(f"{', '.join(unknown)}: not an option of solver {name!r} here; its options: {accepted}"
-                             + (" (use seed= for the random numbers)" if "generator" in unknown else ""))
+        reserved = [option for option in ("generator", "cond") if option in solver_options]
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: set by TabDDPM itself (use seed= for the random numbers and "
+                             "conditions= for the target)")
+        check_options(list_solvers()[solver or self.config.solver], solver_options)
 
     @torch.no_grad()
     def sample(self, n: int, conditions: dict | None = None, seed: int | None = None, *, steps: int | None = None,
@@ -468,14 +464,12 @@ class TabDDPM:
                             y.to(device) if (self.num_labels and y is not None) else None, generator)
         noise = torch.randn(size, d, generator=generator, device=device)
         if d:
-            function = list_solvers()[solver]
-            if "generator" in inspect.signature(function).parameters:
-                options = {"generator": generator, **options}
             # the x0 prediction is clipped to the range of the training scores: near t = 1 the cosine schedule's
             # alpha is ~1e-2, and eps -> x0 = (x - sigma eps) / alpha amplifies any eps error a hundredfold
             denoiser = Denoiser(joint, self.schedule, prediction="eps", clip_x0=self.clip)
             x_num = core_sample(denoiser, noise, solver=solver, steps=steps,
-                                grid=self.config.grid, final_zero=True, progress=progress, **options)
+                                grid=self.config.grid, final_zero=True, progress=progress, generator=generator,
+                                **options)  # every core solver takes generator= (deterministic ones ignore it)
         else:  # categorical only: walk the same grid with the network alone
             from polydiff.core.grids import make_grid
 
