@@ -96,7 +96,7 @@ def _common(parser: argparse.ArgumentParser, h_default: int | None) -> None:
     parser.add_argument("--level", type=float, nargs="+", default=[80, 95],
                         help="central interval levels in percent (default 80 95)")
     parser.add_argument("--num-samples", type=int, default=100, help="sample paths per series (default 100)")
-    parser.add_argument("--solver", default=None, help="core solver name (default ddpm)")
+    parser.add_argument("--solver", default=None, help="core solver name (default dpmpp_2m)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default 20)")
     parser.add_argument("--train-steps", type=int, default=2000, help="optimizer steps (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="training and sampling seed (default 0)")
