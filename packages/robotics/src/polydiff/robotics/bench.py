@@ -42,11 +42,13 @@ def budgets(quick: bool) -> dict:
     policy = {"channels": [16, 32], "horizon": 8, "n_action_steps": 4}
     if quick:
         return {"demos": 30, "policy_steps": 150, "mlp_steps": 150, "diffuser_steps": 150, "batch_size": 64,
-                "policy": policy, "diffuser_channels": [16, 32], "dppo_noise": 0.6, "dppo_pretrain_steps": 150,
-                "dppo_iterations": 2, "dppo_envs": 8, "episodes": 10, "ddpm_episodes": 4, "latency_repeats": 5}
-    return {"demos": 100, "policy_steps": 2000, "mlp_steps": 2000, "diffuser_steps": 1000, "batch_size": 64,
-            "policy": policy, "diffuser_channels": [16, 32], "dppo_noise": 0.6, "dppo_pretrain_steps": 800,
-            "dppo_iterations": 10, "dppo_envs": 24, "episodes": 50, "ddpm_episodes": 50, "latency_repeats": 21}
+                "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10, "dppo_noise": 0.0,
+                "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8, "episodes": 10,
+                "ddpm_episodes": 4, "latency_repeats": 5}
+    return {"demos": 100, "policy_steps": 2000, "mlp_steps": 1000, "diffuser_steps": 500, "batch_size": 64,
+            "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 20, "dppo_noise": 0.0,
+            "dppo_pretrain_steps": 400, "dppo_iterations": 8, "dppo_envs": 16, "episodes": 50, "ddpm_episodes": 50,
+            "latency_repeats": 21}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +136,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     policy, minutes = _trained("diffusion_policy", lambda: DiffusionPolicy.from_episodes(demos, **budget["policy"]), demos,
                                budget["policy_steps"], batch, seed, runs, args.fresh)
     samplers = [("DDPM-100", "ddpm", 100, 100), ("DDIM-10", "ddim", 10, 10), ("DPM-Solver++(2M)-10", "dpmpp_2m", 10, 10),
-                ("DPM-Solver++(2M)-5", "dpmpp_2m", 5, 5)]
+                ("DPM-Solver++(2M)-5", "dpmpp_2m", 5, 5), ("DPM-Solver++(2M)-3", "dpmpp_2m", 3, 3)]
     for label, solver, steps, nfe in samplers:
         n = budget["ddpm_episodes"] if solver == "ddpm" else episodes
         metrics = _evaluate_row(policy, f"Diffusion Policy {label}", n, paths, solver=solver, steps=steps)
@@ -162,11 +164,13 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
         episodes=episodes)
 
     # ---------------------------------------------------------------- DPPO
-    noisy = collect_demos("obstacle", budget["demos"], seed=seed, noise=budget["dppo_noise"])
+    # deliberately weak start: few demonstrations (optionally noisy), a short pre-training
+    noisy = collect_demos("obstacle", budget["dppo_demos"], seed=seed, noise=budget["dppo_noise"])
     start_policy, minutes = _trained("dppo_pretrained", lambda: DiffusionPolicy.from_episodes(noisy, **budget["policy"]), noisy,
                                      budget["dppo_pretrain_steps"], batch, seed, runs, args.fresh)
     before = _evaluate_row(start_policy, "DPPO before", episodes, paths)
-    row("DPPO before (DP on noisy demos, DDIM-10)", before, nfe=10, train_minutes=minutes, episodes=episodes)
+    before_label = f"DPPO before (DP on {budget['dppo_demos']} demos, DDIM-10)"
+    row(before_label, before, nfe=10, train_minutes=minutes, episodes=episodes)
     print(f"[robotics] DPPO fine-tuning ({budget['dppo_iterations']} iterations x {budget['dppo_envs']} envs)",
           flush=True)
     start = time.perf_counter()
@@ -237,7 +241,7 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
     best = max(few, key=lambda r: (r["success"] >= 0.95 and r["mode_minority"] >= 0.3, r["success"],
                                    -r["latency_ms"])) if few else None
     mlp, chunk = by.get("MLP BC (1-step MSE)"), by.get("chunked MLP (Ta-step MSE)")
-    before = by.get("DPPO before (DP on noisy demos, DDIM-10)")
+    before = next((r for r in rows if r["method"].startswith("DPPO before")), None)
     after = by.get("DPPO after (fine-tuned, DDIM-10)")
     lines = ["## Goals", ""]
 
@@ -260,9 +264,12 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
                  f"MLP BC {mlp['success']:.2f} (minority mode {mlp['mode_minority']:.2f}), chunked MLP "
                  f"{chunk['success']:.2f} (minority mode {chunk['mode_minority']:.2f}). Reference measured on the "
                  "issue's own quick obstacle task (issue 11): diffusion policy 1.00, MLP 1-step 0.94, chunked MLP 0.66.")
-        latency = min(r["latency_ms"] for r in few)
-        fastest = min(few, key=lambda r: r["latency_ms"])
-        goal(latency <= 10, f"≤ 10-NFE chunk latency ≤ 10 ms on one thread: {fastest['method']} {latency:.1f} ms "
+        # the fastest few-step sampler that keeps the best few-step success (within 5 points)
+        good = [r for r in few if r["success"] >= max(q["success"] for q in few) - 0.05]
+        fastest = min(good, key=lambda r: r["latency_ms"])
+        latency = fastest["latency_ms"]
+        goal(latency <= 10, f"≤ 10-NFE chunk latency ≤ 10 ms on one thread (the fastest sampler within 5 points of "
+                            f"the best few-step success): {fastest['method']} {latency:.1f} ms "
                             f"(median, batch 1; DDPM-100 {by['Diffusion Policy (DDPM-100)']['latency_ms']:.0f} ms). "
                             "References: the issue's measurement, DDPM-100 577 ms and DDIM-10 57 ms (issue 11); "
                             "lerobot's async server, ~0.35 s per chunk (lerobot #146 / #2486 as cited by issue 11).")
@@ -295,8 +302,8 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
               f"- Diffuser: UNet1D {tuple(budget['diffuser_channels'])} over (position, velocity, action) trajectories of 32 steps, "
               f"{budget['diffuser_steps']} steps; plans with RePaint (20 DDPM steps) with the current state and the "
               "goal position inpainted, replanning every 4 steps.",
-              f"- DPPO: Diffusion Policy pre-trained {budget['dppo_pretrain_steps']} steps on demonstrations with "
-              f"Gaussian action noise std {budget['dppo_noise']} m/s; PPO over the 10-step DDIM (eta = 1) chain, "
+              f"- DPPO: Diffusion Policy pre-trained {budget['dppo_pretrain_steps']} steps on {budget['dppo_demos']} "
+              f"demonstrations (expert action noise std {budget['dppo_noise']} m/s); PPO over the 10-step DDIM (eta = 1) chain, "
               "reward = success − final distance, advantages standardised per decision index, clip 0.05, lr 3e-5.",
               "- latency_ms: median CPU time of one `predict_action_chunk` (batch 1, one torch thread; Diffuser: one "
               "plan), measured as process CPU time because the machine was shared with other jobs.",

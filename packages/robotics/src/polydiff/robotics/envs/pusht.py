@@ -6,7 +6,7 @@ position, block position and angle; the world has full velocity damping, so the 
 observation is its whole state) and every candidate is stepped exactly as ``PushTEnv.step`` steps it (PD control
 of the agent at 10 Hz, ten 0.01 s physics steps per action). A primitive approaches one of 14 contact points on
 the T's outline from outside (via a stand-off point along the outward normal) and pushes inward by a sampled
-distance; among the primitives whose end pose is closer to the goal (position error + 100 px x angle error), the
+distance; among the primitives whose end pose is closer to the goal (position error + 60 px x angle error), the
 best one (plus a small length penalty) is executed, then the planner replans; when none improves, contacts shifted
 at random along the edges with short pushes are tried. Different contact points reach similar poses, so the
 demonstrations contain more than one way to push.
@@ -23,7 +23,7 @@ __all__ = ["make_pusht", "PushTExpert", "GOAL_POSE"]
 
 GOAL_POSE = np.array([256.0, 256.0, np.pi / 4])
 AGENT_RADIUS = 15.0
-ANGLE_WEIGHT = 100.0  # px per radian: turning the T about its origin moves the stem end by 120 px per radian
+ANGLE_WEIGHT = 60.0  # px per radian: about the mean distance of the T's outline from its origin
 # contact points (x, y) on the T's outline in its body frame, with outward normals: the bar spans x in [-60, 60],
 # y in [0, 30]; the stem x in [-15, 15], y in [30, 120]
 _CONTACTS = np.array([
