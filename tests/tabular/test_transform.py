@@ -120,3 +120,26 @@ def test_continuous_inverse_keeps_an_atom():
     share = (drawn == 0).mean()
     assert abs(share - (values == 0).mean()) < 4 * np.sqrt(0.1 * 0.9 / 40000)
     assert (drawn > 0).mean() > 0.85 and np.unique(drawn[drawn > 0]).size > 30000  # not copies
+
+
+def test_target_as_label_false_keeps_the_target_in_the_multinomial_block():
+    """What TabDDPM(conditional=False) fits: the categorical target is one more diffused column, not y."""
+    df = mixed_frame()
+    transformer = TableTransformer(target="target", target_as_label=False).fit(df)
+    assert transformer.label_levels is None and "target" in transformer.categorical_columns
+    x_num, x_cat, y = transformer.transform(df)
+    assert y is None and x_cat.shape[1] == len(transformer.categorical_columns)
+    pd.testing.assert_frame_equal(transformer.inverse_transform(x_num, x_cat, y), df)
+
+
+def test_a_missing_value_never_seen_when_fitting_is_refused_not_mapped_to_the_first_level():
+    """Regression: a NaN in a categorical column fitted without missing values became its first level."""
+    df = mixed_frame()
+    transformer = TableTransformer(target="target").fit(df)
+    with pytest.raises(ValueError, match="df: column 'city' has a missing value"):
+        transformer.transform(df.assign(city=df["city"].where(df.index != 0, None)))
+    with pytest.raises(ValueError, match="conditions: column 'target' has a missing value"):
+        transformer.label_codes([None])
+    imputing = TableTransformer(target="target", nan="impute").fit(df)  # impute mode fills the most frequent
+    codes = imputing._codes([None], imputing.specs["city"])
+    assert imputing.specs["city"].levels[codes[0]] == df["city"].mode()[0]
