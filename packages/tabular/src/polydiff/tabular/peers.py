@@ -51,6 +51,9 @@ class SMOTENCGenerator:
         return self
 
     def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
+        from polydiff.core.optional import require
+
+        require("imblearn", "polydiff-tabular[bench]", "the SMOTENC peer")
         from imblearn.over_sampling import SMOTE, SMOTENC
 
         df, target = self.frame, self.target
@@ -109,6 +112,10 @@ class SDVGenerator:
 
     def fit(self, df: pd.DataFrame, target: str | None = None) -> SDVGenerator:
         import torch
+
+        from polydiff.core.optional import require
+
+        require("sdv", "polydiff-tabular[bench]", f"the SDV peer {self.name}")
         from sdv.metadata import Metadata
         from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
 

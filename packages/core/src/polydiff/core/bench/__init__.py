@@ -13,6 +13,8 @@ other processes on a shared machine).
 
 Writes DIR/core.json, DIR/core.md and DIR/core-error-vs-nfe.png; with ``--train`` / ``--inverse`` also
 DIR/core-train.* and DIR/core-inverse.* from :mod:`polydiff.core.bench_train` / :mod:`polydiff.core.bench_inverse`.
+``--report-only`` rewrites the markdown from the JSON already in DIR (after a change of the report's wording).
+The diffusers rows and the figure need the ``polydiff-core[bench]`` extra (diffusers, matplotlib).
 """
 
 from __future__ import annotations
@@ -29,28 +31,50 @@ import torch
 
 from ..benchkit import median_time, versions, write_report
 
-__all__ = ["run", "parse_options"]
+__all__ = ["run", "parse_options", "add_arguments", "rewrite_reports"]
 
 BETTER = {"error": "min", "us_per_step_b2000": "min", "us_per_step_b1": "min", "sw2": "min"}
 
 
-def parse_options(argv: list[str] | None, quick: bool) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="polydiff bench core", description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--components", type=int, default=8)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``polydiff bench core`` (after the package name); ``polydiff bench --list`` prints them."""
+    parser.add_argument("--dim", type=int, default=16, help="dimension of the Gaussian mixture")
+    parser.add_argument("--components", type=int, default=8, help="mixture components")
     parser.add_argument("--anisotropic", action="store_true", help="full random covariances instead of isotropic")
-    parser.add_argument("--batch", type=int, default=256 if quick else 2000, help="samples per method (x_T)")
-    parser.add_argument("--calibration", type=int, default=128 if quick else 256,
-                        help="held-out x_T batch the fitted grids are fitted on")
-    parser.add_argument("--nfe", type=int, nargs="+", default=[5, 10] if quick else [5, 10, 20])
+    parser.add_argument("--batch", type=int, default=None, help="samples per method (x_T); default 2000, 256 with "
+                        "--quick")
+    parser.add_argument("--calibration", type=int, default=None,
+                        help="held-out x_T batch the fitted grids are fitted on; default 256, 128 with --quick")
+    parser.add_argument("--nfe", type=int, nargs="+", default=None, help="NFE columns; default 5 10 20, 5 10 with "
+                        "--quick")
     parser.add_argument("--solvers", default="", help="comma-separated polydiff solvers (default: all)")
-    parser.add_argument("--repeats", type=int, default=3 if quick else 7, help="timing repeats (median)")
+    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (median); default 7, 3 with "
+                        "--quick")
     parser.add_argument("--timing-batch", type=int, default=2000, help="the large batch of the overhead column")
-    parser.add_argument("--fit-iterations", type=int, default=15 if quick else 25)
-    parser.add_argument("--no-peers", action="store_true", help="skip the diffusers rows")
-    parser.add_argument("--train", action="store_true", help="also run polydiff.core.bench_train")
-    parser.add_argument("--inverse", action="store_true", help="also run polydiff.core.bench_inverse")
+    parser.add_argument("--fit-iterations", type=int, default=None,
+                        help="L-BFGS iterations of each fitted grid; default 25, 15 with --quick")
+    parser.add_argument("--no-peers", action="store_true", help="skip the diffusers rows (no diffusers needed)")
+    parser.add_argument("--train", action="store_true", help="also run polydiff.core.bench_train (core-train.*)")
+    parser.add_argument("--inverse", action="store_true",
+                        help="also run polydiff.core.bench_inverse (core-inverse.*)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rewrite core.md (and core-train.md, core-inverse.md when their JSON is "
+                             "there) from the JSON in the output folder")
+
+
+_QUICK_DEFAULTS = {"batch": (2000, 256), "calibration": (256, 128), "nfe": ([5, 10, 20], [5, 10]),
+                   "repeats": (7, 3), "fit_iterations": (25, 15)}
+
+
+def parse_options(argv: list[str] | None, quick: bool) -> argparse.Namespace:
+    from ..benchkit import OptionParser
+
+    parser = OptionParser(prog="polydiff bench core", description=__doc__.splitlines()[0])
+    add_arguments(parser)
     options = parser.parse_args([a for a in (argv or []) if a != "--"])
+    for name, (full, small) in _QUICK_DEFAULTS.items():
+        if getattr(options, name) is None:
+            setattr(options, name, small if quick else full)
     for name in ("dim", "components", "batch", "calibration", "repeats", "timing_batch", "fit_iterations"):
         if getattr(options, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(options, name)}")
@@ -65,9 +89,18 @@ def _log(message: str) -> None:
 
 def run(out_dir, *, quick: bool = False, seed: int = 0, argv: list[str] | None = None) -> dict:
     """Run the core benchmark and write its report into ``out_dir``; returns the JSON document."""
+    from ..optional import require
+
     options = parse_options(argv, quick)
-    torch.set_num_threads(1)
     out = Path(out_dir)
+    if options.report_only:
+        return rewrite_reports(out)
+    # the optional dependencies, checked before any work: a missing one fails in one line naming the extra
+    require("matplotlib", "polydiff-core[bench]", "the figures of polydiff bench core")
+    if not options.no_peers:
+        require("diffusers", "polydiff-core[bench]", "the diffusers rows of polydiff bench core; or run it with "
+                "--no-peers")
+    torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     document = _run_solvers(out, quick, seed, options)
@@ -91,9 +124,7 @@ def _run_extra(out: Path, quick: bool, seed: int, module: str, function: str, pa
     better = getattr(loaded, "BETTER", None)
     if better is None:
         raise SystemExit(f"{name}: expected a module-level BETTER dict (metric -> 'min' or 'max')")
-    preamble = getattr(loaded, "PREAMBLE", None) or (loaded.__doc__ or "")
-    first_line = (loaded.__doc__ or package).strip().splitlines()[0]
-    title = f"polydiff core: {first_line.split(': ', 1)[-1].rstrip('.')}"
+    title, preamble = _extra_text(loaded, package)
     write_report(out, package, quick=quick, seed=seed, versions=versions(["torch", "polydiff-core"]),
                  better=better, rows=rows, title=title, preamble=preamble)
 
@@ -154,13 +185,38 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
 
     for note in notes:
         _log(note)
+    breakdown = {} if options.no_peers else _overhead_breakdown(schedule, options)
+    figure = "core-error-vs-nfe.png"
+    report.plot_error_vs_nfe(rows, out / figure, f"{task_prefix}: error vs NFE")
+    facts = {"sw2_floor": floor, "notes": notes, "overhead_breakdown": breakdown, "options": vars(options),
+             "reference_seconds": reference_seconds, "sw_projections": problem.sw_projections}
+    text, checks = _report_text(rows, seed, facts)
+    return write_report(out, "core", quick=quick, seed=seed,
+                        versions=versions(["torch", "numpy", "scipy", "diffusers", "polydiff-core"]), better=BETTER,
+                        rows=rows, title=TITLE, preamble=text, figures=[figure],
+                        extra={"targets": {str(k): v for k, v in checks.items()}, **facts})
+
+
+TITLE = "polydiff bench core: solvers and grids vs diffusers"
+
+
+def _report_text(rows: list[dict], seed: int, facts: dict) -> tuple[str, dict]:
+    """The markdown preamble (problem, goals, notes) and the goal checks, from the rows and the run's facts
+    (the JSON keys sw2_floor, notes, overhead_breakdown, options, reference_seconds, sw_projections)."""
+    from types import SimpleNamespace
+
+    from . import report
+
+    options = SimpleNamespace(**facts["options"])
+    floor, breakdown = facts["sw2_floor"], facts.get("overhead_breakdown") or {}
     problem_text = (
         f"Data: a {options.components}-component {'anisotropic' if options.anisotropic else 'isotropic'} Gaussian "
         f"mixture in {options.dim} dimensions (seed {seed}); exact eps model on diffusers' default VP schedule "
         f"(linear betas 1e-4..0.02, 1000 steps). {options.batch} samples from one shared x_T (t = 1), float32 "
         f"solvers. `error`: mean L2 distance of the final samples to a float64 DOP853 solve of the probability-flow "
         f"ODE (rtol = atol = 1e-10) from the same x_T to the run's own end time (t_min = 1/1000, or t = 0 for "
-        f"`final_zero` / final sigma zero runs). `sw2`: sliced 2-Wasserstein distance ({problem.sw_projections} "
+        f"`final_zero` / final sigma zero runs). `sw2`: sliced 2-Wasserstein distance "
+        f"({facts.get('sw_projections', 256)} "
         f"projections) to {options.batch} independent exact samples of the marginal at that end time — the metric "
         f"for stochastic solvers, whose `error` is left empty (a stochastic sample has no per-sample reference). "
         f"`us_per_step_*`: median of {options.repeats} runs (after a warm-up) of grid construction + the sampling "
@@ -170,24 +226,60 @@ def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
         f"against its own DOP853 reference, never on the evaluation batch. `nfe` is the model-call count actually "
         f"used (batched calls); `model_evals` counts model evaluations per sample, which exceeds `nfe` for "
         f"ParaDiGMS (a window of times per call); rows whose `model_evals` exceed the target are left out of the "
-        f"target checks.")
-    breakdown = {} if options.no_peers else _overhead_breakdown(schedule, options)
+        f"goal checks.")
     reference_text = (f"Noise floor of `sw2` (the exact reference samples themselves): t_min {floor['t_min']:.4f}, "
-                      f"t = 0 {floor['zero']:.4f}. Reference solve: {reference_seconds:.1f} s.")
+                      f"t = 0 {floor['zero']:.4f}.")
+    if facts.get("reference_seconds") is not None:
+        reference_text += f" Reference solve: {facts['reference_seconds']:.1f} s."
     if breakdown:
         reference_text += "\n\n" + _breakdown_text(breakdown)
     default_problem = (options.dim, options.components, options.anisotropic, seed) == (16, 8, False, 0)
-    text, checks = report.preamble(rows, problem_text=problem_text, notes=notes, reference_text=reference_text,
-                                   default_problem=default_problem)
+    return report.preamble(rows, problem_text=problem_text, notes=list(facts.get("notes") or []),
+                           reference_text=reference_text, default_problem=default_problem)
+
+
+def rewrite_reports(out: Path) -> dict:
+    """Rewrite ``out/core.md`` from ``out/core.json`` (and ``core-train.md`` / ``core-inverse.md`` from their
+    JSON, when present) without running anything: for a change of the report's wording, not of its numbers.
+    Returns the core JSON document (unchanged)."""
+    import json
+
+    from ..benchkit import render_markdown
+
+    path = out / "core.json"
+    if not path.is_file():
+        raise ValueError(f"--report-only: {str(path)!r} does not exist (run the benchmark into {str(out)!r} first)")
+    document = json.loads(path.read_text())
+    facts = dict(document)
+    old = out / "core.md"
+    if facts.get("reference_seconds") is None and old.is_file():  # reports written before it was in the JSON
+        import re
+
+        found = re.search(r"Reference solve: ([0-9.]+) s\.", old.read_text())
+        facts["reference_seconds"] = float(found.group(1)) if found else None
+    text, _ = _report_text(document["rows"], document["seed"], facts)
     figure = "core-error-vs-nfe.png"
-    report.plot_error_vs_nfe(rows, out / figure, f"{task_prefix}: error vs NFE")
-    return write_report(out, "core", quick=quick, seed=seed,
-                        versions=versions(["torch", "numpy", "scipy", "diffusers", "polydiff-core"]), better=BETTER,
-                        rows=rows, title="polydiff bench core: solvers and grids vs diffusers", preamble=text,
-                        figures=[figure], extra={"targets": {str(k): v for k, v in checks.items()},
-                                                 "sw2_floor": floor, "notes": notes,
-                                                 "overhead_breakdown": breakdown,
-                                                 "options": vars(options)})
+    figures = [figure] if (out / figure).exists() else []
+    (out / "core.md").write_text(render_markdown(document, title=TITLE, preamble=text, figures=figures))
+    _log(f"rewrote {out / 'core.md'} from {path}")
+    for module, package in (("bench_train", "core-train"), ("bench_inverse", "core-inverse")):
+        extra = out / f"{package}.json"
+        if extra.is_file():
+            loaded = importlib.import_module(f"polydiff.core.{module}")
+            title, preamble = _extra_text(loaded, package)
+            old = out / f"{package}.md"
+            if old.is_file() and old.read_text().startswith("# "):  # keep the title its own writer gave it
+                title = old.read_text().splitlines()[0][2:].strip()
+            (out / f"{package}.md").write_text(render_markdown(json.loads(extra.read_text()), title=title,
+                                                               preamble=preamble))
+            _log(f"rewrote {out / (package + '.md')} from {extra}")
+    return document
+
+
+def _extra_text(loaded, package: str) -> tuple[str, str]:
+    preamble = getattr(loaded, "PREAMBLE", None) or (loaded.__doc__ or "")
+    first_line = (loaded.__doc__ or package).strip().splitlines()[0]
+    return f"polydiff core: {first_line.split(': ', 1)[-1].rstrip('.')}", preamble
 
 
 def _overhead_breakdown(schedule, options) -> dict:

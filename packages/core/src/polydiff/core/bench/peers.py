@@ -38,8 +38,10 @@ class PeerConfig:
             raise ValueError(f"end: expected 't_min' or 'zero', got {self.end!r}")
 
     def build(self):
-        import diffusers
+        from ..optional import require
 
+        diffusers = require("diffusers", "polydiff-core[bench]", "the diffusers rows of polydiff bench core; "
+                            "or run it with --no-peers")
         return getattr(diffusers, self.scheduler)(**self.kwargs)
 
 
