@@ -378,7 +378,8 @@ def _preamble(rows: list[dict], budget: dict, quick: bool, seconds: float, cache
                     ranks.append(values.index(mine[0]))
             return statistics.mean(ranks) if ranks else math.inf
 
-        best = min(ours, key=rank)
+        complete = [m for m in ours if all(any(r["task"] == t and r["method"] == m for r in forecast) for t in tasks)]
+        best = min(complete or ours, key=rank)  # only a model run on every series can be "the best model"
         wins, details, cov80, cov95 = 0, [], [], []
         for task in tasks:
             peers = [r for r in forecast if r["task"] == task and r["peer"]]
