@@ -22,7 +22,7 @@ def test_plan_keeps_the_inpainted_start_and_goal_exactly(planner, demos):
     plan = planner.plan(obs, generator=torch.Generator().manual_seed(0))
     assert plan.shape == (2, 16, 6)
     np.testing.assert_allclose(plan[:, 0, :4], obs[:, :4], atol=1e-5)
-    np.testing.assert_allclose(plan[:, -1, :2], obs[:, 4:6], atol=1e-5)
+    np.testing.assert_allclose(plan[:, -1, :2], obs[:, :2] + obs[:, 4:6], atol=1e-5)
 
 
 def test_planner_replans_every_k_steps(planner, demos):

@@ -7,8 +7,8 @@ the last step and fills in the rest with core's RePaint sampler (:func:`polydiff
 :class:`~polydiff.core.inverse.Mask` operator: the paper's "conditioning as inpainting", sec. 3.3); the planned
 actions are executed open loop for ``replan_every`` steps, then the planner replans from the new state.
 
-States are the first ``state_dim`` observation features (ObstacleReach: position and velocity); the goal is read
-from the observation's ``goal_slice``.
+States are the first ``state_dim`` observation features (ObstacleReach: position and velocity); the goal position
+is the position plus the observation's ``goal_offset`` features (ObstacleReach: goal minus position).
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ class Diffuser(nn.Module, PretrainedMixin):
 
     Args:
         state_dim: leading observation features that form the planned state (the first two are the position).
-        action_dim: action size. horizon: planned steps. goal_slice: (start, stop) of the goal position in obs.
+        action_dim: action size. horizon: planned steps. goal_offset: (start, stop) of the goal's offset from the
+            position in obs.
         channels, time_embedding_dim: the UNet1D's. num_train_timesteps: DDPM steps (squared cosine).
         stats: min-max statistics of the joint (state, action) vector; set by ``from_episodes``.
         steps: denoising steps when planning; replan_every: actions executed per plan.
     """
 
-    def __init__(self, state_dim: int, action_dim: int, horizon: int = 32, goal_slice=(4, 6),
+    def __init__(self, state_dim: int, action_dim: int, horizon: int = 32, goal_offset=(4, 6),
                  channels=(64, 128), time_embedding_dim: int = 32, num_train_timesteps: int = 100,
                  stats: dict | None = None, steps: int = 20, replan_every: int = 4):
         super().__init__()
@@ -55,11 +56,11 @@ class Diffuser(nn.Module, PretrainedMixin):
         if replan_every > horizon:
             raise ValueError(f"replan_every: {replan_every} exceeds horizon {horizon}")
         self.config = {"state_dim": state_dim, "action_dim": action_dim, "horizon": horizon,
-                       "goal_slice": list(goal_slice), "channels": list(channels),
+                       "goal_offset": list(goal_offset), "channels": list(channels),
                        "time_embedding_dim": time_embedding_dim, "num_train_timesteps": num_train_timesteps,
                        "stats": stats, "steps": steps, "replan_every": replan_every}
         self.state_dim, self.action_dim, self.horizon = state_dim, action_dim, horizon
-        self.goal_slice = slice(*goal_slice)
+        self.goal_offset = slice(*goal_offset)
         self.steps, self.replan_every = steps, replan_every
         self.normalizer = MinMaxNormalizer.from_dict(stats) if stats else None
         self.unet = UNet1D(state_dim + action_dim, channels=tuple(channels), time_embedding_dim=time_embedding_dim)
@@ -99,15 +100,15 @@ class Diffuser(nn.Module, PretrainedMixin):
         if self.normalizer is None:
             raise ValueError("stats: the planner has no normalisation statistics; build it with from_episodes()")
         obs = np.asarray(obs, dtype=np.float64)
-        if obs.ndim != 2 or obs.shape[1] < max(self.state_dim, self.goal_slice.stop):
-            raise ValueError(f"obs: expected (batch, obs_dim >= {max(self.state_dim, self.goal_slice.stop)}), "
+        if obs.ndim != 2 or obs.shape[1] < max(self.state_dim, self.goal_offset.stop):
+            raise ValueError(f"obs: expected (batch, obs_dim >= {max(self.state_dim, self.goal_offset.stop)}), "
                              f"got {obs.shape}")
         if not np.all(np.isfinite(obs)):
             raise ValueError("obs: contains NaN or inf")
         batch, channels = obs.shape[0], self.state_dim + self.action_dim
         known = np.zeros((batch, self.horizon, channels))
         known[:, 0, :self.state_dim] = obs[:, :self.state_dim]
-        known[:, -1, :2] = obs[:, self.goal_slice]
+        known[:, -1, :2] = obs[:, :2] + obs[:, self.goal_offset]
         mask = torch.zeros(channels, self.horizon, dtype=torch.bool)
         mask[:self.state_dim, 0] = True
         mask[:2, -1] = True

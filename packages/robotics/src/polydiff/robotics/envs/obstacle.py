@@ -6,7 +6,9 @@ The MJCF is written here (nothing is read from disk): a sphere on two slide join
 demonstrations are bimodal; the time limit leaves room for one detour but not for hesitating between the two,
 so a policy that averages the modes drives into the middle of the wall and fails.
 
-Observation (6,): agent x, y, velocity x, y, goal x, y. Action (2,): commanded velocity in [-1, 1]^2 (m/s).
+Observation (6,): agent x, y, velocity x, y, and the goal's offset from the agent (goal x - x, goal y - y), so a
+policy reads how far it still has to go without subtracting two features of very different spread. Action (2,):
+commanded velocity in [-1, 1]^2 (m/s).
 Success: the agent ends within ``GOAL_RADIUS`` of the goal (the episode terminates there).
 """
 
@@ -92,7 +94,8 @@ class ObstacleReachEnv(gym.Env):
         return self.model.opt.timestep * self.frame_skip
 
     def _obs(self) -> np.ndarray:
-        return np.concatenate([self.data.qpos[:2], self.data.qvel[:2], self.goal]).astype(np.float64)
+        position = self.data.qpos[:2]
+        return np.concatenate([position, self.data.qvel[:2], self.goal - position]).astype(np.float64)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -175,7 +178,8 @@ class ObstacleReachExpert:
 
     def __call__(self, obs) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
-        position, goal = obs[:2], obs[4:6]
+        position = obs[:2]
+        goal = position + obs[4:6]
         points = self.waypoints(goal)
         while self.stage < 2 and np.linalg.norm(points[self.stage] - position) < 0.1:
             self.stage += 1
