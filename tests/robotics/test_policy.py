@@ -88,3 +88,23 @@ def test_mlp_regression_fits_its_windows(demos):
     before = loss_fn(network, batch).item()
     policy.fit(demos, TrainConfig(steps=80, batch_size=64, lr=2e-3, ema_decay=None, device="cpu"))
     assert loss_fn(network, batch).item() < 0.3 * before
+
+
+def test_executed_actions_are_the_chunk_steps_trained_as_the_current_step(demos, monkeypatch):
+    import polydiff.robotics.policy as policy_module
+
+    policy = DiffusionPolicy.from_episodes(demos, horizon=8, n_action_steps=4)
+    features, targets = policy._windows(demos, policy.horizon)
+    obs, actions = demos.episode(0)
+    norm = policy.action_normalizer
+    # window 1 of episode 0 has observations (step 0, step 1): its first target is the action taken at step 1
+    np.testing.assert_allclose(norm.unnormalize(targets[1, 0].double().numpy()), actions[1], atol=1e-6)
+    np.testing.assert_allclose(norm.unnormalize(targets[1, 3].double().numpy()), actions[4], atol=1e-6)
+
+    def chunk_of_step_indices(denoiser, noise, *args, **kwargs):  # chunk[k] = the normalised action k steps ahead
+        ahead = torch.as_tensor(norm.normalize(actions[1:1 + policy.horizon]), dtype=noise.dtype)
+        return ahead.T.unsqueeze(0).expand_as(noise).clone()
+
+    monkeypatch.setattr(policy_module, "sample", chunk_of_step_indices)
+    chunk = policy.predict_action_chunk(obs[:2])
+    np.testing.assert_allclose(chunk, actions[1:5], atol=1e-5)  # the executed actions start at step 1

@@ -44,7 +44,6 @@ def _episode(policy: DiffusionPolicy, task: str, envs: int, seed: int, grid, eta
     distance = np.zeros(envs)
     chains, alive = [], []
     denoiser = policy.denoiser()
-    start = policy.n_obs_steps - 1
     while not done.all():
         features = _features(policy, history)
         noise = torch.randn((envs, policy.action_dim, policy.horizon), generator=generator)
@@ -52,7 +51,7 @@ def _episode(policy: DiffusionPolicy, task: str, envs: int, seed: int, grid, eta
                                      cond={"cond": features}, generator=generator)
         chains.append(chain)
         alive.append(~done)
-        chunk = chain.samples.clamp(-1, 1).transpose(1, 2)[:, start:start + policy.n_action_steps]
+        chunk = chain.samples.clamp(-1, 1).transpose(1, 2)[:, :policy.n_action_steps]
         actions = policy.action_normalizer.unnormalize(chunk.double().numpy())
         for k in range(policy.n_action_steps):
             for i, env in enumerate(environments):

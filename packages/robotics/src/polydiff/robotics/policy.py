@@ -8,8 +8,9 @@ Every policy sees the last ``n_obs_steps`` (To) observations and acts through an
     chunk = policy.predict_action_chunk(obs_history)  # (n_action_steps, action_dim)
 
 Diffusion Policy denoises a chunk of ``horizon`` (Tp) normalised actions with :class:`polydiff.core.nn.UNet1D`,
-FiLM-conditioned on the flattened normalised observation history; the executed actions are steps To - 1 ...
-To - 1 + Ta - 1 of the chunk (receding horizon, Ta = ``n_action_steps``). It is trained with the core
+FiLM-conditioned on the flattened normalised observation history. The chunk starts at the current step (the
+step of the newest observation; the paper's chunk also covers the To - 1 past steps, which are never executed) and
+its first Ta = ``n_action_steps`` actions are executed (receding horizon). It is trained with the core
 :class:`~polydiff.core.training.Trainer` on :class:`~polydiff.core.losses.DiffusionLoss` (eps prediction, a
 100-step squared-cosine DDPM schedule as in the paper) and sampled by :func:`polydiff.core.sample`, so every core
 solver runs it unchanged. The baselines regress the executed actions directly (MSE): ``n_action_steps=1`` is
@@ -170,7 +171,7 @@ class DiffusionPolicy(_ChunkPolicy):
     Args:
         obs_dim, action_dim: sizes of one observation and one action.
         n_obs_steps: To, observations conditioned on. horizon: Tp, actions denoised per chunk.
-        n_action_steps: Ta, actions executed per chunk (Ta <= Tp - To + 1).
+        n_action_steps: Ta, actions executed per chunk (Ta <= Tp).
         channels, time_embedding_dim, kernel_size, n_groups: the UNet1D's (smaller than the paper's
             (256, 512, 1024) so that a 10-step chunk takes a few milliseconds on one CPU thread).
         num_train_timesteps: the DDPM schedule's steps (squared-cosine betas, as the paper).
@@ -188,9 +189,8 @@ class DiffusionPolicy(_ChunkPolicy):
         _check_int("horizon", horizon)
         _check_int("num_train_timesteps", num_train_timesteps, 2)
         _check_int("steps", steps)
-        if n_obs_steps - 1 + n_action_steps > horizon:
-            raise ValueError(f"n_action_steps: To - 1 + Ta = {n_obs_steps - 1 + n_action_steps} exceeds horizon "
-                             f"{horizon}")
+        if n_action_steps > horizon:
+            raise ValueError(f"n_action_steps: Ta = {n_action_steps} exceeds horizon {horizon}")
         self.horizon = horizon
         self.config = {"obs_dim": obs_dim, "action_dim": action_dim, "n_obs_steps": n_obs_steps,
                        "horizon": horizon, "n_action_steps": n_action_steps, "channels": list(channels),
@@ -224,8 +224,8 @@ class DiffusionPolicy(_ChunkPolicy):
             options["generator"] = generator
         chunk = sample(self.denoiser(), noise, solver, steps or self.steps, grid if grid is not None else self.grid,
                        final_zero=True, cond={"cond": features}, **options)
-        start = self.n_obs_steps - 1
-        return chunk.transpose(1, 2)[:, start:start + self.n_action_steps]
+        # the chunk starts at the current step (see _windows), so the first Ta actions are executed
+        return chunk.transpose(1, 2)[:, :self.n_action_steps]
 
 
 def _mse_loss(model, batch) -> Tensor:
