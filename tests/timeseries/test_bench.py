@@ -33,7 +33,7 @@ def test_goals_verdicts():
         rows += [row(task, "CSDI", False, ours, 0.78, 0.93), row(task, "AutoARIMA", True, peer)]
     text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
     assert "**met** — polydiff's best model (CSDI" in text and "3/4" in text
-    assert "**met** — mean coverage" in text
+    assert "**met** — its mean coverage" in text
     rows[-2]["wql"] = rows[-4]["wql"] = 0.5  # now loses on sunspots and taylor
     text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
     assert "**NOT met** — polydiff's best model" in text
