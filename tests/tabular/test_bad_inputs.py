@@ -281,3 +281,82 @@ def test_bad_input_is_refused_naming_the_argument(ctx, call, error, pattern):
 
 def test_the_suite_is_large_enough():
     assert len(CASES) >= 30
+
+
+# ---------------------------------------------------------------------------------------------- TabSyn, TabDiff
+
+def _latent_models():
+    from polydiff.tabular.tabdiff import TabDiff
+    from polydiff.tabular.tabsyn import TabSyn
+
+    return {"TabSyn": (TabSyn, dict(vae_steps=3, steps=3, hidden=(8,), sample_steps=2)),
+            "TabDiff": (TabDiff, dict(steps=3, hidden=(8,), sample_steps=2))}
+
+
+@pytest.fixture(scope="module")
+def latent_fitted(tmp_path_factory):
+    fitted = {}
+    for name, (cls, tiny) in _latent_models().items():
+        model = cls(**tiny).fit(frame(), target="label")
+        saved = tmp_path_factory.mktemp(name) / "model"
+        model.save_pretrained(saved)
+        fitted[name] = (cls, tiny, model, saved)
+    return fitted
+
+
+def _copy(saved, tmp, change=None):
+    folder = tmp / "copy"
+    shutil.copytree(saved, folder)
+    if change is not None:
+        document = json.loads((folder / "config.json").read_text())
+        change(document)
+        (folder / "config.json").write_text(json.dumps(document))
+    return folder
+
+
+LATENT_CASES = [
+    (lambda cls, tiny, m, s, tmp: cls(bogus=1), r"^bogus: not an option of Tab(Syn|Diff)"),
+    (lambda cls, tiny, m, s, tmp: cls(steps=0), r"^steps: expected a positive integer"),
+    (lambda cls, tiny, m, s, tmp: cls(hidden=(8, -1)), r"^hidden:"),
+    (lambda cls, tiny, m, s, tmp: cls(lr=float("nan")), r"^lr"),
+    (lambda cls, tiny, m, s, tmp: cls(seed=-1), r"^seed:"),
+    (lambda cls, tiny, m, s, tmp: cls(nan="drop"), r"^nan:"),
+    (lambda cls, tiny, m, s, tmp: cls(config=TabDDPMConfig()), r"^config: expected a Tab(Syn|Diff)Config"),
+    (lambda cls, tiny, m, s, tmp: cls(device="gpu:x"), r"^device:"),
+    (lambda cls, tiny, m, s, tmp: cls(**tiny).sample(5), r"^sample: the model is not fitted"),
+    (lambda cls, tiny, m, s, tmp: cls(**tiny).fit(frame(), target="nope"), r"^target:"),
+    (lambda cls, tiny, m, s, tmp: cls(**tiny).fit(frame().to_numpy()), r"^df:"),
+    (lambda cls, tiny, m, s, tmp: cls(**tiny).fit(_with(frame(), when=[datetime.date(2020, 1, 1)] * 40)),
+     r"when"),
+    (lambda cls, tiny, m, s, tmp: m.sample(0), r"^n: expected a positive integer"),
+    (lambda cls, tiny, m, s, tmp: m.sample(5, seed=-1), r"^seed:"),
+    (lambda cls, tiny, m, s, tmp: m.sample(5, steps=0), r"^steps:"),
+    (lambda cls, tiny, m, s, tmp: m.sample(5, batch_size=0), r"^batch_size:"),
+    (lambda cls, tiny, m, s, tmp: cls.from_pretrained(tmp / "missing"), r"^path: .* is not a folder"),
+    (lambda cls, tiny, m, s, tmp: cls.from_pretrained(_copy(s, tmp, lambda d: d.update(format="x"))),
+     r"config.json: holds format 'x', not a Tab(Syn|Diff) model"),
+    (lambda cls, tiny, m, s, tmp: cls.from_pretrained(_copy(s, tmp, lambda d: d["config"].update(steps=0))),
+     r"config.json: config: steps"),
+    (lambda cls, tiny, m, s, tmp: cls.from_pretrained(_copy(s, tmp, lambda d: d.pop("state"))),
+     r"config.json: missing keys \['state'\]"),
+    (lambda cls, tiny, m, s, tmp: cls.from_pretrained(_copy(s, tmp, lambda d: d["state"].update(clip=-1))),
+     r"config.json: clip"),
+    (lambda cls, tiny, m, s, tmp: TabDDPM.from_pretrained(s), r"not a TabDDPM model"),
+    (lambda cls, tiny, m, s, tmp: m.save_pretrained(_copy(s, tmp, lambda d: d.update(format="other"))),
+     r"^path: .*config.json was not written by Tab(Syn|Diff).save_pretrained"),
+]
+
+
+@pytest.mark.parametrize("name", ["TabSyn", "TabDiff"])
+@pytest.mark.parametrize(("call", "pattern"), LATENT_CASES)
+def test_latent_models_refuse_bad_input_naming_the_argument(latent_fitted, tmp_path, name, call, pattern):
+    cls, tiny, model, saved = latent_fitted[name]
+    with pytest.raises(ValueError, match=pattern):
+        call(cls, tiny, model, saved, tmp_path)
+
+
+def test_tabsyn_refuses_a_damaged_latent_scale(latent_fitted, tmp_path):
+    cls, _, _, saved = latent_fitted["TabSyn"]
+    folder = _copy(saved, tmp_path, lambda d: d["state"].update(latent_scale=[0.0] * len(d["state"]["latent_scale"])))
+    with pytest.raises(ValueError, match="latent_scale"):
+        cls.from_pretrained(folder)

@@ -9,7 +9,7 @@ from .data import DATASETS, TableTask, load_dataset, read_table, split, write_ta
 from .evaluate import Evaluation, evaluate
 from .transform import TableTransformer
 
-__all__ = ["TabDDPM", "TabDDPMConfig", "TableTransformer", "evaluate", "Evaluation", "load_dataset", "read_table",
+__all__ = ["TabDDPM", "TabDDPMConfig", "TabSyn", "TabSynConfig", "TabDiff", "TabDiffConfig", "TableTransformer", "evaluate", "Evaluation", "load_dataset", "read_table",
            "write_table", "split", "TableTask", "DATASETS"]
 
 
@@ -18,4 +18,12 @@ def __getattr__(name):  # the model pulls in torch; import it on first use
         from . import model
 
         return getattr(model, name)
+    if name in ("TabSyn", "TabSynConfig"):
+        from . import tabsyn
+
+        return getattr(tabsyn, name)
+    if name in ("TabDiff", "TabDiffConfig"):
+        from . import tabdiff
+
+        return getattr(tabdiff, name)
     raise AttributeError(name)

@@ -570,8 +570,10 @@ class TabDDPM:
         return self
 
 
-def _read_document(config_file: Path) -> dict:
-    """The checked config.json of a TabDDPM folder: JSON, its format, exactly the known keys."""
+def _read_document(config_file: Path, fmt: str = _FORMAT, name: str = "TabDDPM",
+                   required: tuple = _REQUIRED_KEYS, optional: tuple = _OPTIONAL_KEYS) -> dict:
+    """The checked config.json of a ``name`` folder (TabDDPM, TabSyn, TabDiff): JSON, its format ``fmt``,
+    exactly the ``required`` keys plus any of the ``optional`` ones."""
     try:
         document = json.loads(config_file.read_text())
     except (ValueError, UnicodeDecodeError) as error:
@@ -579,12 +581,12 @@ def _read_document(config_file: Path) -> dict:
     if not isinstance(document, dict):
         raise ValueError(f"{config_file}: expected a JSON object, got {type(document).__name__}")
     found = document.get("format")
-    if found != _FORMAT:
+    if found != fmt:
         what = (f"a core pretrained module ({document.get('class')})" if found == "polydiff-pretrained"
                 else f"format {found!r}")
-        raise ValueError(f"{config_file}: holds {what}, not a TabDDPM model (format {_FORMAT!r})")
-    missing = [k for k in _REQUIRED_KEYS if k not in document]
-    unknown = [k for k in document if k not in _REQUIRED_KEYS + _OPTIONAL_KEYS]
+        raise ValueError(f"{config_file}: holds {what}, not a {name} model (format {fmt!r})")
+    missing = [k for k in required if k not in document]
+    unknown = [k for k in document if k not in tuple(required) + tuple(optional)]
     if missing or unknown:
         raise ValueError(f"{config_file}: " + "; ".join(
             part for part in (f"missing keys {missing}" if missing else "",
@@ -592,36 +594,38 @@ def _read_document(config_file: Path) -> dict:
     return document
 
 
-def _read_config(config_file: Path, config) -> TabDDPMConfig:
-    fields = [f.name for f in dataclasses.fields(TabDDPMConfig)]
+def _read_config(config_file: Path, config, config_class=None):
+    """``config`` (the "config" object of a config.json) as a ``config_class`` (default TabDDPMConfig): exactly
+    its fields, list values of tuple fields back to tuples, validated by the dataclass itself."""
+    config_class = TabDDPMConfig if config_class is None else config_class
+    fields = [f.name for f in dataclasses.fields(config_class)]
     if not isinstance(config, dict):
-        raise ValueError(f"{config_file}: config: expected an object of TabDDPMConfig fields, got {config!r}")
+        raise ValueError(f"{config_file}: config: expected an object of {config_class.__name__} fields, got "
+                         f"{config!r}")
     missing = [k for k in fields if k not in config]
     unknown = [k for k in config if k not in fields]
     if missing or unknown:
         raise ValueError(f"{config_file}: config: " + "; ".join(
             part for part in (f"missing fields {missing}" if missing else "",
                               f"unknown fields {unknown}" if unknown else "") if part))
-    config = dict(config)
-    if isinstance(config["hidden"], list):
-        config["hidden"] = tuple(config["hidden"])
+    config = {key: tuple(value) if isinstance(value, list) else value for key, value in config.items()}
     try:
-        return TabDDPMConfig(**config)
+        return config_class(**config)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{config_file}: config: {error}") from error
 
 
-def _check_not_foreign(config_file: Path) -> None:
-    """ValueError when ``config_file`` exists and is not a TabDDPM config: saving would overwrite another
-    model's (or another tool's) files."""
+def _check_not_foreign(config_file: Path, fmt: str = _FORMAT, name: str = "TabDDPM") -> None:
+    """ValueError when ``config_file`` exists and is not a ``name`` config (format ``fmt``): saving would
+    overwrite another model's (or another tool's) files."""
     if not config_file.exists() and not config_file.is_symlink():
         return
     try:
         found = json.loads(config_file.read_text()).get("format")
     except (OSError, ValueError, AttributeError):
         found = None
-    if found != _FORMAT:
-        raise ValueError(f"path: {config_file} was not written by TabDDPM.save_pretrained (format {found!r}); "
+    if found != fmt:
+        raise ValueError(f"path: {config_file} was not written by {name}.save_pretrained (format {found!r}); "
                          "saving would overwrite it. Choose another folder or remove that file")
 
 
