@@ -4,7 +4,9 @@ with Generative Diffusion Models", ICLR), in three stages on one scan, with no c
 1. **J-invariant noise model** (Patch2Self, Fadnavis et al., 2020): each volume j is regressed (ridge, closed
    form) on the other volumes' values in a (2r+1)^3 neighbourhood, so the estimate x1_j never sees y_j's noise.
 2. **Markov-chain alignment**: each slice gets the diffusion time t whose noise level sigma(t) / alpha(t) equals
-   the standard deviation of its stage-1 residual y - x1 (in model units), DDM2's stage II.
+   the standard deviation of its stage-1 residual y - x1 (in model units), DDM2's stage II. The residual's
+   variance is the noise variance (from differences of repeated b0 volumes) plus the stage-1 error's; the latter
+   sets the condition's training perturbation below.
 3. **Diffusion model on stage-1 outputs**: a 2-D slice U-Net (MONAI ``DiffusionModelUNet``) is trained with
    core's ``Trainer`` and ``DiffusionLoss`` on the stage-1 slices as x0, conditioned on a copy of x0 perturbed
    by noise of the stage-1 error's size (the model learns to fuse a noisy slice with the cross-volume estimate);
@@ -36,6 +38,7 @@ class DenoiseConfig:
 
     patch_radius: stage-1 neighbourhood radius r (0: the voxel itself, as dipy's Patch2Self default).
     ridge: stage-1 ridge penalty, relative to the mean diagonal of the normal matrix.
+    local_mean: stage 1 also regresses on the other volumes' 3 x 3 x 3 box means.
     train_steps, batch_size, crop, lr: stage-3 training (Trainer steps, crops of crop x crop pixels).
     channels: the U-Net widths. solver, sample_steps: the core solver and its steps from the matched time.
     max_time: the schedule's t_max (training covers t <= max_time: only the low noise levels denoising needs).
@@ -45,13 +48,14 @@ class DenoiseConfig:
 
     patch_radius: int = 0
     ridge: float = 1e-3
-    train_steps: int = 800
+    local_mean: bool = True
+    train_steps: int = 400
     batch_size: int = 16
     crop: int = 32
     lr: float = 2e-3
     channels: tuple[int, ...] = (16, 32, 32)
     solver: str = "ddim"
-    sample_steps: int = 2
+    sample_steps: int = 1
     max_time: float = 0.6
     b0_threshold: float = 50.0
     seed: int = 0
@@ -123,15 +127,23 @@ def _features(data: Tensor, radius: int) -> Tensor:
 
 
 def stage1_j_invariant(data: np.ndarray, mask: np.ndarray | None = None, *, patch_radius: int = 0,
-                       ridge: float = 1e-3) -> np.ndarray:
+                       ridge: float = 1e-3, local_mean: bool = True) -> np.ndarray:
     """Stage 1: x1_j = [1, features of the other volumes] w_j, w_j by ridge regression of y_j over the voxels in
     ``mask`` (every voxel when None). J-invariant: x1_j does not depend on y_j. data: (X, Y, Z, N) float; the
-    normal matrix of all volumes' features is formed once and each volume's block is removed from it."""
+    normal matrix of all volumes' features is formed once and each volume's block is removed from it.
+    local_mean: add each volume's 3 x 3 x 3 box mean as a feature (still J-invariant: volume j's own mean is
+    removed with the rest of its block)."""
     values = torch.as_tensor(np.asarray(data, dtype=np.float64))
     n = values.shape[-1]
     scale = values.abs().mean().clamp_min(1e-12)
     values = values / scale
     features = _features(values, patch_radius)  # (V, N * P): volume v's P neighbourhood values at v P ...
+    if local_mean:
+        from scipy.ndimage import uniform_filter
+
+        box = torch.as_tensor(uniform_filter(values.numpy(), size=(3, 3, 3, 1), mode="nearest"))
+        features = torch.cat([features.reshape(-1, n, features.shape[1] // n), box.reshape(-1, n, 1)], dim=2)
+        features = features.reshape(features.shape[0], -1)
     per_volume = features.shape[1] // n
     target = values.reshape(-1, n)
     selected = torch.as_tensor(mask.reshape(-1)) if mask is not None else slice(None)
@@ -160,6 +172,25 @@ def immerkaer_sigma(image: np.ndarray) -> float:
                  + 4 * image[1:-1, 1:-1] - 2 * image[1:-1, 2:] + image[2:, :-2] - 2 * image[2:, 1:-1]
                  + image[2:, 2:])
     return float(math.sqrt(math.pi / 2) * np.abs(laplacian).sum() / (6 * laplacian.size))
+
+
+def _noise_std(slices: Tensor, is_b0: np.ndarray, mask: np.ndarray | None) -> Tensor:
+    """Per-slice noise std (N * Z,) of slices (N, Z, H, W): from differences of repeated b0 volumes,
+    std(b0_a - b0_b) / sqrt(2) inside the mask, when the scan has two or more (the same level for every volume of
+    that slice); else Immerkaer's estimate of each slice."""
+    n, z_size = slices.shape[:2]
+    b0 = np.flatnonzero(is_b0)
+    if len(b0) < 2:
+        return torch.tensor([[immerkaer_sigma(slices[v, z].numpy()) for z in range(z_size)] for v in range(n)],
+                            dtype=torch.float64)
+    levels = []
+    for z in range(z_size):
+        region = torch.ones(slices.shape[-2:], dtype=torch.bool) if mask is None else torch.as_tensor(mask[z])
+        if int(region.sum()) < 16:
+            region = torch.ones(slices.shape[-2:], dtype=torch.bool)
+        differences = [(slices[a, z] - slices[b, z])[region] for a, b in zip(b0[:-1], b0[1:], strict=True)]
+        levels.append(float(torch.cat(differences).std()) / math.sqrt(2))
+    return torch.tensor(levels, dtype=torch.float64)[None].expand(n, z_size).clone()
 
 
 def match_times(schedule, noise_std: Tensor) -> Tensor:
@@ -229,7 +260,8 @@ def denoise_dwi(data, bvals, mask=None, *, config: DenoiseConfig | None = None, 
     x_size, y_size, z_size, n = values.shape
 
     # stage 1: J-invariant regression across volumes
-    stage1 = stage1_j_invariant(values, mask, patch_radius=config.patch_radius, ridge=config.ridge)
+    stage1 = stage1_j_invariant(values, mask, patch_radius=config.patch_radius, ridge=config.ridge,
+                                local_mean=config.local_mean)
     info["stage1_seconds"] = time.perf_counter() - started
 
     # model units: [0, 1] by the 99.5th percentile of the data (inside the mask), then 2 x - 1
@@ -249,7 +281,8 @@ def denoise_dwi(data, bvals, mask=None, *, config: DenoiseConfig | None = None, 
     residual_std = (((residual - mean[:, None, None, None]) ** 2 * weight).flatten(1).sum(1) / count).sqrt()
     fallback = residual.flatten(1).std(1)
     residual_std = torch.where(weight.flatten(1).sum(1) > 16, residual_std, fallback)
-    noise_std = torch.tensor([immerkaer_sigma(s[0].numpy()) for s in slices_noisy], dtype=torch.float64)
+    noise_std = _noise_std(slices_noisy.reshape(n, z_size, x_size, y_size), bvals <= config.b0_threshold,
+                           None if mask is None else mask.transpose(2, 0, 1)).reshape(-1)
     cond_std = (residual_std**2 - noise_std**2).clamp_min((0.1 * noise_std) ** 2).sqrt()
     schedule = VPCosineSchedule(t_max=config.max_time)
     times = match_times(schedule, residual_std)
