@@ -32,14 +32,14 @@ STEPS = (6, 12, 50)
 
 
 def budgets(quick: bool) -> dict:
-    return {"utterances": 1 if quick else 8, "tts_sentences": 1 if quick else 8,
+    return {"utterances": 1 if quick else 5, "tts_sentences": 1 if quick else 8,
             "steps": STEPS[:2] if quick else STEPS, "griffin_lim": (32, 60)}
 
 
 def _parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="polydiff bench audio", description=__doc__.split("\n\n")[0])
     parser.add_argument("--solver", default="dpmpp_2m", help="core solver of the diffusion rows (default dpmpp_2m)")
-    parser.add_argument("--utterances", type=int, default=None, help="utterances per task (default 8, quick 1)")
+    parser.add_argument("--utterances", type=int, default=None, help="utterances per task (default 5, quick 1)")
     parser.add_argument("--corpus", default=None,
                         help="a corpus folder to evaluate on instead (its test splits; LJSpeech layout works)")
     parser.add_argument("--no-tts", action="store_true", help="skip the TTS rows")
