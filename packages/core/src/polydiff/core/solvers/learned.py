@@ -1,0 +1,237 @@
+"""A linear multistep solver with fitted coefficients: the few-step sampler fitted to one model.
+
+Every multistep exponential integrator polydiff has (DDIM, DPM-Solver++(2M/3M), UniPC with its corrector) is, on
+a fixed grid, the linear recurrence in the data predictions m_i = x0(x_i, t_i)
+
+    x_{i+1} = a_i x_i + sum_{k < K} c_{i,k} m_{i-k},
+
+with a_i = sigma_{i+1} / sigma_i and c fixed by the method's Taylor expansion in lambda = log(alpha / sigma).
+``fit_multistep`` keeps that shape, starts from UniPC-bh1's coefficients on the log-SNR grid, and fits the grid
+and corrections to the c table that minimise the mean final-sample L2 error against an accurate solution of the
+same probability-flow ODE from a calibration batch of x_T (the fitted-grid objective of
+:mod:`polydiff.core.fitted_grid`, Xue et al., 2024, applied to the coefficients too). Learning the update
+coefficients of a few-step sampler on calibration trajectories follows "Bespoke Solvers" (Shaul et al., 2024)
+and "S4S: Solving for a diffusion model solver" (Frankel et al., 2025); here the learned quantities are the
+grid and additive corrections to an exact integrator's coefficients, so zero correction is UniPC itself.
+
+The fitted solver runs as the registered solver ``"multistep_table"`` with ``coefficients=`` (N, 1 + K), one
+model call per step, no host syncs: ``sample(denoiser, noise, "multistep_table", N, grid=fit.grid,
+coefficients=fit.coefficients)`` or ``fit.sample(denoiser, noise)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..denoiser import Denoiser
+from ..grids import check_grid, make_grid
+from ..sampling import check_inputs, register_solver, solver_tables, step_range
+from .dpm_solver import multistep_orders, step_table
+from .unipc import unipc_coefficients
+
+__all__ = ["sample_multistep_table", "unipc_table", "fit_multistep", "FittedMultistep"]
+
+#: model outputs a fitted step may weigh (UniPC order 3 with its corrector uses four)
+HISTORY = 4
+
+
+def unipc_table(lam: Tensor, alpha: Tensor, sigma: Tensor, order: int = 3, variant: str = "bh1") -> Tensor:
+    """UniPC's recurrence (corrector folded into the next predictor) as a table (N, 1 + HISTORY):
+    column 0 holds a_i, columns 1.. the weights of m_i, m_{i-1}, ... Differentiable in lambda, alpha, sigma."""
+    orders = multistep_orders(lam, order, True, final_below=math.inf)
+    (ratio, p0, p1, p2), (k_new, k0, k1, k2) = unipc_coefficients(lam, alpha, sigma, orders, variant)
+    previous = lambda v: torch.cat([torch.zeros_like(v[:1]), v[:-1]])  # noqa: E731
+    c0, c1 = p0 + ratio * previous(k_new), p1 + ratio * previous(k0 - p0)
+    c2, c3 = p2 + ratio * previous(k1 - p1), ratio * previous(k2 - p2)
+    return torch.stack([ratio, c0, c1, c2, c3], dim=-1)
+
+
+def _check_coefficients(coefficients, steps: int) -> Tensor:
+    if not isinstance(coefficients, Tensor) or coefficients.ndim != 2 or coefficients.shape[0] != steps \
+            or not 2 <= coefficients.shape[1] <= 1 + HISTORY:
+        shape = tuple(coefficients.shape) if isinstance(coefficients, Tensor) else type(coefficients).__name__
+        raise ValueError(f"coefficients: expected a tensor ({steps}, 1 + K) with 1 <= K <= {HISTORY} (one row per "
+                         f"grid step), got {shape}")
+    if not bool(torch.isfinite(coefficients).all()):
+        raise ValueError("coefficients: contains NaN or inf")
+    return coefficients
+
+
+def _run_table(denoiser, x, t, columns, cond, callback, progress):
+    """The recurrence x_{i+1} = a_i x_i + sum_k c_{i,k} m_{i-k} over per-step tables ``columns``."""
+    ratio, weights = columns[0], columns[1:]
+    history: list[Tensor] = []
+    for i in step_range(len(t) - 1, progress, "multistep_table"):
+        x0, _ = denoiser.predict(x, t[i], **cond)
+        history = [x0, *history[: len(weights) - 1]]
+        x_next = ratio[i] * x
+        for weight, m in zip(weights, history, strict=False):
+            x_next = x_next + weight[i] * m
+        x = x_next
+        if callback is not None:
+            callback({"i": i, "x": x, "t": t[i], "x0": x0})
+    return x
+
+
+@register_solver("multistep_table")
+def sample_multistep_table(denoiser, x, grid, *, coefficients: Tensor | None = None, cond=None, generator=None,
+                           callback=None, progress: bool = False):
+    """The linear multistep recurrence in the data prediction with given coefficients (see the module
+    docstring): ``coefficients`` (N, 1 + K) holds a_i and the weights of m_i, ..., m_{i-K+1} for each of the N
+    steps, e.g. :func:`fit_multistep`'s; None: UniPC-bh1 order 3's own table on this grid (:func:`unipc_table`),
+    which equals ``unipc`` with ``variant="bh1", order=3``. One model call per step; deterministic
+    (``generator`` is unused). x: (batch, ...) at grid[0]; grid: (N + 1,) decreasing times. Returns x at
+    grid[-1]."""
+    grid, coefficients_ = check_inputs(denoiser, x, grid)
+    t = coefficients_.t
+    if coefficients is None:
+        if t.ndim != 1:
+            raise ValueError("grid: multistep_table takes a 1-D grid (one time per step for the whole batch)")
+        coefficients = unipc_table(coefficients_.log_snr, coefficients_.alpha, coefficients_.sigma)
+    table = _check_coefficients(coefficients, len(t) - 1)
+    if table.requires_grad:
+        columns = [step_table(column, x) for column in table.unbind(-1)]
+    else:
+        key = ("multistep_table", tuple(table.shape), table.detach().cpu().double().numpy().tobytes())
+        columns = solver_tables(coefficients_, x, key, lambda: [step_table(c, x) for c in table.unbind(-1)])
+    return _run_table(denoiser, x, t, columns, cond or {}, callback, progress)
+
+
+@dataclass(frozen=True)
+class FittedMultistep:
+    """A fitted few-step sampler: ``grid`` (N + 1,) float64 and ``coefficients`` (N, 1 + HISTORY) float64,
+    plus the calibration losses of the starting UniPC and of the fit, and the fitting seconds."""
+
+    grid: Tensor
+    coefficients: Tensor
+    initial_loss: float
+    loss: float
+    seconds: float
+
+    def sample(self, denoiser: Denoiser, noise: Tensor, **options) -> Tensor:
+        """Samples (batch, ...) from unit noise on a variance-preserving schedule (``polydiff.core.sample``)."""
+        from ..sampling import sample
+
+        return sample(denoiser, noise, "multistep_table", self.grid.shape[0] - 1, grid=self.grid,
+                      coefficients=self.coefficients, **options)
+
+
+def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tensor, *, final_zero: bool = False,
+                  t_start: float | None = None, t_end: float | None = None, order: int = 3,
+                  variant: str = "bh1", iterations: int = 200, fit_grid: bool = True,
+                  time_limit: float = 60.0) -> FittedMultistep:
+    """Fit an N-step grid and linear multistep coefficients to a calibration batch (module docstring).
+
+    Args:
+        denoiser: the model in a :class:`Denoiser`.
+        steps: N >= 2, the number of steps (= model calls).
+        x_start: (batch, ...) calibration states at t_start (for a VP schedule, unit noise).
+        target: (batch, ...) accurate end states of the probability-flow ODE from x_start (e.g. a high-accuracy
+            ODE solve, or a many-step solver run).
+        final_zero: end at t = 0 (the last step returns alpha x0 at the last model call's x0 estimate).
+        t_start, t_end: the grid's ends (default: the schedule's t_max and t_min).
+        order, variant: the UniPC the fit starts from (and corrects).
+        iterations: L-BFGS iterations in all (restarts included).
+        fit_grid: fit the grid too (else the log-SNR grid is kept).
+        time_limit: seconds after which the optimiser stops (the best point so far is kept).
+    Returns:
+        a :class:`FittedMultistep`.
+    """
+    from ..fitted_grid import _logits_from_grid, grid_from_logits
+
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 2:
+        raise ValueError(f"steps: expected an integer >= 2, got {steps!r}")
+    for name, value in (("x_start", x_start), ("target", target)):
+        if not isinstance(value, Tensor) or not value.is_floating_point() or value.ndim < 1:
+            raise ValueError(f"{name}: expected a floating-point tensor of shape (batch, ...)")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name}: contains NaN or inf")
+    if target.shape != x_start.shape:
+        raise ValueError(f"target: expected shape {tuple(x_start.shape)}, got {tuple(target.shape)}")
+    if not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"iterations: expected a positive integer, got {iterations!r}")
+    if not time_limit > 0:
+        raise ValueError(f"time_limit: expected seconds > 0, got {time_limit!r}")
+    started = time.perf_counter()
+    schedule = denoiser.schedule
+    t_start = schedule.t_max if t_start is None else float(t_start)
+    t_end = schedule.t_min if t_end is None else float(t_end)
+    x_start = x_start.detach().to(torch.float64)
+    target = target.detach().to(x_start)
+    init_grid = make_grid(schedule, steps, "logsnr", t_start=t_start, t_end=t_end, final_zero=final_zero)
+    logits = _logits_from_grid(schedule, init_grid, t_end, final_zero)
+    n_grid = logits.numel() if fit_grid else 0
+
+    def tables(theta: Tensor) -> tuple[Tensor, Tensor]:
+        grid = grid_from_logits(schedule, theta[:n_grid], t_start, t_end, final_zero) if fit_grid else init_grid
+        log_alpha, lam = schedule.log_alpha_and_log_snr(grid)
+        alpha, sigma = log_alpha.exp(), (log_alpha - lam).exp()
+        base = unipc_table(lam, alpha, sigma, order, variant)
+        correction = theta[n_grid:].reshape(steps, HISTORY)
+        return grid, torch.cat([base[:, :1], base[:, 1:] + correction], dim=1)
+
+    def objective(theta: Tensor) -> Tensor:
+        grid, table = tables(theta)
+        t = grid.to(x_start.device)
+        columns = [step_table(column, x_start) for column in table.unbind(-1)]
+        out = _run_table(denoiser, x_start, t, columns, {}, None, False)
+        return (out - target).flatten(1).norm(dim=1).mean()
+
+    corrections = torch.zeros(steps * HISTORY, dtype=torch.float64)
+    theta = torch.cat([logits, corrections]) if fit_grid else corrections
+    with torch.no_grad():
+        initial = float(objective(theta))
+    best = [initial, theta.clone()]
+    deadline = started + time_limit
+    if fit_grid:  # first the grid alone (UniPC on a fitted grid), then grid and coefficients together
+        grid_only = lambda logits_: objective(torch.cat([logits_, corrections]))  # noqa: E731
+        stage = _lbfgs(grid_only, logits, iterations // 2, started + 0.4 * time_limit)
+        theta = torch.cat([stage[1], corrections])
+        best = [stage[0], theta] if stage[0] < best[0] else best
+    final = _lbfgs(objective, best[1], iterations - (iterations // 2 if fit_grid else 0), deadline)
+    best = final if final[0] < best[0] else best
+    with torch.no_grad():
+        grid, table = tables(best[1])
+    grid = check_grid(grid.detach(), "fitted grid")
+    return FittedMultistep(grid, table.detach(), initial, best[0], time.perf_counter() - started)
+
+
+def _lbfgs(objective, start: Tensor, iterations: int, deadline: float) -> list:
+    """L-BFGS (strong Wolfe) from ``start`` with restarts until ``iterations`` or ``deadline`` (perf_counter
+    seconds) is spent or a restart stops improving; returns [best loss, best parameters]."""
+    theta = start.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        best = [float(objective(theta)), start.detach().clone()]
+
+    def closure():
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss = objective(theta)
+            if not torch.isfinite(loss):  # a diverging trial point: the line search backs off
+                theta.grad = torch.zeros_like(theta)
+                return torch.tensor(1e30, dtype=torch.float64)
+            loss.backward()
+        if float(loss.detach()) < best[0]:
+            best[0], best[1] = float(loss.detach()), theta.detach().clone()
+        if time.perf_counter() > deadline:  # a zero gradient ends L-BFGS
+            theta.grad.zero_()
+        return loss
+
+    remaining = iterations
+    while remaining > 0 and time.perf_counter() < deadline:
+        before = best[0]
+        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=min(remaining, 50), history_size=30,
+                                line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-13)
+        opt.step(closure)
+        remaining -= max(opt.state[opt._params[0]]["n_iter"], 1)
+        if best[0] > before * (1 - 1e-4):
+            break
+        with torch.no_grad():
+            theta.copy_(best[1])
+    return best

@@ -1,0 +1,67 @@
+"""multistep_table and fit_multistep: the table form reproduces UniPC exactly, and a fit on calibration noise
+lowers the error on fresh noise."""
+
+import pytest
+import torch
+
+from polydiff.core import Denoiser, make_grid, sample
+from polydiff.core.bench.gmm import eps_model, make_mixture
+from polydiff.core.bench.reference import pf_ode_reference
+from polydiff.core.schedules import DiscreteSchedule
+from polydiff.core.solvers.learned import FittedMultistep, fit_multistep, unipc_table
+
+torch.set_num_threads(1)
+
+SCHEDULE = DiscreteSchedule.linear()
+MIXTURE = make_mixture(dim=4, components=3, seed=2, anisotropic=True)
+
+
+def _denoiser():
+    return Denoiser(eps_model(MIXTURE, SCHEDULE), SCHEDULE)
+
+
+def _noise(batch, seed):
+    return torch.randn(batch, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("final_zero", [False, True])
+@pytest.mark.parametrize("steps", [3, 7])
+def test_the_unipc_table_is_unipc(steps, final_zero):
+    denoiser, noise = _denoiser(), _noise(8, 0)
+    grid = make_grid(SCHEDULE, steps, "logsnr", final_zero=final_zero)
+    log_alpha, lam = SCHEDULE.log_alpha_and_log_snr(grid)
+    table = unipc_table(lam, log_alpha.exp(), (log_alpha - lam).exp(), order=3, variant="bh1")
+    expected = sample(denoiser, noise, "unipc", steps, grid=grid, variant="bh1", order=3)
+    got = sample(denoiser, noise, "multistep_table", steps, grid=grid, coefficients=table)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+    assert denoiser.nfe == 2 * steps  # one model call per step for both
+
+
+def test_a_fit_on_calibration_noise_lowers_the_error_on_fresh_noise():
+    denoiser = _denoiser()
+    calibration, fresh = _noise(64, 1), _noise(128, 2)
+    end = SCHEDULE.t_min
+    reference = pf_ode_reference(MIXTURE, torch.cat([calibration, fresh]), SCHEDULE, 1.0, (end,), rtol=1e-9,
+                                 atol=1e-9)[end]
+    fit = fit_multistep(denoiser, 4, calibration, reference[:64], iterations=60, time_limit=20)
+    assert isinstance(fit, FittedMultistep) and fit.loss < fit.initial_loss
+    assert fit.grid.shape == (5,) and fit.coefficients.shape == (4, 5)
+    assert fit.grid[0] == 1.0 and fit.grid[-1] == end and bool((fit.grid[1:] < fit.grid[:-1]).all())
+    error = lambda x: float((x - reference[64:]).norm(dim=1).mean())  # noqa: E731
+    baseline = error(sample(denoiser, fresh, "unipc", 4, variant="bh1", order=3))
+    fitted = error(fit.sample(denoiser, fresh))
+    assert fitted < 0.5 * baseline, (fitted, baseline)
+
+
+def test_bad_inputs_name_the_argument():
+    denoiser, noise = _denoiser(), _noise(4, 0)
+    with pytest.raises(ValueError, match="coefficients"):
+        sample(denoiser, noise, "multistep_table", 3, coefficients=torch.zeros(2, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="coefficients"):
+        sample(denoiser, noise, "multistep_table", 3, coefficients=torch.full((3, 5), float("nan")))
+    with pytest.raises(ValueError, match="steps"):
+        fit_multistep(denoiser, 1, noise, noise)
+    with pytest.raises(ValueError, match="target"):
+        fit_multistep(denoiser, 3, noise, noise[:2])
+    with pytest.raises(ValueError, match="time_limit"):
+        fit_multistep(denoiser, 3, noise, noise, time_limit=0)
