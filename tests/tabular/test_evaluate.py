@@ -127,3 +127,96 @@ def test_reference_can_be_given_or_skipped():
     assert skipped.table["real_reference"].isna().all() and skipped.classifier is None
     given = evaluate(train, test, table(seed=2), None, reference={"fidelity_ks_tvd": 0.25})
     assert given.table.set_index("metric").loc["fidelity_ks_tvd", "real_reference"] == 0.25
+
+
+# ------------------------------------------------------------------------ the TabSyn / TabDiff papers' scores
+
+def _gaussians(n, seed, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.standard_normal(n) + shift, "b": rng.standard_normal(n)})
+
+
+def test_alpha_precision_and_beta_recall_known_answers():
+    from polydiff.tabular.quality import alpha_precision, beta_recall
+
+    real = _gaussians(2000, 0)
+    # a copy: P(alpha) = alpha and R(beta) = beta at every grid point (up to quantile interpolation)
+    assert alpha_precision(real, real) == pytest.approx(1.0, abs=1e-3)
+    assert beta_recall(real, real) == pytest.approx(1.0, abs=1e-3)
+    # a fresh sample of the same law: close to 1
+    assert alpha_precision(real, _gaussians(2000, 1)) > 0.95
+    assert beta_recall(real, _gaussians(2000, 1)) > 0.9
+    # every synthetic row at the real centre: P(alpha) = 1 everywhere, a curve symmetric to the diagonal: 0
+    centre = pd.DataFrame({"a": np.full(2000, real.a.mean()), "b": np.full(2000, real.b.mean())})
+    assert alpha_precision(real, centre) == pytest.approx(0.0, abs=1e-12)
+    # every synthetic row far outside: P = R = 0 everywhere: exactly 0
+    assert alpha_precision(real, _gaussians(2000, 1, shift=50.0)) == pytest.approx(0.0, abs=1e-12)
+    assert beta_recall(real, _gaussians(2000, 1, shift=50.0)) == pytest.approx(0.0, abs=1e-12)
+    # mode collapse onto half the support: precision stays high, recall drops
+    half = real[real.a > 0]
+    assert beta_recall(real, half) < 0.8 < alpha_precision(real, half) + 0.1
+
+
+def test_detection_score_is_sdmetrics_formula():
+    from polydiff.tabular.quality import detection_score
+
+    real = _gaussians(1000, 0)
+    assert detection_score(real, real) == 1.0  # AUC 0.5 exactly: the same rows on both sides
+    assert detection_score(real, _gaussians(1000, 1, shift=20.0)) == 0.0  # AUC 1: 1 - 2 * 0.5
+    assert detection_score(real, _gaussians(1000, 1)) > 0.85
+
+
+def test_column_shape_and_pair_trend_known_answers():
+    from polydiff.tabular.quality import column_shape_score, pair_trend_score
+
+    x = np.linspace(-1, 1, 400)
+    real = pd.DataFrame({"x": x, "y": x, "c": np.where(x > 0, "p", "n"), "d": np.where(x > 0, "p", "n")})
+    assert column_shape_score(real, real) == 1.0 and pair_trend_score(real, real) == 1.0
+    # y = -x: Pearson r goes from 1 to -1, 1 - |1 - (-1)| / 2 = 0; the marginal of y is unchanged
+    flipped = real.assign(y=-x)
+    assert pair_trend_score(real[["x", "y"]], flipped[["x", "y"]]) == pytest.approx(0.0)
+    assert column_shape_score(real, flipped) == pytest.approx(1.0, abs=0.01)
+    # d swapped against c: the joint (c, d) moves all its mass, TVD 1, score 0; marginals unchanged
+    swapped = real.assign(d=np.where(x > 0, "n", "p"))
+    assert pair_trend_score(real[["c", "d"]], swapped[["c", "d"]]) == 0.0
+    assert column_shape_score(real, swapped) == 1.0
+    # a mixed pair: x binned at its deciles against d; every (bin, d) pair changes, so the joint moves all its mass
+    assert pair_trend_score(real[["x", "d"]], swapped[["x", "d"]]) == pytest.approx(0.0, abs=1e-12)
+    # the table score is the mean over the 6 pairs: (x,y)=1, (c,d)=0, (x,c)=1, (y,c)=1, (x,d)=0, (y,d)=0
+    assert pair_trend_score(real, swapped) == pytest.approx(3 / 6)
+
+
+def test_evaluate_reports_the_paper_scores_fitted_on_train_only(monkeypatch):
+    from polydiff.tabular import quality
+
+    train, test = table(300, 0), table(200, 1)
+    seen = []
+    real_detection = quality.detection_score
+
+    def spy(real, synthetic, **kw):
+        seen.append(len(real))
+        return real_detection(real, synthetic, **kw)
+
+    monkeypatch.setattr(quality, "detection_score", spy)
+    result = evaluate(train, test, table(300, 2), "y", seeds=(0,), iterations=20, reference=False)
+    for metric in ("detection_score", "column_shape_score", "pair_trend_score", "alpha_precision", "beta_recall"):
+        assert 0.5 < result[metric] <= 1.0, (metric, result[metric])
+        row = result.table.set_index("metric").loc[metric]
+        assert row.better == "higher" and row.ideal == 1.0
+    assert result["column_shape_score"] == pytest.approx(1 - result["fidelity_ks_tvd"])
+    assert seen == [300]  # the real side is the training split, never the test split
+
+
+@pytest.mark.parametrize("name", ["alpha_precision", "beta_recall", "detection_score", "column_shape_score",
+                                  "pair_trend_score"])
+def test_paper_scores_refuse_bad_frames_naming_them(name):
+    from polydiff.tabular import quality
+
+    score = getattr(quality, name)
+    real = _gaussians(50, 0)
+    with pytest.raises(ValueError, match="^real:"):
+        score(real.to_numpy(), real)
+    with pytest.raises(ValueError, match="^synthetic:"):
+        score(real, real.iloc[:1])
+    with pytest.raises(ValueError, match=r"^synthetic: columns \['b'\]"):
+        score(real, real.drop(columns="b"))

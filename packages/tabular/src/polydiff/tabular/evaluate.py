@@ -10,6 +10,11 @@
   (Pearson r for numeric pairs, Cramér's V for categorical pairs, the correlation ratio eta for mixed pairs);
   ``detection_auc``: the cross-validated ROC AUC of a gradient-boosting classifier telling real training rows from
   synthetic rows (0.5: indistinguishable).
+* The TabSyn / TabDiff papers' scores (:mod:`polydiff.tabular.quality`, higher is better, 1 ideal):
+  ``detection_score`` (SDMetrics' LogisticDetection), ``column_shape_score`` and ``pair_trend_score``
+  (SDMetrics' Column Shapes and Column Pair Trends), ``alpha_precision`` and ``beta_recall`` (Alaa et al., 2022).
+  Like every fidelity metric here they compare the synthetic rows with the real *training* rows; the test rows
+  are used only to score the classifiers of ML efficiency and as the privacy holdout.
 * Privacy: distance to closest record (DCR) from each synthetic row to the training rows, on min-max-scaled
   numeric and one-hot categorical features — median and 5th percentile; ``closer_to_train_share``: the share of
   synthetic rows closer to the training rows than to a same-size sample of holdout rows (0.5 for a generator
@@ -56,6 +61,16 @@ METRICS = {
     "correlation_diff": ("lower", 0.0, "mean absolute difference of the pairwise association matrices"),
     "detection_auc": ("closest", 0.5, "ROC AUC of a classifier telling real training rows from synthetic rows; "
                                       "0.5 is ideal (indistinguishable), 1.0 fully distinguishable"),
+    "detection_score": ("higher", 1.0, "SDMetrics' LogisticDetection, 1 - 2 max(AUC - 0.5, 0) of a logistic "
+                                       "regression telling real training rows from synthetic rows (1: undetectable)"),
+    "column_shape_score": ("higher", 1.0, "SDMetrics' Column Shapes: mean over columns of 1 - KS (numeric) or "
+                                          "1 - TVD (categorical)"),
+    "pair_trend_score": ("higher", 1.0, "SDMetrics' Column Pair Trends: mean over column pairs of "
+                                        "1 - |r_real - r_synthetic| / 2 or 1 - TVD of the pair's joint frequencies"),
+    "alpha_precision": ("higher", 1.0, "Alaa et al. (2022) alpha-precision, 1 - 2 mean |P(alpha) - alpha|: "
+                                       "synthetic rows spread over the real support as real rows do"),
+    "beta_recall": ("higher", 1.0, "Alaa et al. (2022) beta-recall, 1 - 2 mean |R(beta) - beta|: the synthetic "
+                                   "rows cover the real rows"),
     "dcr_median": ("higher", math.nan, "median distance from a synthetic row to its closest training row; 0 means "
                                        "copies; fresh real rows score the real-data reference"),
     "dcr_p5": ("higher", math.nan, "5th percentile of the same distances"),
@@ -68,7 +83,8 @@ METRICS = {
 METRICS_BETTER = {
     "ml_efficiency": "max", "ml_efficiency_sd": "min", "ml_auc": "max", "fidelity_ks_tvd": "min",
     "correlation_diff": "min", "detection_auc": "min", "dcr_median": "max", "dcr_p5": "max",
-    "closer_to_train_share": "min", "fit_seconds": "min", "sample_seconds": "min",
+    "closer_to_train_share": "min", "fit_seconds": "min", "sample_seconds": "min", "detection_score": "max",
+    "column_shape_score": "max", "pair_trend_score": "max", "alpha_precision": "max", "beta_recall": "max",
 }
 
 
@@ -430,6 +446,19 @@ def _overlap_note(train: pd.DataFrame, test: pd.DataFrame) -> str | None:
             "closer-to-train share measure memory, not generalisation — evaluate on rows the generator never saw")
 
 
+def _paper_scores(train: pd.DataFrame, synthetic: pd.DataFrame) -> dict:
+    """The TabSyn / TabDiff papers' scores (:mod:`polydiff.tabular.quality`), fitted on train and synthetic only."""
+    from . import quality
+
+    if len(train) < 2 or len(synthetic) < 2:
+        return {}
+    return {"detection_score": quality.detection_score(train, synthetic),
+            "column_shape_score": quality.column_shape_score(train, synthetic),
+            "pair_trend_score": quality.pair_trend_score(train, synthetic),
+            "alpha_precision": quality.alpha_precision(train, synthetic),
+            "beta_recall": quality.beta_recall(train, synthetic)}
+
+
 def _reference(train, test, target, task, seeds, iterations, ml) -> dict:
     """The real-data reference of every metric: the real test rows scored as if they were the synthetic table."""
     out = {}
@@ -439,6 +468,7 @@ def _reference(train, test, target, task, seeds, iterations, ml) -> dict:
     out["fidelity_ks_tvd"] = float(np.mean(list(shapes.values())))
     out["correlation_diff"] = correlation_diff(train, test)
     out["detection_auc"] = detection_auc(train, test)
+    out.update(_paper_scores(train, test))
     out.update(privacy(train, None, test))
     if len(test) >= 4:  # half the test rows as "synthetic", the other half as the holdout
         shuffled = test.sample(frac=1.0, random_state=0)
@@ -505,6 +535,7 @@ def evaluate(train: pd.DataFrame, test: pd.DataFrame, synthetic: pd.DataFrame, t
         out["fidelity_ks_tvd"] = float(np.mean(list(shapes.values())))
         out["correlation_diff"] = correlation_diff(train, synthetic)
         out["detection_auc"] = detection_auc(train, synthetic)
+        out.update(_paper_scores(train, synthetic))
         out.update(privacy(train, None if holdout_is_synthetic else test, synthetic))
         if holdout_is_synthetic:
             real = dict(out)
