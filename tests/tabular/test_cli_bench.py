@@ -56,7 +56,7 @@ def test_quick_bench_writes_the_report(tmp_path):
 
     document = run(tmp_path, quick=True, seed=0, argv=["--datasets", "penguins"])
     methods = {row["method"] for row in document["rows"]}
-    assert methods == {"real", "TabDDPM", "SMOTENC", "GaussianCopula", "CTGAN", "TVAE"}
+    assert methods == {"real", "TabDDPM", "TabSyn", "TabDiff", "SMOTENC", "GaussianCopula", "CTGAN", "TVAE"}
     assert (tmp_path / "tabular.json").exists() and (tmp_path / "tabular.md").exists()
     for row in document["rows"]:
         assert {"task", "method", "peer", "fidelity_ks_tvd", "dcr_median"} <= set(row)

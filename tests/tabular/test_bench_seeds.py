@@ -1,0 +1,75 @@
+"""The tabular bench's seed-aware rows: means and sds over training seeds, wins decided by the combined sd, the
+peak-memory probe, and issue 15's goals."""
+
+import math
+
+import numpy as np
+import pytest
+
+from polydiff.tabular import bench
+
+
+def test_run_seeds_averages_and_reports_the_seed_sd(monkeypatch):
+    calls = []
+
+    def fake(task, train, test, method, budget, seed):
+        calls.append(seed)
+        return {"ml_efficiency": 0.5 + 0.1 * seed, "fit_seconds": 10.0 * (seed + 1), "fit_peak_mb": 100.0 + seed,
+                "ml_classifier": "CatBoost"}
+
+    monkeypatch.setattr(bench, "_run_one", fake)
+    row = bench._run_seeds(None, None, None, "TabDiff", {}, 4, 3)
+    assert calls == [4, 5, 6]
+    assert row["ml_efficiency"] == pytest.approx(0.5 + 0.1 * 5)
+    assert row["ml_efficiency_seed_sd"] == pytest.approx(0.1)  # sample sd of 0.9, 1.0, 1.1
+    assert row["fit_seconds"] == pytest.approx(60.0) and row["fit_peak_mb"] == 106.0
+    assert row["seeds"] == 3 and row["ml_classifier"] == "CatBoost"
+
+
+def test_a_win_needs_more_than_the_combined_sd():
+    a = {"task": "t", "method": "TabDiff", "ml_efficiency": 0.80, "ml_efficiency_seed_sd": 0.03}
+    b = {"task": "t", "method": "CTGAN", "ml_efficiency": 0.76, "ml_efficiency_seed_sd": 0.04}  # 0.04 < 0.05 sd
+    c = {"task": "t", "method": "TVAE", "ml_efficiency": 0.70, "ml_efficiency_seed_sd": 0.0}    # gap 0.10 > 0.03
+    real = {"task": "t", "method": "real", "ml_efficiency": 0.9}
+    assert bench._combined_gap(a, b) == pytest.approx(0.8)
+    assert bench._combined_gap(a, c) == pytest.approx(0.1 / 0.03)
+    rows = [real, a, b, c]
+    bench._add_wins(rows)
+    # a beats c only; b beats c (0.06 > 0.04); c beats nobody
+    assert a["wins"] == 1 and b["wins"] == 1 and c["wins"] == 0 and "wins" not in real
+    # identical means with no spread: a tie both ways
+    assert bench._combined_gap({"ml_efficiency": 0.5}, {"ml_efficiency": 0.5}) == 0.0
+    assert math.isnan(bench._combined_gap({"ml_efficiency": math.nan}, b))
+
+
+def test_peak_memory_sees_an_allocation():
+    with bench._PeakMemory() as memory:
+        block = np.ones(64 * 2**20 // 8)  # 64 MB, touched
+        block[::512] = 2.0
+        del block
+    assert memory.megabytes >= 50
+
+
+def _row(task, method, ml, sd, detection=0.9, fit=60.0):
+    return {"task": task, "method": method, "peer": method in bench.PEERS, "ml_efficiency": ml,
+            "ml_efficiency_seed_sd": sd, "detection_score": detection, "fit_seconds": fit, "fit_peak_mb": 50.0,
+            "fidelity_ks_tvd": 0.02, "dcr_median": 0.1, "seeds": 3}
+
+
+def test_seed_aware_goals_count_ties_as_not_losing():
+    rows = [{"task": "a", "method": "real", "ml_efficiency": 0.80},
+            _row("a", "TabDDPM", 0.78, 0.01), _row("a", "TabDiff", 0.79, 0.01, detection=0.95),
+            _row("a", "CTGAN", 0.80, 0.02, detection=0.6),  # ahead by 0.01 < sqrt(0.01^2 + 0.02^2): a tie
+            {"task": "b", "method": "real", "ml_efficiency": 0.80},
+            _row("b", "TabSyn", 0.70, 0.01, fit=400.0), _row("b", "TVAE", 0.75, 0.01, detection=0.99)]
+    goals = bench._seed_aware_goals(rows, {(r["task"], r["method"]): r for r in rows}, ["a", "b"], False)
+    verdicts = {g["goal"].split(" ")[0] + str(i): g for i, g in enumerate(goals)}
+    real, peers, detection, fit = goals
+    assert real["met"] is False and "a ✓ TabDiff 0.790 / 0.800" in real["detail"] and "b ✗" in real["detail"]
+    assert "1/2" in peers["detail"] and "a ✓" in peers["detail"] and "b ✗" in peers["detail"]
+    assert peers["met"] is True  # at least 1 of 2
+    assert detection["met"] is False and "a ✓ 0.950 vs best peer 0.600" in detection["detail"]
+    assert fit["met"] is False and "b/TabSyn ✗ 400 s" in fit["detail"]
+    assert len(verdicts) == 4
+    # rows without seeds (an older report) get no issue-15 goals
+    assert bench._seed_aware_goals([{k: v for k, v in r.items() if k != "seeds"} for r in rows], {}, [], False) == []
