@@ -506,7 +506,8 @@ def _preamble(rows: list[dict], budget: dict, notes: list[str], steps_used: dict
               f"- Training seeds: {budget.get('train_seeds', 1)} per generator (diamonds_full: 1); each row is the "
               "mean over seeds, `<metric>_seed_sd` the sd over seeds; `wins` counts the other generators whose "
               "ML efficiency the row beats by more than the combined seed sd; fit_peak_mb: peak growth of "
-              "resident memory during a fit.",
+              "resident memory during a fit (the first torch model fit in a process also pays torch's one-time "
+              "allocations).",
               f"- CTGAN: {budget['CTGAN_epochs']} epochs; TVAE: {budget['TVAE_epochs']} epochs (SDV defaults "
               "otherwise, batch 500); GaussianCopula and SMOTENC (k = 5) have no training budget.",
               f"- ML efficiency: CatBoost {budget['catboost_iterations']} iterations × {budget['ml_seeds']} seeds "
