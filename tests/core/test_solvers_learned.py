@@ -35,6 +35,17 @@ def test_the_unipc_table_is_unipc(steps, final_zero):
     got = sample(denoiser, noise, "multistep_table", steps, grid=grid, coefficients=table)
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
     assert denoiser.nfe == 2 * steps  # one model call per step for both
+    told = sample(denoiser, noise, "multistep_table", steps, grid=grid, coefficients=table, model_times=grid[:-1])
+    assert torch.equal(told, got)  # model_times = the grid's own times changes nothing
+
+
+def test_model_times_are_the_times_the_model_is_told():
+    seen = []
+    model = eps_model(MIXTURE, SCHEDULE)
+    denoiser = Denoiser(lambda x, t: seen.append(t.clone()) or model(x, t), SCHEDULE)
+    asked = torch.tensor([0.9, 0.6, 0.2], dtype=torch.float64)
+    sample(denoiser, _noise(3, 0), "multistep_table", 3, model_times=asked)
+    torch.testing.assert_close(torch.stack([t[0] for t in seen]).double(), SCHEDULE.model_input(asked))
 
 
 def test_a_fit_on_calibration_noise_lowers_the_error_on_fresh_noise():
@@ -59,6 +70,10 @@ def test_bad_inputs_name_the_argument():
         sample(denoiser, noise, "multistep_table", 3, coefficients=torch.zeros(2, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="coefficients"):
         sample(denoiser, noise, "multistep_table", 3, coefficients=torch.full((3, 5), float("nan")))
+    with pytest.raises(ValueError, match="model_times"):
+        sample(denoiser, noise, "multistep_table", 3, model_times=torch.tensor([1.0, 0.5]))
+    with pytest.raises(ValueError, match="model_times"):
+        sample(denoiser, noise, "multistep_table", 3, model_times=torch.tensor([1.5, 0.5, 0.1]))
     with pytest.raises(ValueError, match="steps"):
         fit_multistep(denoiser, 1, noise, noise)
     with pytest.raises(ValueError, match="target"):

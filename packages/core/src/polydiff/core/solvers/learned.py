@@ -6,17 +6,20 @@ a fixed grid, the linear recurrence in the data predictions m_i = x0(x_i, t_i)
     x_{i+1} = a_i x_i + sum_{k < K} c_{i,k} m_{i-k},
 
 with a_i = sigma_{i+1} / sigma_i and c fixed by the method's Taylor expansion in lambda = log(alpha / sigma).
-``fit_multistep`` keeps that shape, starts from UniPC-bh1's coefficients on the log-SNR grid, and fits the grid
-and corrections to the c table that minimise the mean final-sample L2 error against an accurate solution of the
-same probability-flow ODE from a calibration batch of x_T (the fitted-grid objective of
+``fit_multistep`` keeps that shape, starts from UniPC-bh1's coefficients on the log-SNR grid, and fits (first the
+grid alone, then everything together) the grid, corrections to the c table and a log-SNR shift of the time the
+model is told at each step, minimising the mean final-sample L2 error against an accurate solution of the same
+probability-flow ODE from a calibration batch of x_T (the fitted-grid objective of
 :mod:`polydiff.core.fitted_grid`, Xue et al., 2024, applied to the coefficients too). Learning the update
 coefficients of a few-step sampler on calibration trajectories follows "Bespoke Solvers" (Shaul et al., 2024)
-and "S4S: Solving for a diffusion model solver" (Frankel et al., 2025); here the learned quantities are the
-grid and additive corrections to an exact integrator's coefficients, so zero correction is UniPC itself.
+and "S4S: Solving for a diffusion model solver" (Frankel et al., 2025); shifting the model's time follows the
+time-shift samplers for exposure bias (Li et al., 2024, "Alleviating Exposure Bias in Diffusion Models through
+Sampling with Shifted Time Steps"). Zero corrections and shifts are UniPC itself.
 
-The fitted solver runs as the registered solver ``"multistep_table"`` with ``coefficients=`` (N, 1 + K), one
-model call per step, no host syncs: ``sample(denoiser, noise, "multistep_table", N, grid=fit.grid,
-coefficients=fit.coefficients)`` or ``fit.sample(denoiser, noise)``.
+The fitted solver runs as the registered solver ``"multistep_table"`` with ``coefficients=`` (N, 1 + K) and
+``model_times=`` (N,), one model call per step, no host syncs: ``fit.sample(denoiser, noise)``, or
+``sample(denoiser, noise, "multistep_table", N, grid=fit.grid, coefficients=fit.coefficients,
+model_times=fit.model_times)``.
 """
 
 from __future__ import annotations
@@ -63,12 +66,14 @@ def _check_coefficients(coefficients, steps: int) -> Tensor:
     return coefficients
 
 
-def _run_table(denoiser, x, t, columns, cond, callback, progress):
-    """The recurrence x_{i+1} = a_i x_i + sum_k c_{i,k} m_{i-k} over per-step tables ``columns``."""
+def _run_table(denoiser, x, t, columns, cond, callback, progress, model_times=None):
+    """The recurrence x_{i+1} = a_i x_i + sum_k c_{i,k} m_{i-k} over per-step tables ``columns``; the model is
+    asked at ``model_times[i]`` (default: t[i])."""
     ratio, weights = columns[0], columns[1:]
+    asked = t if model_times is None else model_times
     history: list[Tensor] = []
     for i in step_range(len(t) - 1, progress, "multistep_table"):
-        x0, _ = denoiser.predict(x, t[i], **cond)
+        x0, _ = denoiser.predict(x, asked[i], **cond)
         history = [x0, *history[: len(weights) - 1]]
         x_next = ratio[i] * x
         for weight, m in zip(weights, history, strict=False):
@@ -80,13 +85,16 @@ def _run_table(denoiser, x, t, columns, cond, callback, progress):
 
 
 @register_solver("multistep_table")
-def sample_multistep_table(denoiser, x, grid, *, coefficients: Tensor | None = None, cond=None, generator=None,
-                           callback=None, progress: bool = False):
+def sample_multistep_table(denoiser, x, grid, *, coefficients: Tensor | None = None,
+                           model_times: Tensor | None = None, cond=None, generator=None, callback=None,
+                           progress: bool = False):
     """The linear multistep recurrence in the data prediction with given coefficients (see the module
     docstring): ``coefficients`` (N, 1 + K) holds a_i and the weights of m_i, ..., m_{i-K+1} for each of the N
     steps, e.g. :func:`fit_multistep`'s; None: UniPC-bh1 order 3's own table on this grid (:func:`unipc_table`),
     which equals ``unipc`` with ``variant="bh1", order=3``. One model call per step; deterministic
-    (``generator`` is unused). x: (batch, ...) at grid[0]; grid: (N + 1,) decreasing times. Returns x at
+    (``generator`` is unused). ``model_times`` (N,): the time the model is told at each step (default: the grid's
+    own times; a fitted solver may shift them, as time-shift samplers correct the mismatch between a state's
+    actual noise level and the grid's). x: (batch, ...) at grid[0]; grid: (N + 1,) decreasing times. Returns x at
     grid[-1]."""
     grid, coefficients_ = check_inputs(denoiser, x, grid)
     t = coefficients_.t
@@ -100,16 +108,24 @@ def sample_multistep_table(denoiser, x, grid, *, coefficients: Tensor | None = N
     else:
         key = ("multistep_table", tuple(table.shape), table.detach().cpu().double().numpy().tobytes())
         columns = solver_tables(coefficients_, x, key, lambda: [step_table(c, x) for c in table.unbind(-1)])
-    return _run_table(denoiser, x, t, columns, cond or {}, callback, progress)
+    if model_times is not None:
+        model_times = torch.as_tensor(model_times, dtype=torch.float64)
+        if model_times.shape != (len(t) - 1,) or not bool(torch.isfinite(model_times).all()) \
+                or not bool(((model_times > 0) & (model_times <= denoiser.schedule.t_max * (1 + 1e-9))).all()):
+            raise ValueError(f"model_times: expected ({len(t) - 1},) finite times in (0, t_max], got shape "
+                             f"{tuple(model_times.shape)}")
+        model_times = model_times.to(x.device)
+    return _run_table(denoiser, x, t, columns, cond or {}, callback, progress, model_times)
 
 
 @dataclass(frozen=True)
 class FittedMultistep:
-    """A fitted few-step sampler: ``grid`` (N + 1,) float64 and ``coefficients`` (N, 1 + HISTORY) float64,
-    plus the calibration losses of the starting UniPC and of the fit, and the fitting seconds."""
+    """A fitted few-step sampler: ``grid`` (N + 1,) float64, ``coefficients`` (N, 1 + HISTORY) float64 and the
+    ``model_times`` (N,) the model is told at each step, plus the calibration losses of the starting UniPC and of the fit, and the fitting seconds."""
 
     grid: Tensor
     coefficients: Tensor
+    model_times: Tensor
     initial_loss: float
     loss: float
     seconds: float
@@ -119,7 +135,7 @@ class FittedMultistep:
         from ..sampling import sample
 
         return sample(denoiser, noise, "multistep_table", self.grid.shape[0] - 1, grid=self.grid,
-                      coefficients=self.coefficients, **options)
+                      coefficients=self.coefficients, model_times=self.model_times, **options)
 
 
 def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tensor, *, final_zero: bool = False,
@@ -168,22 +184,27 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
     logits = _logits_from_grid(schedule, init_grid, t_end, final_zero)
     n_grid = logits.numel() if fit_grid else 0
 
-    def tables(theta: Tensor) -> tuple[Tensor, Tensor]:
+    lam_floor = float(schedule.log_snr(torch.tensor(t_start, dtype=torch.float64)))
+
+    def tables(theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         grid = grid_from_logits(schedule, theta[:n_grid], t_start, t_end, final_zero) if fit_grid else init_grid
         log_alpha, lam = schedule.log_alpha_and_log_snr(grid)
         alpha, sigma = log_alpha.exp(), (log_alpha - lam).exp()
         base = unipc_table(lam, alpha, sigma, order, variant)
-        correction = theta[n_grid:].reshape(steps, HISTORY)
-        return grid, torch.cat([base[:, :1], base[:, 1:] + correction], dim=1)
+        correction = theta[n_grid:n_grid + steps * HISTORY].reshape(steps, HISTORY)
+        # the model's time: a log-SNR shift of each step's own time, kept within [t_min-ish, t_start]
+        shift = theta[n_grid + steps * HISTORY:]
+        model_times = schedule.t_from_log_snr((lam[:-1] + shift).clamp_min(lam_floor))
+        return grid, torch.cat([base[:, :1], base[:, 1:] + correction], dim=1), model_times
 
     def objective(theta: Tensor) -> Tensor:
-        grid, table = tables(theta)
+        grid, table, model_times = tables(theta)
         t = grid.to(x_start.device)
         columns = [step_table(column, x_start) for column in table.unbind(-1)]
-        out = _run_table(denoiser, x_start, t, columns, {}, None, False)
+        out = _run_table(denoiser, x_start, t, columns, {}, None, False, model_times.to(x_start.device))
         return (out - target).flatten(1).norm(dim=1).mean()
 
-    corrections = torch.zeros(steps * HISTORY, dtype=torch.float64)
+    corrections = torch.zeros(steps * HISTORY + steps, dtype=torch.float64)
     theta = torch.cat([logits, corrections]) if fit_grid else corrections
     with torch.no_grad():
         initial = float(objective(theta))
@@ -197,9 +218,10 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
     final = _lbfgs(objective, best[1], iterations - (iterations // 2 if fit_grid else 0), deadline)
     best = final if final[0] < best[0] else best
     with torch.no_grad():
-        grid, table = tables(best[1])
+        grid, table, model_times = tables(best[1])
     grid = check_grid(grid.detach(), "fitted grid")
-    return FittedMultistep(grid, table.detach(), initial, best[0], time.perf_counter() - started)
+    return FittedMultistep(grid, table.detach(), model_times.detach(), initial, best[0],
+                           time.perf_counter() - started)
 
 
 def _lbfgs(objective, start: Tensor, iterations: int, deadline: float) -> list:
