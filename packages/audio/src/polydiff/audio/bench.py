@@ -43,6 +43,8 @@ def _parse(argv) -> argparse.Namespace:
     parser.add_argument("--corpus", default=None,
                         help="a corpus folder to evaluate on instead (its test splits; LJSpeech layout works)")
     parser.add_argument("--no-tts", action="store_true", help="skip the TTS rows")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite audio.md (goals and table) from the audio.json already in --out; runs nothing")
     return parser.parse_args(list(argv or []))
 
 
@@ -94,6 +96,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
 
     torch.set_num_threads(int(os.environ.get("POLYDIFF_THREADS", "1")))
     args = _parse(argv)
+    if args.report_only:
+        return _rewrite_report(Path(out_dir))
     budget = budgets(quick)
     count = args.utterances or budget["utterances"]
     out = Path(out_dir)
@@ -232,7 +236,26 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
                         versions=versions(["torch", "torchaudio", "librosa", "pesq", "pystoi", "pocketsphinx",
                                            "espeakng-loader", "polydiff-core", "polydiff-audio"]),
                         better=better, rows=rows, title="polydiff-audio: diffusion vocoders and Grad-TTS",
-                        preamble=preamble, figures=figures, goals=goals, extra={"budget": budget})
+                        preamble=preamble, figures=figures, goals=goals,
+                        extra={"budget": budget, "preamble": preamble})
+
+
+def _rewrite_report(out: Path) -> dict:
+    """Render audio.md again from audio.json (the stored rows, preamble, budget and figures)."""
+    from polydiff.core.benchkit import write_report
+
+    path = out / "audio.json"
+    if not path.is_file():
+        raise ValueError(f"out: no audio.json in {str(out)!r} to rewrite the report from")
+    document = json.loads(path.read_text(encoding="utf-8"))
+    rows = document["rows"]
+    main = next(r["method"].rsplit("-", 1)[0] for r in rows if r["task"] != "tts" and not r["peer"])
+    extra = {k: v for k, v in document.items() if k not in ("package", "quick", "seed", "versions", "better",
+                                                             "rows", "goals")}
+    figures = [p.name for p in sorted(out.glob("audio-*.png"))]
+    return write_report(out, "audio", quick=document["quick"], seed=document["seed"], versions=document["versions"],
+                        better=document["better"], rows=rows, title="polydiff-audio: diffusion vocoders and Grad-TTS",
+                        preamble=extra.pop("preamble", ""), figures=figures, goals=_goals(rows, main), extra=extra)
 
 
 def _goals(rows: list[dict], main: str) -> list[dict]:
@@ -267,10 +290,16 @@ def _goals(rows: list[dict], main: str) -> list[dict]:
                       "issue 13 target"))
     espeak, tts = pick("tts", "eSpeak reference"), pick("tts", f"Grad-TTS + {main}-6")
     if espeak and tts:
-        met = tts["wer"] <= 1.5 * espeak["wer"]
-        goals.append(goal("TTS WER within 1.5x the eSpeak reference's WER", met,
-                          f"Grad-TTS + {main}-6 WER {tts['wer']:.3f} vs eSpeak {espeak['wer']:.3f} "
-                          f"(limit {1.5 * espeak['wer']:.3f})", "issue 13 target; both measured in this run"))
+        detail = (f"Grad-TTS + {main}-6 WER {tts['wer']:.3f} vs eSpeak {espeak['wer']:.3f} "
+                  f"(limit {1.5 * espeak['wer']:.3f})")
+        if espeak["wer"] >= 0.5:  # the recogniser cannot read the reference itself: the ratio says nothing
+            met = None
+            detail += ("; undecided: the offline recogniser misses most words of the eSpeak reference itself, "
+                       "so a WER ratio cannot tell intelligible speech from noise")
+        else:
+            met = tts["wer"] <= 1.5 * espeak["wer"]
+        goals.append(goal("TTS WER within 1.5x the eSpeak reference's WER", met, detail,
+                          "issue 13 target; both measured in this run"))
     goals.append(goal("reference numbers from elsewhere", None,
                       "Griffin-Lim-60 PESQ-WB 3.04, STOI .965, log-mel L1 .211, RTF .09 (an earlier measurement on "
                       "eSpeak speech); DiffWave MOS 4.44, FastDiff 4 steps MOS 4.28 (GPU, LJSpeech)",
