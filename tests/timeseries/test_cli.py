@@ -18,7 +18,7 @@ def data(tmp_path):
     return path
 
 
-def test_forecast_writes_the_frame_and_refuses_to_overwrite(data, tmp_path, capsys):
+def test_forecast_writes_the_frame_and_keeps_a_saved_model(data, tmp_path, capsys):
     out = tmp_path / "forecast.csv"
     assert main(["timeseries", "forecast", str(data), "--h", "3", "--freq", "MS", "--out", str(out), *FAST,
                  "--plot", str(tmp_path / "fan.png")]) == 0
@@ -26,8 +26,12 @@ def test_forecast_writes_the_frame_and_refuses_to_overwrite(data, tmp_path, caps
     assert list(forecast.columns) == ["unique_id", "ds", "CSDI", "CSDI-lo-80", "CSDI-hi-80", "CSDI-lo-95",
                                       "CSDI-hi-95"]
     assert len(forecast) == 3 and (tmp_path / "fan.png").stat().st_size > 0
-    assert main(["timeseries", "forecast", str(data), "--h", "3", "--freq", "MS", "--out", str(out), *FAST]) == 2
-    assert "polydiff: error: out: " in capsys.readouterr().err
+    model = tmp_path / "model"
+    args = ["timeseries", "forecast", str(data), "--h", "3", "--freq", "MS", "--out", str(out), *FAST]
+    assert main([*args, "--save", str(model)]) == 0  # the output file is written as asked, again
+    assert main([*args, "--save", str(model)]) == 2  # a saved model is never replaced silently
+    assert "polydiff: error: save: " in capsys.readouterr().err
+    assert main([*args, "--save", str(model), "--force"]) == 0
 
 
 def test_impute_fills_gaps(data, tmp_path):

@@ -37,7 +37,7 @@ from .data import DATASETS, load_dataset, make_sines
 from .metrics import crps_quantiles, discriminative_score, frechet_distance, mase, wql
 from .peers import PEER_LEVELS, Forecasts, deepar, statsforecast_peers
 
-__all__ = ["run", "budgets", "SERIES"]
+__all__ = ["run", "budgets", "add_arguments", "SERIES"]
 
 SERIES = ("co2", "airline", "sunspots", "taylor")
 N_WINDOWS = 5
@@ -210,15 +210,21 @@ def _generation_rows(budget: dict, seed: int) -> list[dict]:
     return rows
 
 
-def _parse(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="polydiff bench timeseries")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``polydiff bench timeseries`` (after the package name); ``polydiff bench --list`` prints them."""
     parser.add_argument("--series", default=",".join(SERIES), help="comma-separated subset of " + ",".join(SERIES))
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
-    parser.add_argument("--fresh", action="store_true", help="recompute cached results")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated subset of " + ",".join(METHODS))
+    parser.add_argument("--fresh", action="store_true", help="recompute results cached in DIR/timeseries-runs/")
     parser.add_argument("--no-extras", action="store_true", help="skip the imputation and generation tables")
     parser.add_argument("--assemble", action="store_true",
                         help="write the report from cached results only; (series, method) pairs never run are "
                              "listed as not run")
+
+
+def _parse(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="polydiff bench timeseries")
+    add_arguments(parser)
     args = parser.parse_args([a for a in (argv or []) if a != "--"])
     args.series = [s for s in args.series.split(",") if s]
     args.methods = [m for m in args.methods.split(",") if m]

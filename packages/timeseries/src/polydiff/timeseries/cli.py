@@ -4,8 +4,8 @@
     polydiff timeseries impute data.csv --out filled.csv            (--freq is inferred when not given)
 
 The input is a long frame (unique_id, ds, y [, exogenous columns]) or a wide one (ds plus one column per series).
-Outputs are written in the format their extension names (.csv, .parquet, .json); an existing output is kept
-unless ``--force`` is given. ``--save DIR`` keeps the trained model (safetensors + JSON).
+Outputs are written in the format their extension names (.csv, .parquet, .json). ``--save DIR`` keeps the trained
+model (safetensors + JSON); an existing, non-empty model folder is replaced only with ``--force``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from pathlib import Path
 __all__ = ["register"]
 
 
-def _check_out(path: str, force: bool, name: str = "out") -> Path:
+def _check_out(path: str, name: str = "out") -> Path:
     out = Path(path)
     if out.suffix.lower() not in (".csv", ".parquet", ".json"):
         raise ValueError(f"{name}: unsupported extension {out.suffix or '(none)'!r}; use .csv, .parquet or .json")
-    if out.exists() and not force:
-        raise ValueError(f"{name}: {out} exists; pass --force to overwrite it")
     return out
 
 
@@ -49,11 +47,11 @@ def _forecaster(args: argparse.Namespace, frame):
 def _forecast(args: argparse.Namespace) -> int:
     from .data import read_frame, write_frame
 
-    out = _check_out(args.out, args.force)
+    out = _check_out(args.out)
     if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
         raise ValueError(f"plot: expected a .png path, got {args.plot!r}")
-    if args.save is not None and Path(args.save).exists() and not args.force:
-        raise ValueError(f"save: {args.save} exists; pass --force to overwrite it")
+    if args.save is not None and Path(args.save).exists() and any(Path(args.save).iterdir()) and not args.force:
+        raise ValueError(f"save: the model folder {args.save} exists and is not empty; pass --force to replace it")
     frame = read_frame(args.data)
     forecaster = _forecaster(args, frame).fit(frame)
     forecast = forecaster.predict(level=args.level)
@@ -71,7 +69,7 @@ def _forecast(args: argparse.Namespace) -> int:
 def _impute(args: argparse.Namespace) -> int:
     from .data import read_frame, write_frame
 
-    out = _check_out(args.out, args.force)
+    out = _check_out(args.out)
     frame = read_frame(args.data)
     filled = _forecaster(args, frame).impute(frame, level=args.level)
     write_frame(filled, out)
@@ -101,7 +99,7 @@ def _common(parser: argparse.ArgumentParser, h_default: int | None) -> None:
     parser.add_argument("--train-steps", type=int, default=2000, help="optimizer steps (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="training and sampling seed (default 0)")
     parser.add_argument("--out", required=True, help="output file: .csv, .parquet or .json")
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--force", action="store_true", help="replace an existing, non-empty --save model folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

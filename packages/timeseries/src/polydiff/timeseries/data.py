@@ -260,6 +260,10 @@ def read_frame(path) -> pd.DataFrame:
         raise ValueError(f"path: {path.name} is neither .csv nor .parquet")
     if not path.is_file():
         raise ValueError(f"path: {path} does not exist")
+    if suffix == ".parquet":
+        from polydiff.core.optional import require
+
+        require("pyarrow", extra="polydiff-timeseries[bench]", purpose="parquet files", install="pyarrow")
     frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     if "ds" not in frame.columns:
         raise ValueError(f"path: {path.name} has no 'ds' column (columns: {list(frame.columns)})")
@@ -279,6 +283,10 @@ def write_frame(frame: pd.DataFrame, path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".json"):
         raise ValueError(f"out: unsupported extension {suffix or '(none)'!r}; use .csv, .parquet or .json")
+    if suffix == ".parquet":
+        from polydiff.core.optional import require
+
+        require("pyarrow", extra="polydiff-timeseries[bench]", purpose="parquet files", install="pyarrow")
     tmp = path.with_name(f".{path.name}.tmp")
     if suffix == ".csv":
         frame.to_csv(tmp, index=False)
