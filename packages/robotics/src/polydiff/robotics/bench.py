@@ -45,7 +45,7 @@ def budgets(quick: bool) -> dict:
                 "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10, "dppo_noise": 0.0,
                 "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8, "episodes": 10,
                 "ddpm_episodes": 4, "latency_repeats": 5, "dppo_lr": 1e-4}
-    return {"demos": 100, "policy_steps": 4000, "mlp_steps": 2000, "diffuser_steps": 2000, "batch_size": 64,
+    return {"demos": 100, "policy_steps": 8000, "mlp_steps": 2000, "diffuser_steps": 2000, "batch_size": 64,
             "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 20, "dppo_noise": 0.0,
             "dppo_pretrain_steps": 1000, "dppo_iterations": 12, "dppo_envs": 24, "episodes": 50, "ddpm_episodes": 50,
             "latency_repeats": 21, "dppo_lr": 1e-4}
