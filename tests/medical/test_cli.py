@@ -72,3 +72,12 @@ def test_bench_quick_writes_the_report(tmp_path):
     assert main(["bench", "medical", "--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "medical.md").read_text()
     assert "## Goals" in text and "denoise-snr5" in text and "recon-4x" in text
+
+
+def test_bench_reads_its_options_after_a_double_dash(tmp_path):
+    from polydiff.medical.bench import run
+
+    with pytest.raises(ValueError, match="^--tasks: unknown task 'nope'"):
+        run(tmp_path, quick=True, argv=["--", "--tasks", "nope"])
+    with pytest.raises(ValueError, match="^--tasks"):
+        run(tmp_path, quick=True, argv=["--tasks", "nope"])
