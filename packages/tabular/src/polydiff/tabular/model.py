@@ -523,7 +523,6 @@ class TabDDPM:
         """Load a :meth:`save_pretrained` folder onto ``device`` (None: the CPU). Anything that is not such a
         folder (a missing, malformed or foreign config.json, weights that are truncated or belong to another
         save) raises ValueError naming the file."""
-        from safetensors.torch import load as safetensors_load
 
         path = Path(path)
         config_file, weights_file = path / _CONFIG, path / _WEIGHTS
@@ -533,22 +532,9 @@ class TabDDPM:
             raise ValueError(f"path: {str(path)!r} has no {_CONFIG} (expected a TabDDPM save_pretrained folder)")
         document = _read_document(config_file)
         self = cls(_read_config(config_file, document["config"]), device=device)
-        if not weights_file.is_file():
-            raise ValueError(f"{weights_file}: missing (a TabDDPM folder holds {_CONFIG} and {_WEIGHTS})")
-        if document.get("weights") is not None:
-            if not isinstance(document["weights"], dict):
-                raise ValueError(f"{config_file}: weights: expected a {{sha256, bytes}} digest")
-            check_file_digest(weights_file, document["weights"], config_file)
-        try:
-            tensors = safetensors_load(weights_file.read_bytes())
-        except Exception as error:  # safetensors raises its own SafetensorError for damaged files
-            raise ValueError(f"{weights_file}: not a readable safetensors file ({error})") from error
-        arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("transformer.")}
-        try:
-            self.transformer = TableTransformer.from_state(document["transformer"], arrays)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise ValueError(f"{config_file}: the transformer spec does not load ({type(error).__name__}: "
-                             f"{error})") from error
+        # saves from before weight digests were recorded still load (the digest is then not checked)
+        tensors, self.transformer = load_weights_and_transformer(config_file, weights_file, document, "TabDDPM",
+                                                                 digest_required=False)
         labels = self.transformer.label_levels
         counts = document["label_counts"]
         if not (isinstance(counts, list) and all(_integer(c) and c >= 0 for c in counts)
@@ -633,3 +619,28 @@ def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def load_weights_and_transformer(config_file: Path, weights_file: Path, document: dict, name: str, *,
+                                 digest_required: bool = True) -> tuple[dict, TableTransformer]:
+    """The weights (checked against the digest in ``document``) and the fitted TableTransformer of a
+    save_pretrained folder; anything damaged or missing raises ValueError naming the file."""
+    from safetensors.torch import load as safetensors_load
+
+    if not weights_file.is_file():
+        raise ValueError(f"{weights_file}: missing (a {name} folder holds {_CONFIG} and {_WEIGHTS})")
+    if digest_required or document.get("weights") is not None:
+        if not isinstance(document.get("weights"), dict):
+            raise ValueError(f"{config_file}: weights: expected a {{sha256, bytes}} digest")
+        check_file_digest(weights_file, document["weights"], config_file)
+    try:
+        tensors = safetensors_load(weights_file.read_bytes())
+    except Exception as error:  # safetensors raises its own SafetensorError for damaged files
+        raise ValueError(f"{weights_file}: not a readable safetensors file ({error})") from error
+    arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("transformer.")}
+    try:
+        transformer = TableTransformer.from_state(document["transformer"], arrays)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{config_file}: the transformer spec does not load ({type(error).__name__}: "
+                         f"{error})") from error
+    return tensors, transformer

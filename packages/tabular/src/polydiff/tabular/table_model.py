@@ -20,9 +20,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polydiff.core.pretrained import AtomicFiles, check_file_digest
+from polydiff.core.pretrained import AtomicFiles
 
-from .model import _check_not_foreign, _device, _integer, _json_default, _read_config, _read_document
+from .model import (
+    _check_not_foreign,
+    _device,
+    _integer,
+    _json_default,
+    _read_config,
+    _read_document,
+    load_weights_and_transformer,
+)
 from .transform import TableTransformer
 
 __all__ = ["TableModel", "check_common_config"]
@@ -181,7 +189,6 @@ class TableModel:
     def from_pretrained(cls, path, *, device=None):
         """Load a :meth:`save_pretrained` folder onto ``device`` (None: the CPU); anything else raises
         ValueError naming the file."""
-        from safetensors.torch import load as safetensors_load
 
         path = Path(path)
         config_file, weights_file = path / _CONFIG, path / _WEIGHTS
@@ -191,21 +198,7 @@ class TableModel:
             raise ValueError(f"path: {str(path)!r} has no {_CONFIG} (expected a {cls.name} save_pretrained folder)")
         document = _read_document(config_file, cls.format, cls.name, _REQUIRED_KEYS, ())
         self = cls(_read_config(config_file, document["config"], cls.config_class), device=device)
-        if not weights_file.is_file():
-            raise ValueError(f"{weights_file}: missing (a {cls.name} folder holds {_CONFIG} and {_WEIGHTS})")
-        if not isinstance(document["weights"], dict):
-            raise ValueError(f"{config_file}: weights: expected a {{sha256, bytes}} digest")
-        check_file_digest(weights_file, document["weights"], config_file)
-        try:
-            tensors = safetensors_load(weights_file.read_bytes())
-        except Exception as error:  # safetensors raises its own SafetensorError for damaged files
-            raise ValueError(f"{weights_file}: not a readable safetensors file ({error})") from error
-        arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("transformer.")}
-        try:
-            self.transformer = TableTransformer.from_state(document["transformer"], arrays)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise ValueError(f"{config_file}: the transformer spec does not load ({type(error).__name__}: "
-                             f"{error})") from error
+        tensors, self.transformer = load_weights_and_transformer(config_file, weights_file, document, cls.name)
         state = document["state"]
         if not isinstance(state, dict) or "clip" not in state:
             raise ValueError(f"{config_file}: state: expected an object with 'clip'")
