@@ -28,6 +28,7 @@ which sends them to that fallback.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -171,36 +172,48 @@ def _fit_lbfgs(objective, logits: Tensor, iterations: int) -> Tensor | None:
         return None
     if grad is None or not bool(torch.isfinite(grad).all()) or not bool((grad != 0).any()):
         return None
-    best = [float(value.detach()), logits.clone()]
+    best = lbfgs_restarts(objective, theta, [float(value.detach()), logits.clone()], iterations)
+    return best[1]
+
+
+def lbfgs_restarts(objective, theta: Tensor, best: list, iterations: int, *, deadline: float = math.inf,
+                   max_iter: int | None = None, history_size: int = 20, tolerance_grad: float = 1e-9,
+                   tolerance_change: float = 1e-12) -> list:
+    """L-BFGS (strong-Wolfe line search) on ``objective(theta)``, restarted from the best point with a fresh
+    curvature history until ``iterations`` are spent, ``deadline`` (time.perf_counter seconds) passes, or a
+    restart no longer improves the loss; ``best`` = [loss, parameters] of the start, updated in place and
+    returned. A non-finite trial loss is reported as 1e30 with zero gradient so the line search backs off."""
+    import time
 
     def closure():
         opt.zero_grad()
         with torch.enable_grad():
             loss = objective(theta)
             if not torch.isfinite(loss):
-                # a diverging trial point: report a large loss with zero gradient so the line search backs off
                 theta.grad = torch.zeros_like(theta)
                 return torch.tensor(1e30, dtype=torch.float64)
             loss.backward()
         if float(loss.detach()) < best[0]:
             best[0], best[1] = float(loss.detach()), theta.detach().clone()
+        if time.perf_counter() > deadline:  # a zero gradient ends L-BFGS
+            theta.grad.zero_()
         return loss
 
     # L-BFGS stops early when its line search stalls on the (piecewise smooth) objective; restarting from the
-    # best point with a fresh curvature history recovers, so run restarts until the iteration budget is spent
-    # or a restart no longer improves the loss.
+    # best point with a fresh curvature history recovers.
     remaining = iterations
-    while remaining > 0:
+    while remaining > 0 and time.perf_counter() < deadline:
         before = best[0]
-        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=remaining, history_size=20,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=min(remaining, max_iter or remaining),
+                                history_size=history_size, line_search_fn="strong_wolfe",
+                                tolerance_grad=tolerance_grad, tolerance_change=tolerance_change)
         opt.step(closure)
         remaining -= max(opt.state[opt._params[0]]["n_iter"], 1)
         if best[0] > before * (1 - 1e-4):
             break
         with torch.no_grad():
             theta.copy_(best[1])
-    return best[1]
+    return best
 
 
 def _fit_nelder_mead(objective, logits: Tensor, iterations: int) -> Tensor:

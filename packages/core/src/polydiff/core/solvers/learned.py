@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import Denoiser
+from ..fitted_grid import lbfgs_restarts
 from ..grids import check_grid, make_grid
 from ..sampling import check_inputs, register_solver, solver_tables, step_range
 from .dpm_solver import multistep_orders, step_table
@@ -231,29 +232,5 @@ def _lbfgs(objective, start: Tensor, iterations: int, deadline: float) -> list:
     with torch.no_grad():
         best = [float(objective(theta)), start.detach().clone()]
 
-    def closure():
-        opt.zero_grad()
-        with torch.enable_grad():
-            loss = objective(theta)
-            if not torch.isfinite(loss):  # a diverging trial point: the line search backs off
-                theta.grad = torch.zeros_like(theta)
-                return torch.tensor(1e30, dtype=torch.float64)
-            loss.backward()
-        if float(loss.detach()) < best[0]:
-            best[0], best[1] = float(loss.detach()), theta.detach().clone()
-        if time.perf_counter() > deadline:  # a zero gradient ends L-BFGS
-            theta.grad.zero_()
-        return loss
-
-    remaining = iterations
-    while remaining > 0 and time.perf_counter() < deadline:
-        before = best[0]
-        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=min(remaining, 50), history_size=30,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-13)
-        opt.step(closure)
-        remaining -= max(opt.state[opt._params[0]]["n_iter"], 1)
-        if best[0] > before * (1 - 1e-4):
-            break
-        with torch.no_grad():
-            theta.copy_(best[1])
-    return best
+    return lbfgs_restarts(objective, theta, best, iterations, deadline=deadline, max_iter=50, history_size=30,
+                          tolerance_grad=1e-10, tolerance_change=1e-13)
