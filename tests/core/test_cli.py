@@ -188,6 +188,23 @@ def test_bench_all_keeps_going_and_ends_with_a_summary(monkeypatch, tmp_path, ca
     _only_error_line(capsys.readouterr().err)
 
 
+def test_bench_summary_names_each_report_once(monkeypatch, tmp_path, capsys):
+    def writer(name):
+        def run(out_dir, *, quick, seed, argv):
+            rows = [{"task": "t", "method": "m", "peer": False, "score": 1.0}]
+            return benchkit.write_report(out_dir, name, quick=quick, seed=seed, versions={},
+                                         better={"score": "max"}, rows=rows, title=name)
+        return run
+
+    real = cli._group
+    eps = {"first": FakeEntryPoint("first", writer("first")), "second": FakeEntryPoint("second", writer("second"))}
+    monkeypatch.setattr(cli, "_group", lambda group: eps if group == "polydiff.bench" else real(group))
+    assert main(["bench", "all", "--quick", "--out", str(tmp_path)]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("reports:"))
+    # the second package starts within a second of the first report: it is still listed once
+    assert line.count("first.md") == 1 and line.count("second.md") == 1
+
+
 def test_bench_core_report_only_rewrites_the_markdown_from_json(tmp_path, capsys):
     for name in ("core.json", "core.md", "core-train.json", "core-inverse.json"):
         shutil.copy(RESULTS / name, tmp_path / name)

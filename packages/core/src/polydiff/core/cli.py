@@ -236,7 +236,8 @@ def _print_summary(summary: list, out: Path, quick: bool) -> None:
              f"  {'package':<{width}}  {'rows':>5}  {'wall':>8}  result"]
     for name, rows, seconds, result, _ in summary:
         lines.append(f"  {name:<{width}}  {'–' if rows is None else rows:>5}  {seconds:>6.0f} s  {result}")
-    reports = [str(path) for *_, paths in summary for path in paths]
+    # a report written just before the next package started also falls in that package's time window
+    reports = list(dict.fromkeys(str(path) for *_, paths in summary for path in paths))
     if reports:
         lines.append("reports: " + ", ".join(reports) + "  (JSON and figures beside them)")
     else:
