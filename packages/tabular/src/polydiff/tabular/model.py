@@ -492,7 +492,6 @@ class TabDDPM:
         in ``path`` are left alone; an existing regular file at ``path``, or a config.json there that a TabDDPM
         did not write, is refused.
         """
-        from safetensors.torch import save as safetensors_bytes
 
         if self.transformer is None:
             raise ValueError("save_pretrained: the model is not fitted")
@@ -507,16 +506,7 @@ class TabDDPM:
                             for k, v in self.network.state_dict().items()})
         document = {"format": _FORMAT, "config": asdict(self.config), "transformer": spec,
                     "label_counts": self.label_counts, "clip": self.clip}
-        try:
-            json.dumps(document, allow_nan=False, default=_json_default)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"save_pretrained: the model's spec cannot be written as JSON ({error}); nothing was "
-                             "written") from error
-        with AtomicFiles(path) as files:
-            files.write(_WEIGHTS, safetensors_bytes(tensors))
-            document["weights"] = files.digest(_WEIGHTS)
-            files.write(_CONFIG, json.dumps(document, indent=1, allow_nan=False, default=_json_default))
-        return path
+        return write_weights_and_document(path, tensors, document)
 
     @classmethod
     def from_pretrained(cls, path, *, device=None) -> TabDDPM:
@@ -644,3 +634,21 @@ def load_weights_and_transformer(config_file: Path, weights_file: Path, document
         raise ValueError(f"{config_file}: the transformer spec does not load ({type(error).__name__}: "
                          f"{error})") from error
     return tensors, transformer
+
+
+def write_weights_and_document(path: Path, tensors: dict, document: dict) -> Path:
+    """Write a save_pretrained folder: the weights, then config.json (``document`` plus the weights' digest),
+    through core's AtomicFiles, touching no other file. The document is checked to be JSON before anything is
+    written, so a model that cannot be saved leaves the folder as it was."""
+    from safetensors.torch import save as safetensors_bytes
+
+    try:
+        json.dumps(document, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"save_pretrained: the model's spec cannot be written as JSON ({error}); nothing was "
+                         "written") from error
+    with AtomicFiles(path) as files:
+        files.write(_WEIGHTS, safetensors_bytes(tensors))
+        document["weights"] = files.digest(_WEIGHTS)
+        files.write(_CONFIG, json.dumps(document, indent=1, allow_nan=False, default=_json_default))
+    return path

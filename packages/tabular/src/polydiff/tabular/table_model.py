@@ -12,7 +12,6 @@ JSON-able fitted values.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,16 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polydiff.core.pretrained import AtomicFiles
-
 from .model import (
     _check_not_foreign,
     _device,
     _integer,
-    _json_default,
     _read_config,
     _read_document,
     load_weights_and_transformer,
+    write_weights_and_document,
 )
 from .transform import TableTransformer
 
@@ -159,7 +156,6 @@ class TableModel:
     def save_pretrained(self, path) -> Path:
         """Write ``path/config.json`` (config, column spec, fitted values, the weights' size and SHA-256) and
         ``path/model.safetensors``, all or nothing (as :meth:`TabDDPM.save_pretrained`); returns ``path``."""
-        from safetensors.torch import save as safetensors_bytes
 
         if self.transformer is None:
             raise ValueError("save_pretrained: the model is not fitted")
@@ -174,16 +170,7 @@ class TableModel:
                             for k, v in module.state_dict().items()})
         document = {"format": self.format, "config": asdict(self.config), "transformer": spec,
                     "state": {"clip": self.clip, **self._state()}}
-        try:
-            json.dumps(document, allow_nan=False, default=_json_default)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"save_pretrained: the model's spec cannot be written as JSON ({error}); nothing was "
-                             "written") from error
-        with AtomicFiles(path) as files:
-            files.write(_WEIGHTS, safetensors_bytes(tensors))
-            document["weights"] = files.digest(_WEIGHTS)
-            files.write(_CONFIG, json.dumps(document, indent=1, allow_nan=False, default=_json_default))
-        return path
+        return write_weights_and_document(path, tensors, document)
 
     @classmethod
     def from_pretrained(cls, path, *, device=None):
