@@ -122,9 +122,10 @@ def _generator(method: str, budget: dict, seed: int, rows: int):
 
 
 class _PeakMemory:
-    """The largest growth of this process's resident memory (MB) while the block runs. On Linux the kernel's
-    high-water mark is reset on entry (``/proc/self/clear_refs``) and read on exit (``VmHWM``), so no allocation
-    is missed however briefly it lived; elsewhere /proc/self/statm is polled every 20 ms (NaN without it)."""
+    """The largest growth of this process's resident memory (MB) while the block runs: /proc/self/statm polled
+    every 20 ms, plus on Linux the kernel's high-water mark, reset on entry (``/proc/self/clear_refs``) and read
+    on exit (``VmHWM``). Some kernels refresh that mark only lazily (not when memory is unmapped), so a peak
+    freed again within one polling interval can be missed; memory still held at the end is always counted."""
 
     def __enter__(self):
         import threading
