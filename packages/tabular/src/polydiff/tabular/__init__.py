@@ -1,6 +1,7 @@
-"""polydiff.tabular: TabDDPM for mixed-type tables (Kotelnikov et al., 2023) with evaluation, peers and a bench.
+"""polydiff.tabular: diffusion models for mixed-type tables with one API — TabDDPM (Kotelnikov et al., 2023),
+TabSyn (Zhang et al., 2024) and TabDiff (Shi et al., 2025) — with evaluation, peers and a bench.
 
-    from polydiff.tabular import TabDDPM
+    from polydiff.tabular import TabDDPM          # or TabSyn, TabDiff
     model = TabDDPM().fit(df, target="y")
     synthetic = model.sample(1000, seed=0)
 """

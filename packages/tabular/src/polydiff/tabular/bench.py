@@ -16,8 +16,8 @@ seeds and ``fit_peak_mb`` the largest growth of the process's resident memory du
 
 Options after the package name (``polydiff bench tabular --out DIR -- --datasets hmda,wage``):
     --datasets a,b     subset of datasets (default: all six, plus in the full run "diamonds_full": all 53,940
-                       diamonds rows for real and TabDDPM only, the fit-time check at full size)
-    --methods a,b      subset of methods (default: real, TabDDPM and the four peers)
+                       diamonds rows, one seed, the fit-time check of every method at full size)
+    --methods a,b      subset of methods (default: real, TabDDPM, TabSyn, TabDiff and the four peers)
     --fresh            recompute cached results
     --report-only      run nothing: rewrite DIR/tabular.md from DIR/tabular.json
 Each (dataset, method) result is cached in ``DIR/tabular-runs/`` as it finishes, keyed by the mode and budgets,
@@ -248,7 +248,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``polydiff bench tabular`` (after the package name); ``polydiff bench --list`` prints them."""
     parser.add_argument("--datasets", default=None,
                         help=f"comma-separated subset of {', '.join(DATASETS)} (default: all six; the full run adds "
-                             "diamonds_full, all 53,940 rows for real and TabDDPM only)")
+                             "diamonds_full, all 53,940 rows, one seed)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated subset of methods (default: all of them)")
     parser.add_argument("--train-seeds", type=int, default=None,
@@ -317,7 +317,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     out = Path(out_dir)
     if args.report_only:
         return rewrite_report(out)
-    # the full run adds the fit-time check on all 53,940 diamonds rows (TabDDPM and the real reference only)
+    # the full run adds the fit-time and peak-memory check of every method on all 53,940 diamonds rows
     datasets = args.datasets or [*DATASETS, *([] if quick else ["diamonds_full"])]
     _require_extras(datasets, args.methods)
     cache = out / "tabular-runs"

@@ -62,7 +62,7 @@ _SOURCES = {
     "creditcard": (lambda: _rdataset("AER", "CreditCard"), "card", "binary", None, 800),
     "diamonds": (lambda: _rdataset("ggplot2", "diamonds"), "price", "regression", 10_000, 1500),
     "penguins": (_penguins, "species", "multiclass", None, None),
-    # all 53,940 rows: the fit-time check at full size (TabDDPM and the real reference only)
+    # all 53,940 rows: the fit-time and peak-memory check of every method at full size
     "diamonds_full": (lambda: _rdataset("ggplot2", "diamonds"), "price", "regression", None, 1500),
 }
 DATASETS = tuple(name for name in _SOURCES if name != "diamonds_full")
