@@ -57,3 +57,20 @@ def test_collected_demos_hold_both_modes(demos):
     assert len(demos) == 12 and demos.obs_dim == 6 and demos.action_dim == 2
     assert set(demos.meta["mode"]) == {-1, 1}
     assert np.abs(demos.action).max() <= 1.0
+
+
+def test_perturbed_demos_record_the_clean_expert_action():
+    from polydiff.robotics.data import collect_demos
+    from polydiff.robotics.envs.obstacle import ObstacleReachExpert
+
+    clean = collect_demos("obstacle", 2, seed=0)
+    shaken = collect_demos("obstacle", 2, seed=0, perturb=0.3)
+    assert shaken.meta["perturb"] == 0.3
+    assert not np.allclose(shaken.obs[:10], clean.obs[:10])  # the executed actions were perturbed
+    # replaying the expert on the recorded states gives exactly the recorded actions
+    obs, actions = shaken.episode(0)
+    expert = ObstacleReachExpert()
+    expert.reset(seed=shaken.meta["seed"])
+    np.testing.assert_allclose([expert(o) for o in obs], actions, atol=1e-6)
+    with pytest.raises(ValueError, match="perturb"):
+        collect_demos("obstacle", 1, perturb=-1.0)

@@ -108,3 +108,23 @@ def test_executed_actions_are_the_chunk_steps_trained_as_the_current_step(demos,
     monkeypatch.setattr(policy_module, "sample", chunk_of_step_indices)
     chunk = policy.predict_action_chunk(obs[:2])
     np.testing.assert_allclose(chunk, actions[1:5], atol=1e-5)  # the executed actions start at step 1
+
+
+def test_traced_inference_matches_the_eager_network_and_sees_weight_updates(demos):
+    policy = DiffusionPolicy.from_episodes(demos, channels=(16, 32), horizon=8, n_action_steps=4)
+    obs = np.stack([demos.obs[:2], demos.obs[5:7]])  # a batch of two histories
+
+    def chunk():
+        return policy.predict_action_chunk(obs, generator=torch.Generator().manual_seed(3))
+
+    policy.train()  # training mode: the eager UNet
+    eager = chunk()
+    policy.eval()  # inference: the traced graph
+    np.testing.assert_allclose(chunk(), eager, atol=1e-6)
+    with torch.no_grad():
+        for parameter in policy.unet.parameters():
+            parameter.mul_(1.1)
+    traced_after = chunk()
+    policy.train()
+    np.testing.assert_allclose(traced_after, chunk(), atol=1e-6)
+    assert not np.allclose(traced_after, eager, atol=1e-4)

@@ -131,14 +131,23 @@ def sequence_windows(episodes: Episodes, horizon: int, pad_before: int = 0, pad_
     return np.concatenate(obs_windows), np.concatenate(action_windows)
 
 
-def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0, progress: bool = False) -> Episodes:
+def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0, perturb: float = 0.0,
+                  progress: bool = False) -> Episodes:
     """Roll out the task's expert for ``episodes`` seeded episodes (reset seeds seed, seed + 1, ...) and keep
-    the successful ones' observations and actions. meta: task, seed, noise, attempts, per-episode ``mode``
-    (ObstacleReach: -1 left / +1 right) and ``success``."""
+    the successful ones' observations and actions. meta: task, seed, noise, perturb, attempts, per-episode
+    ``mode`` (ObstacleReach: -1 left / +1 right).
+
+    noise: Gaussian noise (std) on the recorded and executed actions (deliberately imperfect demonstrations).
+    perturb: Gaussian noise (std) on the executed action only, the clean expert action being recorded (DART,
+        Laskey et al., 2017): the demonstrations then visit the states a slightly-off policy reaches (past the
+        goal, off the path) and show how the expert recovers from them, and the recorded action no longer equals
+        the velocity the agent already has, so a policy cannot score by copying its own past motion."""
     from .tasks import make_env, make_expert
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes: expected a positive integer, got {episodes!r}")
+    if not (isinstance(perturb, (int, float)) and np.isfinite(perturb) and perturb >= 0):
+        raise ValueError(f"perturb: expected a finite value >= 0, got {perturb!r}")
     env, expert = make_env(task), make_expert(task, noise=noise)
     all_obs, all_actions, ends, modes, kept = [], [], [], [], 0
     attempt = 0
@@ -152,12 +161,16 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
             raise RuntimeError(f"collect_demos: the {task} expert succeeded only {kept} times in {attempt} tries")
         obs, info = env.reset(seed=seed + attempt)
         expert.reset(seed=seed + attempt)
+        shake = np.random.default_rng([seed + attempt, 1])
         ep_obs, ep_actions = [], []
         done = False
         while not done:
             action = expert(obs)
             ep_obs.append(np.asarray(obs, np.float64))
             ep_actions.append(np.asarray(action, np.float64))
+            if perturb:
+                low, high = env.action_space.low, env.action_space.high
+                action = np.clip(action + perturb * shake.standard_normal(action.shape), low, high).astype(np.float32)
             obs, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
         attempt += 1
@@ -173,5 +186,5 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
     if bar is not None:
         bar.close()
     env.close()
-    meta = {"task": task, "seed": seed, "noise": noise, "attempts": attempt, "mode": modes}
+    meta = {"task": task, "seed": seed, "noise": noise, "perturb": float(perturb), "attempts": attempt, "mode": modes}
     return Episodes(np.stack(all_obs), np.stack(all_actions), np.array(ends), meta)
