@@ -1,13 +1,15 @@
 """The column spec and transformer: exact round trips of dtypes, levels, order, NaN; detection vs explicit spec;
 the tie-aware quantile transform against its closed form."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 from scipy.special import ndtri
 
-from polydiff.tabular.transform import QuantileNormal, TableTransformer
+from polydiff.tabular.transform import QuantileNormal, TableTransformer, restore_dtype
 
 
 def mixed_frame(n=200, seed=0):
@@ -143,3 +145,38 @@ def test_a_missing_value_never_seen_when_fitting_is_refused_not_mapped_to_the_fi
     imputing = TableTransformer(target="target", nan="impute").fit(df)  # impute mode fills the most frequent
     codes = imputing._codes([None], imputing.specs["city"])
     assert imputing.specs["city"].levels[codes[0]] == df["city"].mode()[0]
+
+
+def _string_dtypes():
+    """pandas' string dtypes on the pandas that runs: ``StringDtype()`` ("string", missing = pd.NA) and, from
+    pandas 2.3, the NaN-valued one pandas 3 gives every string column ("str")."""
+    dtypes = [pd.StringDtype()]
+    try:
+        dtypes.append(pd.StringDtype(na_value=np.nan))
+    except TypeError:  # pandas < 2.3
+        pass
+    return dtypes
+
+
+@pytest.mark.parametrize("dtype", _string_dtypes(), ids=str)
+def test_string_dtype_columns_come_back_in_their_dtype_with_missing_values_missing(dtype):
+    """Regression: under pandas 3 a constant string column (dtype "str") came back as object."""
+    df = mixed_frame(60).assign(word="same")
+    df["city"] = df["city"].where(df.index % 4 != 0, None)
+    df = df.astype({"city": dtype, "word": dtype, "target": dtype})
+    transformer = TableTransformer(target="target").fit(df)
+    assert transformer.specs["word"].kind == "constant" and transformer.specs["city"].levels[-1] is None
+    pd.testing.assert_frame_equal(transformer.inverse_transform(*transformer.transform(df)), df)
+    config, arrays = transformer.state()  # the dtype survives the saved JSON spec
+    loaded = TableTransformer.from_state(json.loads(json.dumps(config)), arrays)
+    pd.testing.assert_frame_equal(loaded.inverse_transform(*loaded.transform(df)), df)
+
+
+def test_a_str_dtype_recorded_by_pandas_3_keeps_missing_values_missing_on_any_pandas():
+    """pandas 2 reads the dtype name "str" as Python's str: astype("str") writes NaN as the text "nan"."""
+    back = restore_dtype(pd.Series(["a", np.nan, "b"], dtype=object), "str")
+    assert back.isna().tolist() == [False, True, False] and back[0] == "a" and back[2] == "b"
+    assert restore_dtype(pd.Series(["a", np.nan], dtype=object), "object").dtype == object
+    assert restore_dtype(pd.Series(["a", None], dtype=object), "string").dtype == pd.StringDtype()
+    # a dtype that cannot hold the values keeps the series as it is, rather than failing the whole sample
+    assert restore_dtype(pd.Series([1, np.nan], dtype=object), "int64").dtype == object

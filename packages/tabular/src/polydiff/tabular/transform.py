@@ -46,7 +46,7 @@ from pandas.api import types as ptypes
 from scipy.special import ndtr, ndtri
 
 __all__ = ["ColumnSpec", "TableTransformer", "QuantileNormal", "NAN_MODES", "SNAP_LIMIT", "encode_value",
-           "decode_value"]
+           "decode_value", "restore_dtype"]
 
 NAN_MODES = ("category", "impute")
 SNAP_LIMIT = 256
@@ -163,6 +163,38 @@ def _unsavable(name, value) -> ValueError:
     return ValueError(f"df: column {name!r} holds a {type(value).__module__}.{type(value).__qualname__} value "
                       f"({value!r}), which a saved model cannot hold; convert the column to strings or numbers "
                       "first (allowed: str, int, float, bool, None and tuples of these)")
+
+
+def _string_dtype(dtype: str):
+    """The pandas dtype a recorded string dtype name stands for, on the pandas that runs now.
+
+    ``"str"`` is pandas 3's default string dtype (``StringDtype(na_value=nan)``; pandas 2.3 has it too, as an
+    option). pandas 2 reads the name ``"str"`` as Python's ``str``, and ``astype("str")`` there writes a missing
+    value as the string ``"nan"``, so the dtype is built here instead; a pandas without it gets ``object``, the
+    dtype it gives strings itself. ``"string"`` (``StringDtype()``, missing = ``pd.NA``) means the same on every
+    pandas. None for any other name."""
+    if dtype == "str":
+        try:
+            return pd.StringDtype(na_value=np.nan)
+        except TypeError:  # pandas < 2.3: no NaN-valued string dtype
+            return object
+    if dtype.startswith("string"):
+        return pd.api.types.pandas_dtype(dtype)
+    return None
+
+
+def restore_dtype(series: pd.Series, dtype: str) -> pd.Series:
+    """``series`` (values written back from levels or a constant, missing = NaN) in the column's recorded dtype
+    ``dtype`` (``str(series.dtype)`` when fitting, possibly on another pandas): an object column stays object, a
+    string dtype keeps its missing values missing (never the text "nan") on pandas 2 and 3, any other dtype goes
+    through ``astype``; a value that dtype cannot hold (a missing value in an int64 column) keeps ``series``."""
+    if dtype == "object":
+        return series
+    try:
+        target = _string_dtype(dtype)
+        return series.astype(dtype if target is None else target)
+    except (TypeError, ValueError):
+        return series
 
 
 def _column_list(name: str, columns) -> list | None:
@@ -591,13 +623,7 @@ class TableTransformer:
         if spec.pandas_category:
             categories = [level for level in spec.levels if level is not None]
             return pd.Series(pd.Categorical(values, categories=categories, ordered=spec.ordered), name=spec.name)
-        series = pd.Series(values, name=spec.name, dtype=object)
-        if spec.dtype != "object":
-            try:
-                series = series.astype(spec.dtype)
-            except (TypeError, ValueError):
-                pass
-        return series
+        return restore_dtype(pd.Series(values, name=spec.name, dtype=object), spec.dtype)
 
     @classmethod
     def _constant_series(cls, spec: ColumnSpec, n: int) -> pd.Series:
@@ -607,12 +633,10 @@ class TableTransformer:
             return pd.Series(pd.Categorical(cls._level_array([spec.constant] * n), categories=categories,
                                             ordered=spec.ordered), name=spec.name)
         if spec.dtype == "object" or isinstance(value, (str, tuple)):
-            return pd.Series(cls._level_array([spec.constant] * n), name=spec.name, dtype=object)
-        series = pd.Series([value] * n, name=spec.name)
-        try:
-            return series.astype(spec.dtype)
-        except (TypeError, ValueError):
-            return series
+            series = pd.Series(cls._level_array([spec.constant] * n), name=spec.name, dtype=object)
+        else:
+            series = pd.Series([value] * n, name=spec.name)
+        return restore_dtype(series, spec.dtype)
 
     # ---------------------------------------------------------------------------------- persistence
 
