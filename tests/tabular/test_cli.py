@@ -3,6 +3,7 @@ format the extension names, --force, --solver/--steps/--seed, one labelled progr
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,37 @@ def test_sample_writes_the_format_its_extension_names(suffix, fitted, tmp_path, 
         back = pd.DataFrame(rows)
     assert list(back.columns) == ["x", "k", "c", "y"] and len(back) == 7
     assert "wrote 7 rows" in capsys.readouterr().err
+
+
+def test_sample_refuses_an_existing_file_unless_force_and_replaces_it_whole(fitted, tmp_path, capsys, monkeypatch):
+    """Regression: `sample --out FILE` overwrote an existing file without a word."""
+    out = tmp_path / "synth.csv"
+    out.write_text("mine\n")
+    def sample_to(path):
+        return ["tabular", "sample", str(fitted / "model"), "-n", "5", "--out", str(path), "--steps", "3", "--quiet"]
+
+    argv = sample_to(out)
+    assert main(argv) == 2
+    line = error_line(capsys)
+    assert "--out" in line and "exists" in line and "--force" in line
+    assert out.read_text() == "mine\n"
+    (tmp_path / "link.csv").symlink_to(tmp_path / "nowhere.csv")  # a dangling link is refused too
+    assert main(sample_to(tmp_path / "link.csv")) == 2
+    assert "exists" in error_line(capsys) and not (tmp_path / "nowhere.csv").exists()
+    (tmp_path / "link.csv").unlink()
+
+    def half_written(self, path, *args, **kwargs):  # a write that dies halfway (a full disk)
+        Path(path).write_text("x,k\n0.1")
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pd.DataFrame, "to_csv", half_written)
+        assert main([*argv, "--force"]) == 2
+    assert "No space left" in error_line(capsys)
+    assert out.read_text() == "mine\n" and [p.name for p in tmp_path.iterdir()] == ["synth.csv"]
+    assert main([*argv, "--force"]) == 0
+    assert len(read_csv(out)) == 5 and [p.name for p in tmp_path.iterdir()] == ["synth.csv"]
+    assert "wrote 5 rows" in capsys.readouterr().err
 
 
 def test_parquet_without_pyarrow_names_the_install(fitted, tmp_path, capsys, monkeypatch):

@@ -100,24 +100,29 @@ def read_frame(path: str, what: str = "data"):
     return frame
 
 
-def _check_out(path: str, what: str = "--out") -> str:
-    """The output format of ``path`` (refusing unknown extensions and folders) before any work is done."""
+def _check_out(path: str, what: str = "--out", force: bool = True) -> str:
+    """The output format of ``path`` before any work is done, refusing unknown extensions, folders and — unless
+    ``force`` — a file (or link) that is already there."""
     name = _format(path, what, "write")
     if path != "-" and Path(path).is_dir():
         raise ValueError(f"{what}: {path!r} is a folder; give a file name such as {str(Path(path) / 'synth.csv')!r}")
+    if path != "-" and not force and os.path.lexists(path):
+        raise ValueError(f"{what}: {path!r} exists; pass --force to replace it, or choose another file")
     return name
 
 
-def write_frame(frame, path: str, what: str = "--out") -> None:
-    """Write ``frame`` in the format its extension names (``-``: CSV on stdout), through a temporary file
-    renamed into place."""
-    name = _check_out(path, what)
+def write_frame(frame, path: str, what: str = "--out", force: bool = True) -> None:
+    """Write ``frame`` in the format its extension names (``-``: CSV on stdout), through a temporary file in the
+    same folder renamed into place: a reader never sees half a file, and a failed write leaves an existing file as
+    it was. ``force=False`` refuses a file that is already there (:func:`_check_out`)."""
+    name = _check_out(path, what, force)
     if path == "-":
         sys.stdout.write(frame.to_csv(index=False))
         sys.stdout.flush()
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # named, not mkstemp: mkstemp's file is private (0600), and the rename would keep that mode
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         if name in ("csv", "tsv"):
@@ -291,7 +296,7 @@ def _load_model(path: str, device: str | None):
 def _sample(args: argparse.Namespace) -> int:
     import inspect
 
-    _check_out(args.out)
+    _check_out(args.out, force=args.force)  # before the model loads: a refusal costs nothing
     conditions = _conditions(args.conditions)
     model = _load_model(args.model, args.device)
     steps = args.steps if args.steps is not None else model.config.sample_steps
@@ -324,7 +329,7 @@ def _sample(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
-    write_frame(frame, args.out)
+    write_frame(frame, args.out, force=args.force)  # checked again: the file may have appeared meanwhile
     where = "stdout" if args.out == "-" else args.out
     _say(f"wrote {len(frame):,} rows to {where} (solver {solver}, {steps} steps, seed {args.seed})")
     return 0
@@ -537,7 +542,8 @@ def register(subparsers) -> None:
     sample.add_argument("-n", type=positive_int, required=True, help="number of rows to sample")
     sample.add_argument("--out", required=True, metavar="FILE",
                         help=f"where to write the rows; the extension picks the format ({_KNOWN}); - writes CSV to "
-                             "stdout")
+                             "stdout. An existing file is refused unless --force")
+    sample.add_argument("--force", action="store_true", help="replace OUT when it exists")
     sample.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same rows "
                         "(default 0)")
     sample.add_argument("--solver", default=None,
