@@ -4,8 +4,8 @@ the eSpeak reference, on held-out speech.
 Data: the held-out sentences of the shipped models' training corpus, rebuilt offline with eSpeak NG (same hours
 and seed, only the test splits synthesised; the bench checks that none of them is a training sentence): task
 ``heldout_sentences`` (training voices) and ``heldout_voice`` (a voice never trained on).
-Rows per task: Griffin-Lim 32 / 60 iterations (peers), then every shipped diffusion vocoder at 6 / 12 / 50 steps
-(``--quick``: 6 / 12) with the core solver ``--solver`` (copy synthesis from the reference's mel). Metrics: pesq (PESQ-WB), stoi,
+Rows per task: Griffin-Lim 32 / 60 iterations (peers), then the default vocoder at 6 / 12 / 50 steps (``--quick``:
+6 / 12) and every other shipped diffusion vocoder at 6 steps, with the core solver ``--solver`` (copy synthesis from the reference's mel). Metrics: pesq (PESQ-WB), stoi,
 log_mel_l1, mrstft, mcd, rtf (wall time / audio time, one process, torch threads = POLYDIFF_THREADS or 1).
 TTS task: Grad-TTS + the shipped vocoder, Grad-TTS + Griffin-Lim 60, and the eSpeak reference itself: wer
 (pocketsphinx's US English model) and log_mel_l1 against the eSpeak reference after DTW alignment of the frames.
@@ -33,7 +33,7 @@ STEPS = (6, 12, 50)
 
 def budgets(quick: bool) -> dict:
     return {"utterances": 1 if quick else 5, "tts_sentences": 1 if quick else 8,
-            "steps": STEPS[:2] if quick else STEPS, "griffin_lim": (32, 60)}
+            "steps": STEPS[:2] if quick else STEPS, "other_steps": STEPS[:1], "griffin_lim": (32, 60)}
 
 
 def _parse(argv) -> argparse.Namespace:
@@ -102,7 +102,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     count = args.utterances or budget["utterances"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = {"spectral": "PriorGrad-MDCT", "priorgrad": "PriorGrad", "diffwave": "DiffWave"}
+    labels = {"stft": "PriorSTFT", "spectral": "PriorGrad-MDCT", "priorgrad": "PriorGrad", "diffwave": "DiffWave"}
     shipped = shipped_vocoders()
     if not shipped:
         raise ValueError("polydiff-audio ships no vocoder weights: nothing to benchmark")
@@ -137,7 +137,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
             if not utterances:
                 continue
             methods = [(f"griffin-lim-{n}", True, "gl", n) for n in budget["griffin_lim"]]
-            methods += [(f"{name}-{steps}", False, name, steps) for name in vocoders for steps in budget["steps"]]
+            methods += [(f"{name}-{steps}", False, name, steps) for name in vocoders
+                        for steps in (budget["steps"] if name == main else budget["other_steps"])]
             for label, peer, kind, amount in methods:
                 scores, seconds, elapsed, cpu = [], 0.0, 0.0, 0.0
                 for index, utterance in enumerate(utterances):

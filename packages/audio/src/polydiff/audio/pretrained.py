@@ -17,7 +17,7 @@ __all__ = ["load_vocoder", "load_tts", "TextToSpeech", "WEIGHTS", "SHIPPED", "sh
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # name -> folder under weights/; "default" is the first vocoder of VOCODERS that is shipped
-VOCODERS = ("spectral", "priorgrad", "diffwave")
+VOCODERS = ("stft", "spectral", "priorgrad", "diffwave")
 SHIPPED = {**{name: name for name in VOCODERS}, "tts": "tts"}
 
 
@@ -54,13 +54,18 @@ def apply_sampling_metadata(vocoder, folder: Path) -> None:
 
 
 def load_vocoder(name: str | Path = "default", *, device: str = "cpu"):
-    """A :class:`~polydiff.audio.vocoder.DiffusionVocoder`: "default" (the best shipped one), "spectral"
-    (PriorGrad with a per-band MDCT prior), "priorgrad" (PriorGrad's frame-energy prior), "diffwave" (when
-    shipped) or a folder written by ``save_pretrained``."""
+    """A vocoder: "default" (the best shipped one), "stft" (:class:`~polydiff.audio.stft_vocoder.StftVocoder`, the
+    diffusion from the mel pseudo-inverse prior), "spectral" (PriorGrad with a per-band MDCT prior), "priorgrad"
+    (PriorGrad's frame-energy prior), "diffwave" (when shipped) or a folder written by ``save_pretrained``."""
+    from polydiff.core.pretrained import read_config
+
+    from .stft_vocoder import StftVocoder
     from .vocoder import DiffusionVocoder
 
     folder = _folder(name, "vocoder")
-    vocoder = DiffusionVocoder.from_pretrained(folder, device=device)
+    kind = read_config(folder).get("class", "")
+    cls = StftVocoder if kind.endswith(".StftVocoder") else DiffusionVocoder
+    vocoder = cls.from_pretrained(folder, device=device)
     apply_sampling_metadata(vocoder, folder)
     return vocoder
 

@@ -19,7 +19,7 @@ from .data import load_corpus, read_wav
 from .mel import MelConfig, mel_spectrogram, resample
 from .vocoder import DiffusionVocoder
 
-__all__ = ["training_segments", "fit_prior_scale", "vocoder_loss", "train_vocoder", "tts_dataset", "train_tts",
+__all__ = ["training_segments", "stft_training_segments", "stft_vocoder_loss", "train_stft_vocoder", "fit_prior_scale", "vocoder_loss", "train_vocoder", "tts_dataset", "train_tts",
            "export_checkpoint", "fit_vocoder_grids"]
 
 
@@ -131,6 +131,81 @@ def train_vocoder(corpus, out, *, prior: str = "priorgrad", steps: int = 4000, b
     return best
 
 
+def stft_training_segments(corpus, mel_config: MelConfig, *, frames: int = 64, stride: int | None = None,
+                           split: str = "train", floor: float = 1e-4, limit: int | None = None):
+    """(STFT log-magnitude (N, n_fft // 2 + 1, frames) in float16, log-mel (N, n_mels, frames)) cut from the
+    utterances of one split; both are computed on the whole utterance, so segment edges are exact."""
+    from .stft_vocoder import stft_log_magnitude
+
+    stride = frames if stride is None else stride
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
+        raise ValueError(f"frames: expected an int >= 2, got {frames!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride: expected a positive int, got {stride!r}")
+    magnitudes, mels = [], []
+    for utterance in load_corpus(corpus, split):
+        wave, rate = read_wav(utterance.path)
+        wave = resample(wave, rate, mel_config.sample_rate)
+        if wave.shape[-1] <= mel_config.n_fft:
+            continue
+        mel = mel_spectrogram(wave, mel_config)
+        magnitude = stft_log_magnitude(wave, mel_config, floor)
+        for start in range(0, mel.shape[-1] - frames + 1, stride):
+            magnitudes.append(magnitude[:, start:start + frames].half())
+            mels.append(mel[:, start:start + frames])
+        if limit is not None and len(mels) >= limit:
+            break
+    if not mels:
+        raise ValueError(f"corpus: no utterance of split {split!r} is longer than {frames} frames")
+    return torch.stack(magnitudes), torch.stack(mels)
+
+
+def stft_vocoder_loss(model, batch) -> torch.Tensor:
+    """The core diffusion loss (x0-prediction) on the scaled log-magnitude residual over the prior."""
+    magnitude, mel = batch
+    vocoder = getattr(model, "module", model)
+    target = vocoder.encode(magnitude.float(), mel)
+    return diffusion_loss(model, vocoder.schedule, target, prediction=vocoder.prediction, cond={"mel": mel})
+
+
+def train_stft_vocoder(corpus, out, *, steps: int = 4000, batch_size: int = 16, frames: int = 64, lr: float = 1e-3,
+                       checkpoint_dir=None, checkpoint_every: int = 100, mel_config: MelConfig | None = None,
+                       model_options: dict | None = None, limit: int | None = None, seed: int = 0,
+                       log_every: int = 25, warmup_steps: int = 100, gain: float = 4.0):
+    """Train a :class:`~polydiff.audio.stft_vocoder.StftVocoder` on the corpus's train split with the core
+    Trainer and save its EMA weights to ``out``. The residual scale is fitted on the data first: the residual's
+    spread divided by ``gain``, so the diffusion state has spread ``gain`` against unit noise (a log-SNR shift of
+    2 log(gain): the sampler spends its steps refining rather than removing noise the prior does not carry)."""
+    from polydiff.core.training import TrainConfig, Trainer
+
+    from .stft_vocoder import StftVocoder
+
+    mel_config = MelConfig() if mel_config is None else mel_config
+    options = dict(model_options or {})
+    floor = float(options.get("floor", 1e-4))
+    magnitude, mel = stft_training_segments(corpus, mel_config, frames=frames, floor=floor, limit=limit)
+    probe = StftVocoder(mel_config.to_dict(), **options)
+    with torch.no_grad():
+        residual = torch.cat([probe.encode(magnitude[i:i + 256].float(), mel[i:i + 256]).flatten()
+                              for i in range(0, len(mel), 256)])
+    if not (math.isfinite(gain) and gain > 0):
+        raise ValueError(f"gain: expected a positive float, got {gain!r}")
+    options["residual_scale"] = float(residual.std()) / gain
+    torch.manual_seed(seed)
+    model = StftVocoder(mel_config.to_dict(), **options)
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, steps - 1),
+                         lr_schedule="cosine", ema_decay=0.999, grad_clip=1.0, log_every=log_every,
+                         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                         checkpoint_every=checkpoint_every, keep_last=2, seed=seed, device="cpu")
+    trainer = Trainer(model, stft_vocoder_loss, (magnitude, mel), config)
+    trainer.fit()
+    trainer.ema_model.save_pretrained(Path(out), metadata={"steps": trainer.step, "segments": int(mel.shape[0]),
+                                                           "corpus": Path(corpus).name, "frames": frames, "lr": lr,
+                                                           "batch_size": batch_size, "gain": gain,
+                                                           "corpus_config": _corpus_config(corpus)})
+    return trainer.ema_model
+
+
 def tts_dataset(corpus, mel_config: MelConfig, *, split: str = "train", limit: int | None = None):
     """Padded tensors (ids (N, P), id_lengths (N,), log-mel (N, n_mels, T), mel_lengths (N,)) of one split;
     utterances with more phonemes than frames are skipped."""
@@ -216,11 +291,17 @@ def fit_vocoder_grids(vocoder, corpus, *, solver: str = "dpmpp_2m", steps=(6, 12
     from polydiff.core import Denoiser
     from polydiff.core.fitted_grid import fit_grid
 
-    audio, mel = training_segments(corpus, vocoder.mel_config, segment=segment, limit=batch * 8)
+    if hasattr(vocoder, "phase"):  # the STFT vocoder: segments of log-magnitude frames
+        audio, mel = stft_training_segments(corpus, vocoder.mel_config, frames=segment // vocoder.mel_config.hop,
+                                            floor=vocoder.floor, limit=batch * 8)
+        audio = audio.float()
+    else:
+        audio, mel = training_segments(corpus, vocoder.mel_config, segment=segment, limit=batch * 8)
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(audio.shape[0], generator=generator)[:batch]
     audio, mel = audio[pick], mel[pick]
-    data = vocoder.encode(audio, mel).detach()
+    with torch.no_grad():
+        data = vocoder.encode(audio, mel).detach()
     vocoder = copy.deepcopy(vocoder).double()  # fit_grid works in float64
     mel = mel.double()
     denoiser = Denoiser(vocoder, vocoder.schedule, vocoder.prediction)
@@ -238,7 +319,8 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
     parser = argparse.ArgumentParser(description="train a polydiff-audio vocoder")
     parser.add_argument("corpus", help="corpus folder (make-corpus output or LJSpeech layout)")
     parser.add_argument("out", help="folder for the trained model")
-    parser.add_argument("--model", default="vocoder", choices=("vocoder", "tts"), help="what to train")
+    parser.add_argument("--model", default="vocoder", choices=("vocoder", "stft", "tts"),
+                        help="what to train: a waveform-domain vocoder, the STFT prior-residual vocoder or Grad-TTS")
     parser.add_argument("--prior", default="priorgrad", choices=("priorgrad", "diffwave", "spectral"),
                         help="the prior")
     parser.add_argument("--fold", type=int, default=16, help="samples per block / MDCT bands")
@@ -252,10 +334,21 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
     parser.add_argument("--segment", type=int, default=8192, help="samples per training segment")
     parser.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (cosine decay)")
     parser.add_argument("--checkpoint-dir", default=None, help="Trainer checkpoints (resumes from here)")
+    parser.add_argument("--dim", type=int, default=192, help="STFT vocoder: ConvNeXt width")
+    parser.add_argument("--hidden", type=int, default=576, help="STFT vocoder: ConvNeXt MLP width")
+    parser.add_argument("--blocks", type=int, default=8, help="STFT vocoder: ConvNeXt blocks")
+    parser.add_argument("--frames", type=int, default=64, help="STFT vocoder: frames per training segment")
+    parser.add_argument("--phase-iters", type=int, default=32, help="STFT vocoder: Griffin-Lim iterations")
+    parser.add_argument("--gain", type=float, default=4.0, help="STFT vocoder: residual spread / noise spread")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.model == "tts":
+    if args.model == "stft":
+        train_stft_vocoder(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, frames=args.frames,
+                           lr=args.lr, checkpoint_dir=args.checkpoint_dir, gain=args.gain,
+                           model_options={"dim": args.dim, "hidden": args.hidden, "blocks": args.blocks,
+                                          "phase_iters": args.phase_iters})
+    elif args.model == "tts":
         train_tts(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   checkpoint_dir=args.checkpoint_dir)
     else:

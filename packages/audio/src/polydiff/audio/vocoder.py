@@ -32,7 +32,7 @@ from polydiff.core.schedules import NoiseSchedule, VPCosineSchedule
 
 from .mel import MelConfig, as_waveform, check_mel, mel_spectrogram, resample
 
-__all__ = ["DiffusionVocoder", "hadamard_basis", "mdct_basis", "PRIORS", "TRANSFORMS"]
+__all__ = ["DiffusionVocoder", "VocoderAPI", "hadamard_basis", "mdct_basis", "PRIORS", "TRANSFORMS"]
 
 PRIORS = ("priorgrad", "diffwave", "spectral")
 TRANSFORMS = ("hadamard", "mdct")
@@ -79,7 +79,45 @@ def _band_interpolation(config: MelConfig, bands: int) -> Tensor:
     return (matrix / counts).float()
 
 
-class DiffusionVocoder(nn.Module, PretrainedMixin):
+class VocoderAPI:
+    """The task API every vocoder shares: ``sample_rate``, ``mel(waveform, sample_rate)``, ``check_mel`` and
+    ``real_time_factor``; subclasses define ``mel_config`` and ``vocode``."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    def mel(self, waveform, sample_rate: int) -> Tensor:
+        """Log-mel (n_mels, frames) of a waveform (samples,) in this model's MelConfig, resampling from
+        ``sample_rate`` when it differs."""
+        waveform = as_waveform(waveform)
+        if waveform.ndim != 1:
+            raise ValueError(f"waveform: expected one channel (samples,), got {tuple(waveform.shape)}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1000:
+            raise ValueError(f"sample_rate: expected the waveform's rate in Hz (int >= 1000), got {sample_rate!r}")
+        if sample_rate != self.sample_rate:
+            waveform = resample(waveform, int(sample_rate), self.sample_rate)
+        return mel_spectrogram(waveform, self.mel_config)
+
+    def check_mel(self, mel, mel_config: MelConfig | None = None) -> Tensor:
+        if mel_config is not None and mel_config != self.mel_config:
+            diff = {k: (v, getattr(self.mel_config, k)) for k, v in mel_config.to_dict().items()
+                    if getattr(self.mel_config, k) != v}
+            raise ValueError(f"mel_config: the mel was made with another MelConfig than the vocoder's "
+                             f"(field: (given, vocoder's) = {diff})")
+        return check_mel(mel, self.mel_config)
+
+    def real_time_factor(self, seconds: float = 2.0, steps: int | None = None, solver: str | None = None) -> float:
+        """Wall time / audio time of vocoding ``seconds`` of audio (one call, after one warm-up)."""
+        frames = int(seconds * self.sample_rate / self.mel_config.hop) + 1
+        mel = torch.full((self.mel_config.n_mels, frames), -4.0)
+        self.vocode(mel[:, :8], steps=steps, solver=solver)
+        start = time.perf_counter()
+        self.vocode(mel, steps=steps, solver=solver)
+        return (time.perf_counter() - start) / seconds
+
+
+class DiffusionVocoder(VocoderAPI, nn.Module, PretrainedMixin):
     """mel -> waveform by diffusion. ``mel_config`` (a dict of :class:`MelConfig`) is part of the model: a mel
     of another configuration is refused.
 
@@ -149,10 +187,6 @@ class DiffusionVocoder(nn.Module, PretrainedMixin):
         if prior == "spectral":
             self.register_buffer("band_from_mel", _band_interpolation(mel, fold), persistent=False)
 
-    @property
-    def sample_rate(self) -> int:
-        return self.mel_config.sample_rate
-
     # ---------------------------------------------------------------- transforms
     def _frame_index(self, length: int, device) -> Tensor:
         start = torch.arange(0, length, self.fold, device=device)[:, None]
@@ -215,26 +249,6 @@ class DiffusionVocoder(nn.Module, PretrainedMixin):
         return self.unfold_signal(y * self.prior_std(mel, length))
 
     # ---------------------------------------------------------------- the task API
-    def mel(self, waveform, sample_rate: int) -> Tensor:
-        """Log-mel (n_mels, frames) of a waveform (samples,) in this model's MelConfig, resampling from
-        ``sample_rate`` when it differs."""
-        waveform = as_waveform(waveform)
-        if waveform.ndim != 1:
-            raise ValueError(f"waveform: expected one channel (samples,), got {tuple(waveform.shape)}")
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1000:
-            raise ValueError(f"sample_rate: expected the waveform's rate in Hz (int >= 1000), got {sample_rate!r}")
-        if sample_rate != self.sample_rate:
-            waveform = resample(waveform, int(sample_rate), self.sample_rate)
-        return mel_spectrogram(waveform, self.mel_config)
-
-    def check_mel(self, mel, mel_config: MelConfig | None = None) -> Tensor:
-        if mel_config is not None and mel_config != self.mel_config:
-            diff = {k: (v, getattr(self.mel_config, k)) for k, v in mel_config.to_dict().items()
-                    if getattr(self.mel_config, k) != v}
-            raise ValueError(f"mel_config: the mel was made with another MelConfig than the vocoder's "
-                             f"(field: (given, vocoder's) = {diff})")
-        return check_mel(mel, self.mel_config)
-
     @torch.no_grad()
     def vocode(self, mel, steps: int | None = None, solver: str | None = None, *, mel_config: MelConfig | None = None,
                grid=None, seed: int | None = 0, return_tensor: bool = False):
@@ -268,12 +282,3 @@ class DiffusionVocoder(nn.Module, PretrainedMixin):
     default_steps = 6
     default_solver = "dpmpp_2m"
     fitted_grids: dict = {}
-
-    def real_time_factor(self, seconds: float = 2.0, steps: int | None = None, solver: str | None = None) -> float:
-        """Wall time / audio time of vocoding ``seconds`` of audio (one call, after one warm-up)."""
-        frames = int(seconds * self.sample_rate / self.mel_config.hop) + 1
-        mel = torch.full((self.mel_config.n_mels, frames), -4.0)
-        self.vocode(mel[:, :8], steps=steps, solver=solver)
-        start = time.perf_counter()
-        self.vocode(mel, steps=steps, solver=solver)
-        return (time.perf_counter() - start) / seconds
