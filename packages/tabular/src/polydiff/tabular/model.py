@@ -7,44 +7,42 @@ Network: ``MLPDenoiser`` from :mod:`polydiff.core.nn`; input ``[x_num_t, onehot(
 output ``[eps_hat, x0 logits]`` of the same width (sec. 3, "the MLP outputs eps for the numerical features and the
 x0 logits for each categorical feature").
 
-Training (sec. 3, eq. 2): loss = L_simple(numerical) + sum_c L_KL(column c) / C at one shared training index
-n ~ U{0..N-1}; the Gaussian term is :func:`polydiff.core.losses.diffusion_loss` (eps target), the multinomial term
-:meth:`MultinomialDiffusion.loss`; the loop is :class:`polydiff.core.training.Trainer`.
-
-Sampling with any core solver — the joint chain. The core solver sees only the numerical block through a
-:class:`~polydiff.core.denoiser.Denoiser` over :class:`_JointModel`. The categorical state rides along with the
-solver's own model evaluations: when the solver evaluates the network at a time t below the previous evaluation's
-time t', the wrapper first moves the categorical columns from t' to t with one multinomial reverse step
-x_t ~ p(x_t | x_t') built from the logits of the evaluation at t' (the posterior of
-:meth:`MultinomialDiffusion.posterior` holds for any pair t < t'). After the solver returns, one last step takes the
-categorical columns from the last evaluation time to clean data. With the "ddpm" solver on the full 1000-step grid
-this is exactly the paper's ancestral sampler; with a 100-step grid it is the respaced chain for both parts.
+Training: the Gaussian eps loss plus the mean per-column multinomial loss at one shared step, through
+:class:`polydiff.core.training.Trainer`. Sampling: any core solver on the numerical block, with the categorical
+chain advanced in step with the solver's evaluations. Both are in :mod:`polydiff.tabular.joint`; the saved folder
+is :mod:`polydiff.tabular.persistence`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 
 from polydiff.core import Denoiser, DiscreteSchedule
 from polydiff.core import sample as core_sample
 from polydiff.core.discrete.multinomial import MultinomialDiffusion
 from polydiff.core.grids import GRIDS
-from polydiff.core.losses import diffusion_loss
 from polydiff.core.nn import MLPDenoiser
-from polydiff.core.pretrained import AtomicFiles, check_file_digest
 from polydiff.core.sampling import check_options, list_solvers
 from polydiff.core.schedules import check_real
 
+from .joint import BATCHED_TIME_SOLVERS, _JointModel, _Loss
+from .persistence import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    _check_not_foreign,
+    _read_config,
+    _read_document,
+    load_weights_and_transformer,
+    write_weights_and_document,
+)
+from .table_model import _device, _integer, _real, _Rows
 from .transform import NAN_MODES, TableTransformer
 
 __all__ = ["TabDDPM", "TabDDPMConfig", "resolved_steps"]
@@ -128,48 +126,18 @@ class TabDDPMConfig:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
 
 
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-# solvers that evaluate the network at several times in one batched call: the categorical chain of _JointModel
-# advances one time per call, so it cannot follow them
-_BATCHED_TIME_SOLVERS = ("paradigms",)
-
-
 def _samplers() -> list[str]:
     """The solvers TabDDPM samples with: ``polydiff.core.list_solvers()`` (samplers only, not
     ``ddim_inversion``) less the batched-time ones."""
-    return [name for name in list_solvers() if name not in _BATCHED_TIME_SOLVERS]
+    return [name for name in list_solvers() if name not in BATCHED_TIME_SOLVERS]
 
 
 def _check_solver(solver) -> None:
-    if isinstance(solver, str) and solver in _BATCHED_TIME_SOLVERS:
+    if isinstance(solver, str) and solver in BATCHED_TIME_SOLVERS:
         raise ValueError(f"solver: {solver!r} evaluates many time steps in one batch, which TabDDPM's categorical "
                          f"chain cannot follow; choices: {_samplers()}")
     if not isinstance(solver, str) or solver not in _samplers():
         raise ValueError(f"solver: unknown solver {solver!r}; choices: {_samplers()}")
-
-
-def _device(device) -> torch.device:
-    """``device`` as a torch.device (None: the CPU); ValueError for a malformed name or CUDA that is absent."""
-    if device is None:
-        return torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as error:
-        raise ValueError(f"device: expected None or a device such as 'cpu' or 'cuda:0', got {device!r}") from error
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {str(device)!r} asked for, but CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {str(device)!r} asked for, but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 def resolved_steps(config: TabDDPMConfig, rows: int) -> int:
@@ -181,98 +149,7 @@ def resolved_steps(config: TabDDPMConfig, rows: int) -> int:
     return int(min(max(math.ceil(config.epochs * rows / batch), config.min_steps), config.max_steps))
 
 
-class _JointModel:
-    """The network as the core Denoiser sees it: numerical block in, eps out; the categorical chain is advanced
-    in step with the solver's evaluations (module docstring). Call :meth:`finish` after the solver."""
-
-    def __init__(self, network, mult: MultinomialDiffusion | None, schedule: DiscreteSchedule, x_cat: Tensor,
-                 y: Tensor | None, generator: torch.Generator):
-        self.network, self.mult, self.schedule, self.y, self.generator = network, mult, schedule, y, generator
-        self.x_cat, self.logits, self.t_previous = x_cat, None, None
-
-    def _log_alpha_bar(self, t: Tensor) -> Tensor:
-        return 2 * self.schedule.log_alpha(t.to(torch.float64))
-
-    def _advance(self, t: Tensor) -> None:
-        if self.mult is None or self.logits is None:
-            return
-        move = t < self.t_previous
-        if bool(move.any()):
-            stepped = self.mult.reverse_step(self.logits, self.x_cat, self._log_alpha_bar(self.t_previous),
-                                             self._log_alpha_bar(t), self.generator)
-            self.x_cat = torch.where(move[:, None], stepped, self.x_cat)
-
-    def __call__(self, x_num: Tensor, t_model: Tensor) -> Tensor:
-        t = (t_model.to(torch.float64).expand(x_num.shape[0]) + 1) / self.schedule.num_train_timesteps
-        self._advance(t)
-        inputs = x_num if self.mult is None else torch.cat([x_num, self.mult.to_onehot(self.x_cat)], 1)
-        output = self.network(inputs, t_model.to(x_num.dtype).expand(x_num.shape[0]), self.y)
-        d = x_num.shape[1]
-        self.logits, self.t_previous = output[:, d:], t
-        return output[:, :d]
-
-    def finish(self) -> Tensor:
-        """The categorical columns at clean data (batch, C)."""
-        if self.mult is not None:
-            self._advance(torch.zeros_like(self.t_previous))
-        return self.x_cat
-
-
-class _Loss:
-    """loss_fn(model, batch) for the Trainer: the Gaussian eps loss + the mean per-column multinomial loss."""
-
-    def __init__(self, schedule: DiscreteSchedule, mult: MultinomialDiffusion | None, conditional: bool):
-        self.schedule, self.mult, self.conditional = schedule, mult, conditional
-
-    def __call__(self, model, batch) -> dict:
-        x_num, x_cat, y = batch
-        y = y if self.conditional else None
-        n = self.schedule.num_train_timesteps
-        index = torch.randint(0, n, (x_num.shape[0],), device=x_num.device)
-        t = (index + 1).to(torch.float64) / n
-        if self.mult is not None:
-            x_cat_t = self.mult.q_sample(x_cat, self.mult.log_alpha_bar(index))
-            onehot = self.mult.to_onehot(x_cat_t)
-        stash = {}
-
-        def network(x_num_t, t_model):
-            inputs = x_num_t if self.mult is None else torch.cat([x_num_t, onehot], 1)
-            output = model(inputs, t_model, y)
-            stash["logits"] = output[:, x_num.shape[1]:]
-            return output[:, :x_num.shape[1]]
-
-        zero = torch.zeros((), device=x_num.device)
-        if x_num.shape[1]:
-            loss_gauss = diffusion_loss(network, self.schedule, x_num, prediction="eps", t=t)
-        else:
-            network(x_num, self.schedule.model_input(t).to(torch.float32))
-            loss_gauss = zero
-        loss_multi = zero
-        if self.mult is not None:
-            loss_multi = self.mult.loss(stash["logits"], x_cat, x_cat_t, index).mean() / self.mult.num_columns
-        return {"loss": loss_gauss + loss_multi, "loss_gauss": loss_gauss.detach(), "loss_multi": loss_multi.detach()}
-
-
-class _Rows(torch.utils.data.Dataset):
-    """The encoded table as a map-style Dataset whose batched fetch (``__getitems__``) gathers all rows of a
-    batch with one indexing op per tensor, instead of one Python call per row (half the step time at batch 512)."""
-
-    def __init__(self, *tensors: Tensor):
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return self.tensors[0].shape[0]
-
-    def __getitem__(self, index):
-        return tuple(t[index] for t in self.tensors)
-
-    def __getitems__(self, indices):
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return list(zip(*(t[index].unbind(0) for t in self.tensors), strict=True))
-
-
 _FORMAT = "polydiff-tabular/tabddpm-1"
-_CONFIG, _WEIGHTS = "config.json", "model.safetensors"
 _REQUIRED_KEYS = ("format", "config", "transformer", "label_counts", "clip")
 _OPTIONAL_KEYS = ("weights",)  # the weights' digest; absent in saves written before it was recorded
 
@@ -498,7 +375,7 @@ class TabDDPM:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ValueError(f"path: {str(path)!r} is an existing file, not a folder; choose another path")
-        _check_not_foreign(path / _CONFIG)
+        _check_not_foreign(path / CONFIG_FILE, _FORMAT, "TabDDPM")
         spec, arrays = self.transformer.state()
         tensors = {f"transformer.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         if self.network is not None:
@@ -515,13 +392,13 @@ class TabDDPM:
         save) raises ValueError naming the file."""
 
         path = Path(path)
-        config_file, weights_file = path / _CONFIG, path / _WEIGHTS
+        config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not path.is_dir():
             raise ValueError(f"path: {str(path)!r} is not a folder (expected a TabDDPM save_pretrained folder)")
         if not config_file.is_file():
-            raise ValueError(f"path: {str(path)!r} has no {_CONFIG} (expected a TabDDPM save_pretrained folder)")
-        document = _read_document(config_file)
-        self = cls(_read_config(config_file, document["config"]), device=device)
+            raise ValueError(f"path: {str(path)!r} has no {CONFIG_FILE} (expected a TabDDPM save_pretrained folder)")
+        document = _read_document(config_file, _FORMAT, "TabDDPM", _REQUIRED_KEYS, _OPTIONAL_KEYS)
+        self = cls(_read_config(config_file, document["config"], TabDDPMConfig), device=device)
         # saves from before weight digests were recorded still load (the digest is then not checked)
         tensors, self.transformer = load_weights_and_transformer(config_file, weights_file, document, "TabDDPM",
                                                                  digest_required=False)
@@ -544,111 +421,3 @@ class TabDDPM:
                                  f"({error})") from error
             self.network = self.network.to(self.device).eval()
         return self
-
-
-def _read_document(config_file: Path, fmt: str = _FORMAT, name: str = "TabDDPM",
-                   required: tuple = _REQUIRED_KEYS, optional: tuple = _OPTIONAL_KEYS) -> dict:
-    """The checked config.json of a ``name`` folder (TabDDPM, TabSyn, TabDiff): JSON, its format ``fmt``,
-    exactly the ``required`` keys plus any of the ``optional`` ones."""
-    try:
-        document = json.loads(config_file.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{config_file}: not valid JSON ({error})") from error
-    if not isinstance(document, dict):
-        raise ValueError(f"{config_file}: expected a JSON object, got {type(document).__name__}")
-    found = document.get("format")
-    if found != fmt:
-        what = (f"a core pretrained module ({document.get('class')})" if found == "polydiff-pretrained"
-                else f"format {found!r}")
-        raise ValueError(f"{config_file}: holds {what}, not a {name} model (format {fmt!r})")
-    missing = [k for k in required if k not in document]
-    unknown = [k for k in document if k not in tuple(required) + tuple(optional)]
-    if missing or unknown:
-        raise ValueError(f"{config_file}: " + "; ".join(
-            part for part in (f"missing keys {missing}" if missing else "",
-                              f"unknown keys {unknown}" if unknown else "") if part))
-    return document
-
-
-def _read_config(config_file: Path, config, config_class=None):
-    """``config`` (the "config" object of a config.json) as a ``config_class`` (default TabDDPMConfig): exactly
-    its fields, list values of tuple fields back to tuples, validated by the dataclass itself."""
-    config_class = TabDDPMConfig if config_class is None else config_class
-    fields = [f.name for f in dataclasses.fields(config_class)]
-    if not isinstance(config, dict):
-        raise ValueError(f"{config_file}: config: expected an object of {config_class.__name__} fields, got "
-                         f"{config!r}")
-    missing = [k for k in fields if k not in config]
-    unknown = [k for k in config if k not in fields]
-    if missing or unknown:
-        raise ValueError(f"{config_file}: config: " + "; ".join(
-            part for part in (f"missing fields {missing}" if missing else "",
-                              f"unknown fields {unknown}" if unknown else "") if part))
-    config = {key: tuple(value) if isinstance(value, list) else value for key, value in config.items()}
-    try:
-        return config_class(**config)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{config_file}: config: {error}") from error
-
-
-def _check_not_foreign(config_file: Path, fmt: str = _FORMAT, name: str = "TabDDPM") -> None:
-    """ValueError when ``config_file`` exists and is not a ``name`` config (format ``fmt``): saving would
-    overwrite another model's (or another tool's) files."""
-    if not config_file.exists() and not config_file.is_symlink():
-        return
-    try:
-        found = json.loads(config_file.read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        found = None
-    if found != fmt:
-        raise ValueError(f"path: {config_file} was not written by {name}.save_pretrained (format {found!r}); "
-                         "saving would overwrite it. Choose another folder or remove that file")
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
-def load_weights_and_transformer(config_file: Path, weights_file: Path, document: dict, name: str, *,
-                                 digest_required: bool = True) -> tuple[dict, TableTransformer]:
-    """The weights (checked against the digest in ``document``) and the fitted TableTransformer of a
-    save_pretrained folder; anything damaged or missing raises ValueError naming the file."""
-    from safetensors.torch import load as safetensors_load
-
-    if not weights_file.is_file():
-        raise ValueError(f"{weights_file}: missing (a {name} folder holds {_CONFIG} and {_WEIGHTS})")
-    if digest_required or document.get("weights") is not None:
-        if not isinstance(document.get("weights"), dict):
-            raise ValueError(f"{config_file}: weights: expected a {{sha256, bytes}} digest")
-        check_file_digest(weights_file, document["weights"], config_file)
-    try:
-        tensors = safetensors_load(weights_file.read_bytes())
-    except Exception as error:  # safetensors raises its own SafetensorError for damaged files
-        raise ValueError(f"{weights_file}: not a readable safetensors file ({error})") from error
-    arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items() if k.startswith("transformer.")}
-    try:
-        transformer = TableTransformer.from_state(document["transformer"], arrays)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"{config_file}: the transformer spec does not load ({type(error).__name__}: "
-                         f"{error})") from error
-    return tensors, transformer
-
-
-def write_weights_and_document(path: Path, tensors: dict, document: dict) -> Path:
-    """Write a save_pretrained folder: the weights, then config.json (``document`` plus the weights' digest),
-    through core's AtomicFiles, touching no other file. The document is checked to be JSON before anything is
-    written, so a model that cannot be saved leaves the folder as it was."""
-    from safetensors.torch import save as safetensors_bytes
-
-    try:
-        json.dumps(document, allow_nan=False, default=_json_default)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"save_pretrained: the model's spec cannot be written as JSON ({error}); nothing was "
-                         "written") from error
-    with AtomicFiles(path) as files:
-        files.write(_WEIGHTS, safetensors_bytes(tensors))
-        document["weights"] = files.digest(_WEIGHTS)
-        files.write(_CONFIG, json.dumps(document, indent=1, allow_nan=False, default=_json_default))
-    return path

@@ -1,7 +1,9 @@
-"""What TabSyn and TabDiff share with TabDDPM's API: construction from a frozen config or keyword options, the
-table transform (:class:`~polydiff.tabular.transform.TableTransformer`, the target modelled as an ordinary column),
-``sample(n, seed=)`` in batches, and ``save_pretrained`` / ``from_pretrained`` through TabDDPM's checked helpers
-(safetensors weights + a JSON config with the weights' digest, written by core's ``AtomicFiles``).
+"""What the three table models share. TabDDPM uses the argument checks (``device``, integers) and the encoded-rows
+Dataset; TabSyn and TabDiff also derive from :class:`TableModel`, which gives them TabDDPM's API: construction
+from a frozen config or keyword options, the table transform (:class:`~polydiff.tabular.transform.TableTransformer`,
+the target modelled as an ordinary column), ``sample(n, seed=)`` in batches, and ``save_pretrained`` /
+``from_pretrained`` through the checked folder helpers of :mod:`polydiff.tabular.persistence` (safetensors weights
++ a JSON config with the weights' digest, written by core's ``AtomicFiles``).
 
 A subclass sets ``config_class``, ``name`` and ``format`` and implements ``_build()`` (the networks from
 ``self.transformer``), ``_train(x_num, x_cat)``, ``_sample_batch(size, generator, steps)`` -> (x_num, x_cat) arrays,
@@ -12,17 +14,20 @@ JSON-able fitted values.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
-from .model import (
+from .persistence import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     _check_not_foreign,
-    _device,
-    _integer,
     _read_config,
     _read_document,
     load_weights_and_transformer,
@@ -32,8 +37,50 @@ from .transform import TableTransformer
 
 __all__ = ["TableModel", "check_common_config"]
 
-_CONFIG, _WEIGHTS = "config.json", "model.safetensors"
 _REQUIRED_KEYS = ("format", "config", "transformer", "state", "weights")
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _device(device) -> torch.device:
+    """``device`` as a torch.device (None: the CPU); ValueError for a malformed name or CUDA that is absent."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"device: expected None or a device such as 'cpu' or 'cuda:0', got {device!r}") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {str(device)!r} asked for, but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {str(device)!r} asked for, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+class _Rows(torch.utils.data.Dataset):
+    """The encoded table as a map-style Dataset whose batched fetch (``__getitems__``) gathers all rows of a
+    batch with one indexing op per tensor, instead of one Python call per row (half the step time at batch 512)."""
+
+    def __init__(self, *tensors: Tensor):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return list(zip(*(t[index].unbind(0) for t in self.tensors), strict=True))
 
 
 def check_common_config(config) -> None:
@@ -162,7 +209,7 @@ class TableModel:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ValueError(f"path: {str(path)!r} is an existing file, not a folder; choose another path")
-        _check_not_foreign(path / _CONFIG, self.format, self.name)
+        _check_not_foreign(path / CONFIG_FILE, self.format, self.name)
         spec, arrays = self.transformer.state()
         tensors = {f"transformer.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         for prefix, module in self._modules().items():
@@ -178,11 +225,11 @@ class TableModel:
         ValueError naming the file."""
 
         path = Path(path)
-        config_file, weights_file = path / _CONFIG, path / _WEIGHTS
+        config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not path.is_dir():
             raise ValueError(f"path: {str(path)!r} is not a folder (expected a {cls.name} save_pretrained folder)")
         if not config_file.is_file():
-            raise ValueError(f"path: {str(path)!r} has no {_CONFIG} (expected a {cls.name} save_pretrained folder)")
+            raise ValueError(f"path: {str(path)!r} has no {CONFIG_FILE} (expected a {cls.name} save_pretrained folder)")
         document = _read_document(config_file, cls.format, cls.name, _REQUIRED_KEYS, ())
         self = cls(_read_config(config_file, document["config"], cls.config_class), device=device)
         tensors, self.transformer = load_weights_and_transformer(config_file, weights_file, document, cls.name)

@@ -1,16 +1,10 @@
-"""The column spec and the table transformer: a DataFrame <-> the tensors TabDDPM diffuses.
+"""The table transformer: a DataFrame <-> the tensors the table models diffuse.
 
-Numerical columns go through the Gaussian quantile transformation (Kotelnikov et al., 2023, sec. 4, scikit-learn's
-``QuantileTransformer(output_distribution="normal")`` in the paper), written here with one change for tied values:
-a value v maps to z = Phi^-1(mid-CDF(v)), mid-CDF(v) = (#{x < v} + #{x = v} / 2) / n, interpolated linearly between
-at most 1000 knots. scikit-learn sends every copy of the minimum of a column to -5.2 (its clipping bound), so an
-integer column whose smallest value holds 40 % of the rows (HMDA's ``chist``) becomes a spike at -5.2 with standard
-deviation 3.5 — a hard target for a diffusion model that assumes unit scale. With mid-CDF knots the same column is
-a set of well-separated points inside [-3.5, 3.5]. The inverse is the exact empirical quantile function for a
-discrete column with few values (u = Phi(z) -> the value whose CDF interval holds u, which keeps the level
-frequencies) and linear interpolation between knots otherwise. Categorical columns become class indices for the
-multinomial diffusion; a categorical target becomes the conditioning label y. Columns with a single value are
-kept aside and written back as they are.
+Which column is what, and where it goes. Numerical columns go through the tie-aware Gaussian quantile transform
+(:mod:`polydiff.tabular.quantile`) into the numerical block; categorical columns become class indices for the
+categorical block; a categorical target becomes the conditioning label y (TabDDPM's class conditioning). Columns
+with a single value are kept aside and written back as they are. How one column is read, saved and written back
+is :mod:`polydiff.tabular.columns`.
 
 Column kinds:
     "continuous"   numeric, sampled values clipped to the training range [min, max] and rounded to the largest
@@ -27,174 +21,41 @@ Missing values (``nan=``): "category" keeps them — NaN is one more level of a 
 column gets a 2-level missing indicator diffused with the categorical block, so samples have NaN at the learned
 rate; "impute" fills them (numeric: median, categorical: most frequent level) and samples have none.
 ±inf is never a valid table value: it raises a ValueError naming the column.
-
-Values are kept exactly as they were: column names of any savable type (str, int, float, bool, None, tuples of
-these: a MultiIndex) come back unchanged; in an object column ``True`` and ``1`` stay two levels; integer columns
-beyond 2**53 (ids) are diffused relative to their minimum (``offset``), so every value whose distance to the
-minimum is below 2**53 comes back exactly. What the saved JSON spec cannot hold (dates, Decimals, bytes, lists in
-a cell...) is refused when fitting, naming the column.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
-from scipy.special import ndtr, ndtri
 
-__all__ = ["ColumnSpec", "TableTransformer", "QuantileNormal", "NAN_MODES", "SNAP_LIMIT", "encode_value",
-           "decode_value", "restore_dtype"]
+from .columns import (
+    EXACT_FLOAT_INTEGER,
+    ColumnSpec,
+    _float_values,
+    _has_column,
+    _integer_offset,
+    _is_numeric,
+    _label,
+    _level_key,
+    _python,
+    _savable,
+    _unsavable,
+    categorical_series,
+    constant_series,
+    decode_value,
+    encode_value,
+    numeric_series,
+    numeric_values,
+    restore_dtype,
+)
+from .quantile import ATOM_SHARE, MAX_KNOTS, SNAP_LIMIT, QuantileNormal
+
+# the column and quantile names are defined in .columns and .quantile, and importable from here too
+__all__ = ["ColumnSpec", "TableTransformer", "QuantileNormal", "NAN_MODES", "SNAP_LIMIT", "MAX_KNOTS", "ATOM_SHARE",
+           "EXACT_FLOAT_INTEGER", "encode_value", "decode_value", "restore_dtype"]
 
 NAN_MODES = ("category", "impute")
-SNAP_LIMIT = 256
-MAX_KNOTS = 1000
-ATOM_SHARE = 0.005
-EXACT_FLOAT_INTEGER = 2**53  # beyond this, float64 no longer holds every integer
-
-
-class QuantileNormal:
-    """The tie-aware Gaussian quantile transform of one numeric column (module docstring).
-
-    ``knots``: (k,) increasing values; ``scores``: (k,) their normal scores Phi^-1(mid-CDF); ``cdf``: (k,) the
-    empirical CDF at each knot (used by the exact discrete inverse when ``discrete``).
-    """
-
-    def __init__(self, knots: np.ndarray, scores: np.ndarray, cdf: np.ndarray, discrete: bool,
-                 lower: np.ndarray | None = None):
-        self.knots, self.scores, self.cdf, self.discrete = knots, scores, cdf, discrete
-        self.lower = cdf if lower is None else lower
-        # atoms: values holding at least ATOM_SHARE of the rows (a column's many zeros); the inverse maps their
-        # whole CDF interval onto the value, so a spike stays a spike instead of being smeared by interpolation
-        self.atoms = np.flatnonzero(self.cdf - self.lower >= ATOM_SHARE)
-
-    @classmethod
-    def fit(cls, values: np.ndarray, discrete: bool) -> QuantileNormal:
-        ordered = np.sort(np.asarray(values, np.float64))
-        n = ordered.size
-        unique = np.unique(ordered)
-        discrete = discrete and unique.size <= SNAP_LIMIT  # the exact inverse only for few distinct values
-        if unique.size <= MAX_KNOTS:
-            knots = unique
-        else:
-            knots = np.unique(np.quantile(ordered, np.linspace(0, 1, MAX_KNOTS)))
-        below = np.searchsorted(ordered, knots, "left")
-        upto = np.searchsorted(ordered, knots, "right")
-        scores = ndtri(np.clip((below + upto) / (2.0 * n), 1e-7, 1 - 1e-7))
-        return cls(knots, scores, upto / n, discrete, below / n)
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        if self.knots.size == 1:
-            return np.zeros_like(values, dtype=np.float64)
-        return np.interp(values, self.knots, self.scores)
-
-    def inverse(self, scores: np.ndarray) -> np.ndarray:
-        if self.knots.size == 1:
-            return np.full(np.shape(scores), self.knots[0])
-        if self.discrete:
-            index = np.searchsorted(self.cdf, ndtr(scores), "left")
-            return self.knots[np.clip(index, 0, self.knots.size - 1)]
-        values = np.interp(scores, self.scores, self.knots)
-        if self.atoms.size:
-            u = ndtr(scores)
-            for k in self.atoms:
-                values = np.where((u >= self.lower[k]) & (u <= self.cdf[k]), self.knots[k], values)
-        return values
-
-
-def _python(value):
-    """A plain Python value for a level (numpy scalars -> Python, NaN -> None, tuples element-wise)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        return _python(value.item())
-    if isinstance(value, tuple):
-        return tuple(_python(v) for v in value)
-    return value
-
-
-def _level_key(value):
-    """The identity of a level: its value, except that a bool is never equal to the number 0 or 1 (Python and
-    pandas merge ``True`` and ``1``, which would fold two levels of an object column into one)."""
-    if isinstance(value, bool):
-        return (bool, value)
-    if isinstance(value, tuple):
-        return (tuple, tuple(_level_key(v) for v in value))
-    return (None, value)
-
-
-def _savable(value) -> bool:
-    """Whether ``encode_value`` can write ``value`` to JSON and ``decode_value`` give it back unchanged."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    return isinstance(value, tuple) and all(_savable(v) for v in value)
-
-
-def encode_value(value):
-    """A level, constant or column name as JSON: tuples become ``{"__tuple__": [...]}`` and non-finite floats
-    ``{"__float__": "inf"}`` (JSON has neither); everything else is a JSON scalar."""
-    if isinstance(value, tuple):
-        return {"__tuple__": [encode_value(v) for v in value]}
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"__float__": repr(value)}
-    if isinstance(value, list):
-        return [encode_value(v) for v in value]
-    return value
-
-
-def decode_value(value):
-    """The inverse of :func:`encode_value`."""
-    if isinstance(value, dict):
-        if set(value) == {"__tuple__"}:
-            return tuple(decode_value(v) for v in value["__tuple__"])
-        if set(value) == {"__float__"}:
-            return float(value["__float__"])
-        raise ValueError(f"unknown encoded value {value!r}")
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    return value
-
-
-def _unsavable(name, value) -> ValueError:
-    return ValueError(f"df: column {name!r} holds a {type(value).__module__}.{type(value).__qualname__} value "
-                      f"({value!r}), which a saved model cannot hold; convert the column to strings or numbers "
-                      "first (allowed: str, int, float, bool, None and tuples of these)")
-
-
-def _string_dtype(dtype: str):
-    """The pandas dtype a recorded string dtype name stands for, on the pandas that runs now.
-
-    ``"str"`` is pandas 3's default string dtype (``StringDtype(na_value=nan)``; pandas 2.3 has it too, as an
-    option). pandas 2 reads the name ``"str"`` as Python's ``str``, and ``astype("str")`` there writes a missing
-    value as the string ``"nan"``, so the dtype is built here instead; a pandas without it gets ``object``, the
-    dtype it gives strings itself. ``"string"`` (``StringDtype()``, missing = ``pd.NA``) means the same on every
-    pandas. None for any other name."""
-    if dtype == "str":
-        try:
-            return pd.StringDtype(na_value=np.nan)
-        except TypeError:  # pandas < 2.3: no NaN-valued string dtype
-            return object
-    if dtype.startswith("string"):
-        return pd.api.types.pandas_dtype(dtype)
-    return None
-
-
-def restore_dtype(series: pd.Series, dtype: str) -> pd.Series:
-    """``series`` (values written back from levels or a constant, missing = NaN) in the column's recorded dtype
-    ``dtype`` (``str(series.dtype)`` when fitting, possibly on another pandas): an object column stays object, a
-    string dtype keeps its missing values missing (never the text "nan") on pandas 2 and 3, any other dtype goes
-    through ``astype``; a value that dtype cannot hold (a missing value in an int64 column) keeps ``series``."""
-    if dtype == "object":
-        return series
-    try:
-        target = _string_dtype(dtype)
-        return series.astype(dtype if target is None else target)
-    except (TypeError, ValueError):
-        return series
 
 
 def _column_list(name: str, columns) -> list | None:
@@ -206,85 +67,6 @@ def _column_list(name: str, columns) -> list | None:
         raise ValueError(f"{name}: expected a list of column names, got {columns!r}"
                          + (f"; write [{columns!r}] for one column" if isinstance(columns, (str, bytes)) else ""))
     return list(columns)
-
-
-@dataclass
-class ColumnSpec:
-    """One column: its label, kind, original dtype (as a string) and what is needed to write it back."""
-
-    name: object                                     # the column label as given (str, int, None, tuple...)
-    kind: str
-    dtype: str
-    levels: list = field(default_factory=list)       # categorical: the levels (None = missing), in order
-    ordered: bool = False                            # categorical from an ordered pandas Categorical
-    pandas_category: bool = False                    # the column was a pandas Categorical
-    low: float = 0.0                                 # numeric: training min / max (minus ``offset``)
-    high: float = 0.0
-    fill: float = 0.0                                # numeric: the median, used to fill missing values;
-                                                     # categorical with nan="impute": the most frequent code
-    missing: bool = False                            # numeric with nan="category": has a missing indicator
-    values: list = field(default_factory=list)       # discrete: observed values to snap to (<= SNAP_LIMIT)
-    decimals: int | None = None                      # continuous: decimals shown by the data (None: > 6)
-    constant: object = None                          # constant: the value
-    offset: int = 0                                  # integer column beyond 2**53: values are diffused as
-                                                     # value - offset (the exact minimum), added back exactly
-
-    def to_dict(self) -> dict:
-        """The spec as JSON-ready values (:func:`encode_value` for the label, levels and constant)."""
-        out = dict(self.__dict__)
-        out["name"], out["constant"] = encode_value(self.name), encode_value(self.constant)
-        out["levels"] = [encode_value(level) for level in self.levels]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ColumnSpec:
-        data = dict(data)
-        data["name"], data["constant"] = decode_value(data["name"]), decode_value(data.get("constant"))
-        data["levels"] = [decode_value(level) for level in data.get("levels", [])]
-        return cls(**data)
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return ptypes.is_numeric_dtype(series.dtype) and not ptypes.is_bool_dtype(series.dtype)
-
-
-def _label(value):
-    """A column label as a plain Python value (numpy scalars -> Python, tuples element-wise; NaN kept)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return tuple(_label(v) for v in value)
-    return value
-
-
-def _has_column(columns: list, name) -> bool:
-    """Whether ``name`` is one of ``columns`` (compared as levels are: a bool never equals 0 or 1)."""
-    try:
-        key = _level_key(_label(name))
-        return any(key == _level_key(c) for c in columns)
-    except (TypeError, ValueError):  # an unhashable or array-like name
-        return False
-
-
-def _integer_offset(series: pd.Series) -> int:
-    """The exact minimum of an integer column whose values reach beyond 2**53, else 0 (module docstring)."""
-    if not ptypes.is_integer_dtype(series.dtype):
-        return 0
-    observed = series.dropna()
-    if not len(observed):
-        return 0
-    low, high = int(observed.min()), int(observed.max())
-    return low if max(abs(low), abs(high)) > EXACT_FLOAT_INTEGER else 0
-
-
-def _float_values(series: pd.Series, offset: int) -> np.ndarray:
-    """(n,) float64 values (NaN for missing), minus ``offset`` computed on exact integers."""
-    if not offset:
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    exact = series.to_numpy(dtype=object, na_value=None)
-    integer = ptypes.is_integer_dtype(series.dtype)
-    return np.array([np.nan if v is None else float(int(v) - offset) if integer else float(v) - offset
-                     for v in exact], dtype=np.float64)
 
 
 class TableTransformer:
@@ -548,31 +330,18 @@ class TableTransformer:
         indicator_at = len(self.categorical_columns)
         for j, name in enumerate(numeric):
             spec = self.specs[name]
-            column = np.clip(self.quantiles[name].inverse(np.asarray(x_num[:, j], np.float64)), spec.low, spec.high)
-            if spec.kind == "discrete":
-                column = np.round(column)
-                if spec.values:
-                    grid = np.asarray(spec.values)
-                    right = np.clip(np.searchsorted(grid, column), 1, grid.size - 1) if grid.size > 1 else 0
-                    if grid.size > 1:
-                        left = right - 1
-                        column = np.where(column - grid[left] <= grid[right] - column, grid[left], grid[right])
-                    else:
-                        column = np.full_like(column, grid[0])
-            elif spec.decimals is not None:
-                column = np.round(column, spec.decimals)
+            column = numeric_values(x_num[:, j], self.quantiles[name], spec)
             if spec.missing:
                 column = np.where(x_cat[:, indicator_at] == 1, np.nan, column)
                 indicator_at += 1
-            out[name] = self._numeric_series(column, spec)
+            out[name] = numeric_series(column, spec)
         for j, name in enumerate(self.categorical_columns):
-            out[name] = self._categorical_series(x_cat[:, j], self.specs[name])
+            out[name] = categorical_series(x_cat[:, j], self.specs[name])
         if self.label_levels is not None:
-            out[self.target] = self._categorical_series(np.asarray(y), self.specs[self.target])
+            out[self.target] = categorical_series(np.asarray(y), self.specs[self.target])
         for name in self.columns:
-            spec = self.specs[name]
-            if spec.kind == "constant":
-                out[name] = self._constant_series(spec, n)
+            if self.specs[name].kind == "constant":
+                out[name] = constant_series(self.specs[name], n)
         frame = pd.concat([out[name].reset_index(drop=True) for name in self.columns], axis=1, ignore_index=True)
         frame.columns = self._column_index()
         return frame
@@ -589,54 +358,6 @@ class TableTransformer:
         if index is None or [(type(c), c) for c in map(_label, index)] != [(type(c), c) for c in self.columns]:
             index = pd.Index(self.columns, dtype=object, name=self.column_names[0], tupleize_cols=False)
         return index
-
-    @staticmethod
-    def _numeric_series(column: np.ndarray, spec: ColumnSpec) -> pd.Series:
-        if spec.offset:  # exact integers: value = offset + the (exactly held) difference
-            missing = np.isnan(column)
-            unsigned = spec.dtype.lower().startswith("uint")
-            kind = np.uint64 if unsigned else np.int64
-            values = np.where(missing, 0, column).astype(kind) + kind(spec.offset)
-            array = pd.arrays.IntegerArray(values, missing)
-            try:
-                return pd.Series(array, name=spec.name).astype(spec.dtype)
-            except (TypeError, ValueError):  # missing values in a numpy integer column: the nullable dtype
-                return pd.Series(array, name=spec.name)
-        series = pd.Series(column, name=spec.name)
-        try:
-            if np.isnan(column).any() and spec.dtype.startswith(("int", "uint")):
-                return series.astype("Int64" if spec.dtype.startswith("int") else "UInt64")
-            return series.astype(spec.dtype)
-        except (TypeError, ValueError):
-            return series
-
-    @staticmethod
-    def _level_array(levels: list) -> np.ndarray:
-        array = np.empty(len(levels), dtype=object)
-        for i, level in enumerate(levels):  # element-wise: numpy would unpack tuple levels
-            array[i] = np.nan if level is None else level
-        return array
-
-    @classmethod
-    def _categorical_series(cls, codes: np.ndarray, spec: ColumnSpec) -> pd.Series:
-        values = cls._level_array(spec.levels)[np.asarray(codes, dtype=np.int64)]
-        if spec.pandas_category:
-            categories = [level for level in spec.levels if level is not None]
-            return pd.Series(pd.Categorical(values, categories=categories, ordered=spec.ordered), name=spec.name)
-        return restore_dtype(pd.Series(values, name=spec.name, dtype=object), spec.dtype)
-
-    @classmethod
-    def _constant_series(cls, spec: ColumnSpec, n: int) -> pd.Series:
-        value = np.nan if spec.constant is None else spec.constant
-        if spec.pandas_category:
-            categories = [level for level in spec.levels if level is not None]
-            return pd.Series(pd.Categorical(cls._level_array([spec.constant] * n), categories=categories,
-                                            ordered=spec.ordered), name=spec.name)
-        if spec.dtype == "object" or isinstance(value, (str, tuple)):
-            series = pd.Series(cls._level_array([spec.constant] * n), name=spec.name, dtype=object)
-        else:
-            series = pd.Series([value] * n, name=spec.name)
-        return restore_dtype(series, spec.dtype)
 
     # ---------------------------------------------------------------------------------- persistence
 
