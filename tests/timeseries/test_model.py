@@ -7,6 +7,7 @@ import torch
 
 from polydiff.timeseries import DiffusionForecaster
 from polydiff.timeseries.diffusion import csdi_schedule, normalize, sample_windows
+from polydiff.timeseries.model import _difference, _integrate
 from polydiff.timeseries.networks import CSDINetwork
 
 TINY = dict(train_steps=20, dim=16, depth=1, heads=2, num_samples=16, steps=5)
@@ -52,6 +53,43 @@ def test_window_scaling_round_trip_and_observed_entries_kept():
                          solver="ddpm", steps=4)
     assert out.shape == (1, 3, 1, 6)
     torch.testing.assert_close(out[0, :, 0, :4], values[0, 0, :4].expand(3, 4))
+
+
+def test_trend_scaling_removes_a_line_and_round_trips():
+    steps = torch.arange(8.0)
+    values = (50.0 + 3.0 * steps + torch.tensor([1.0, -1, 1, -1, 1, -1, 0, 0]))[None, None]
+    cond = torch.tensor([[[1.0, 1, 1, 1, 1, 1, 0, 0]]])
+    scaled, loc, scale = normalize(values, cond, trend=True)
+    assert loc.shape == (1, 1, 8) and scale.shape == (1, 1, 1)
+    slope, intercept = np.polyfit(np.arange(6.0), values[0, 0, :6].numpy(), 1)
+    line = torch.tensor(intercept + slope * np.arange(8.0), dtype=torch.float32)
+    torch.testing.assert_close(loc[0, 0], line)  # the least-squares line, extrapolated over the last two steps
+    torch.testing.assert_close(scaled * scale + loc, values)
+    exact, _, _ = normalize(50.0 + 3.0 * steps[None, None], cond, trend=True)
+    assert exact.abs().max() < 1e-3  # a pure line has no residual
+
+
+def test_seasonal_difference_integrates_back_beyond_one_season():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=30).cumsum()
+    lag = 4  # 10 forecast steps > lag: the later ones are integrated from the path itself
+    d = _difference(y, lag)
+    np.testing.assert_allclose(d, y[lag:] - y[:-lag])
+    future = _integrate(y[None, 16:20], d[None, None, 16:26])  # history y[16:20], differences of y[20:30]
+    np.testing.assert_allclose(future[0, 0], y[20:30])
+
+
+def test_seasonal_diff_forecaster_is_in_data_units():
+    frame = sine_frame(n=80, scale=5.0, offset=1000.0)
+    frame["y"] += 0.5 * np.arange(80)  # a trend that seasonal differencing turns into a constant
+    fc = DiffusionForecaster(h=4, freq="MS", context_length=8, transform="seasonal_diff", **TINY).fit(frame)
+    assert fc.config.lag == 12 and len(fc._state["tails"]["a"]) == 20
+    median = fc.predict()["CSDI"].to_numpy()
+    assert np.all(np.abs(median - (frame["y"].to_numpy()[-12:-8] + 6.0)) < 10)  # one season on, plus the drift
+    with pytest.raises(ValueError, match="^transform"):
+        fc.impute(frame)
+    with pytest.raises(ValueError, match="season 12"):
+        DiffusionForecaster(h=4, freq="MS", context_length=8, transform="seasonal_diff", **TINY).fit(frame[:15])
 
 
 def test_series_scaling_inverts_to_data_units():

@@ -40,11 +40,27 @@ def csdi_schedule(num_steps: int = 50, beta_start: float = 1e-4, beta_end: float
     return DiscreteSchedule(np.linspace(beta_start**0.5, beta_end**0.5, num_steps) ** 2)
 
 
-def normalize(values: Tensor, cond: Tensor, stats: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """(normalised values, loc, scale) with loc, scale (batch, series, 1).
+def normalize(values: Tensor, cond: Tensor, stats: Tensor | None = None,
+              trend: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """(normalised values, loc, scale) with loc (batch, series, 1) — (batch, series, time) with ``trend`` — and
+    scale (batch, series, 1).
 
     values, cond: (batch, series, time), cond = 1 on the entries the statistics come from. With ``stats``
-    (series, 2) or (batch, series, 2) of (mean, std) those statistics are used instead (scaling="series")."""
+    (series, 2) or (batch, series, 2) of (mean, std) those statistics are used instead (scaling="series").
+    With ``trend`` the location is the least-squares line through the conditioning entries (a locally linear
+    trend, extrapolated over the rest of the window) and the scale the standard deviation around it."""
+    if trend and stats is None:
+        count = cond.sum(-1, keepdim=True).clamp_min(1)
+        steps = torch.arange(values.shape[-1], device=values.device, dtype=values.dtype) / values.shape[-1]
+        mean_t = (steps * cond).sum(-1, keepdim=True) / count
+        mean_y = (values * cond).sum(-1, keepdim=True) / count
+        var_t = ((steps - mean_t) ** 2 * cond).sum(-1, keepdim=True) / count
+        cov = ((steps - mean_t) * (values - mean_y) * cond).sum(-1, keepdim=True) / count
+        slope = torch.where(var_t > 1e-8, cov / var_t.clamp_min(1e-8), torch.zeros_like(cov))
+        loc = mean_y + slope * (steps - mean_t)
+        var = ((values - loc) ** 2 * cond).sum(-1, keepdim=True) / count
+        scale = var.sqrt() + 1e-3 * (mean_y.abs() + 1)
+        return (values - loc) / scale, loc, scale
     if stats is not None:
         stats = stats.to(device=values.device, dtype=values.dtype)
         stats = stats[None].expand(values.shape[0], -1, -1) if stats.ndim == 2 else stats
@@ -89,8 +105,9 @@ class WindowLoss:
     scale the window. fourier_weight: Diffusion-TS's Fourier loss weight (0: none)."""
 
     def __init__(self, schedule, prediction: str, conditional: bool, horizon: int, *, stats: Tensor | None = None,
-                 fourier_weight: float = 0.0, forecast_share: float = 0.6):
+                 fourier_weight: float = 0.0, forecast_share: float = 0.6, trend: bool = False):
         self.schedule, self.prediction, self.conditional = schedule, prediction, conditional
+        self.trend = trend
         self.horizon, self.stats, self.fourier_weight = horizon, stats, fourier_weight
         self.forecast_share = forecast_share
 
@@ -103,7 +120,7 @@ class WindowLoss:
             context = (torch.arange(length, device=values.device) < length - self.horizon).to(values.dtype)
             cond = available * context
         stats = rest[0] if rest else self.stats
-        x0, _, _ = normalize(values, cond, stats)
+        x0, _, _ = normalize(values, cond, stats, self.trend)
         x0 = x0 * available
         target_mask = available - cond if self.conditional else available
         t = sample_time(self.schedule, x0.shape[0], device=x0.device, kind="discrete")
@@ -158,7 +175,7 @@ def _guided(network, schedule, prediction, x, observed, mask, side, guidance, st
 def sample_windows(network, schedule, prediction: str, values: Tensor, cond: Tensor, side: Tensor, *,
                    num_samples: int, solver: str, steps: int, grid: str = "uniform", conditional: bool = True,
                    guidance: str = "dps", zeta: float = 1.0, stats: Tensor | None = None,
-                   max_batch: int = 2000) -> Tensor:
+                   max_batch: int = 2000, trend: bool = False) -> Tensor:
     """Draw ``num_samples`` completions of each window; returns (windows, num_samples, series, time) in data
     units, with the conditioning entries equal to ``values``.
 
@@ -168,7 +185,7 @@ def sample_windows(network, schedule, prediction: str, values: Tensor, cond: Ten
     Mask operator, which needs one mask per batch, so windows are sampled one at a time there.
     """
     values = torch.nan_to_num(values, nan=0.0)
-    normalised, loc, scale = normalize(values, cond, stats)
+    normalised, loc, scale = normalize(values, cond, stats, trend)
     windows = values.shape[0]
     outputs = []
     per_batch = max(1, max_batch // num_samples) if conditional else 1

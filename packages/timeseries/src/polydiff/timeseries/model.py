@@ -36,7 +36,8 @@ from .networks import CSDINetwork, DiffusionTSNetwork
 __all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS"]
 
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
-SCALINGS = ("window", "series")
+SCALINGS = ("window", "series", "trend")
+TRANSFORMS = ("none", "seasonal_diff")
 GUIDANCE = ("dps", "repaint")
 
 
@@ -58,7 +59,11 @@ class ForecasterConfig:
     unconditional models are steered to the observations ("dps" step size ``zeta``, or "repaint").
     train_steps, batch_size, lr: training (core Trainer, AdamW, cosine decay, EMA 0.999).
     dim, depth, heads: network size. num_timesteps: diffusion steps of the CSDI schedule. scaling: "window"
-    (per-window mean/std of the conditioning values) or "series" (training-series mean/std).
+    (per-window mean/std of the conditioning values), "trend" (per-window least-squares line through the
+    conditioning values and the std around it; the line is extrapolated over the horizon) or "series"
+    (training-series mean/std). transform: "none" or "seasonal_diff" (the model sees y_t - y_{t-season}; sample
+    paths are integrated back from the observed history, so forecasts are in data units). season: the lag of
+    "seasonal_diff" (None: the main season of ``freq``, see :func:`.data.season_length`).
     multivariate: model the series jointly (they must share timestamps). alias: the output column name.
     checkpoint_dir: Trainer checkpoints (a killed fit resumes there). device: torch device for training and
     sampling.
@@ -83,6 +88,8 @@ class ForecasterConfig:
     heads: int = 4
     num_timesteps: int = 50
     scaling: str = "window"
+    transform: str = "none"
+    season: int | None = None
     multivariate: bool = False
     alias: str | None = None
     checkpoint_dir: str | None = None
@@ -106,6 +113,10 @@ class ForecasterConfig:
                 raise ValueError(f"steps: {self.steps} exceeds num_timesteps={self.num_timesteps}")
         if self.solver is not None and self.solver not in list_solvers():
             raise ValueError(f"solver: unknown solver {self.solver!r}; choices: {list(list_solvers())}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform: expected one of {TRANSFORMS}, got {self.transform!r}")
+        if self.season is not None:
+            _int(self.season, "season")
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling: expected one of {SCALINGS}, got {self.scaling!r}")
         if self.guidance not in GUIDANCE:
@@ -130,6 +141,13 @@ class ForecasterConfig:
         return max(3 * self.h, 3 * season_length(self.freq))
 
     @property
+    def lag(self) -> int:
+        """The seasonal-difference lag (0 without ``transform="seasonal_diff"``)."""
+        if self.transform != "seasonal_diff":
+            return 0
+        return self.season or season_length(self.freq)
+
+    @property
     def resolved_solver(self) -> str:
         return self.solver or "dpmpp_2m"
 
@@ -148,6 +166,23 @@ def _check_levels(level) -> list:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
             raise ValueError(f"level: expected percentages in (0, 100), got {levels!r}")
     return levels
+
+
+def _difference(y: np.ndarray, lag: int) -> np.ndarray:
+    """y_t - y_{t-lag} for t >= lag (y itself when lag = 0)."""
+    return y[lag:] - y[:-lag] if lag else y
+
+
+def _integrate(history: np.ndarray, diffs: np.ndarray) -> np.ndarray:
+    """Undo :func:`_difference` on sample paths: history (series, lag) the last observed values, diffs (series,
+    samples, h) sampled differences -> (series, samples, h) values, y_{T+k} = d_{T+k} + y_{T+k-lag} with the
+    earlier value taken from the history or, beyond one season, from the same path."""
+    lag = history.shape[1]
+    out = np.empty_like(diffs)
+    for k in range(diffs.shape[2]):
+        previous = history[:, None, k - lag] if k < lag else out[:, :, k - lag]
+        out[:, :, k] = previous + diffs[:, :, k]
+    return out
 
 
 class DiffusionForecaster:
@@ -219,12 +254,18 @@ class DiffusionForecaster:
         exog = list(self._exog_columns(frame))
         stats = [[float(frame[col].mean()), float(frame[col].std(ddof=0)) or 1.0] for col in exog]
         self._state = {"exog": exog, "exog_stats": stats}
-        ids, values, stamps, exogs = self._series(frame)
-        length = self.length
-        for uid, y in zip(ids, values, strict=True):
-            if len(y) < length:
-                raise ValueError(f"df: series {uid!r} has {len(y)} points, fewer than context_length + h = "
-                                 f"{c.resolved_context} + {c.h} = {length}; shorten context_length")
+        ids, raw, stamps, exogs = self._series(frame)
+        length, lag = self.length, c.lag
+        for uid, y in zip(ids, raw, strict=True):
+            if len(y) < length + lag:
+                extra = f" + season {lag}" if lag else ""
+                raise ValueError(f"df: series {uid!r} has {len(y)} points, fewer than context_length + h{extra} = "
+                                 f"{c.resolved_context} + {c.h}{extra and ' + ' + str(lag)} = {length + lag}; "
+                                 "shorten context_length")
+        values = [_difference(y, lag) for y in raw]
+        if lag:
+            stamps = [ds[lag:] for ds in stamps]
+            exogs = [x if x is None else x[lag:] for x in exogs]
         sides = [self._side(ds, x) for ds, x in zip(stamps, exogs, strict=True)]
         if c.multivariate:
             if len({tuple(ds) for ds in stamps}) != 1:
@@ -257,7 +298,7 @@ class DiffusionForecaster:
         torch.manual_seed(c.seed)
         network = self._network(num_series, tensors[2].shape[1])
         loss = WindowLoss(self._schedule(), self._prediction(), c.model == "csdi", c.h, stats=series_stats,
-                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0)
+                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=c.scaling == "trend")
         train = TrainConfig(steps=c.train_steps, batch_size=min(c.batch_size, len(tensors[0])), lr=c.lr,
                             weight_decay=1e-4, warmup_steps=min(100, c.train_steps // 10), lr_schedule="cosine",
                             ema_decay=0.999, checkpoint_dir=c.checkpoint_dir,
@@ -268,7 +309,7 @@ class DiffusionForecaster:
         self.network = trainer.ema_model.eval()
         self._state.update({
             "ids": ids, "num_series": num_series, "num_covariates": int(tensors[2].shape[1]),
-            "tails": {uid: y[-c.resolved_context:].tolist() for uid, y in zip(ids, values, strict=True)},
+            "tails": {uid: y[-(c.resolved_context + lag):].tolist() for uid, y in zip(ids, raw, strict=True)},
             "last_ds": {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)},
             "tail_exog": {uid: (x[-c.resolved_context:].tolist() if x is not None else None)
                           for uid, x in zip(ids, exogs, strict=True)},
@@ -309,7 +350,8 @@ class DiffusionForecaster:
             v, m, s = (torch.as_tensor(a, dtype=torch.float32) for a in (values, cond, side))
             if stats is not None and not c.multivariate:
                 stats = stats[:, None]  # (windows, 1, 2): each window its own series' statistics
-            out = sample_windows(self.network, self._schedule(), self._prediction(), v, m, s, stats=stats, **kwargs)
+            out = sample_windows(self.network, self._schedule(), self._prediction(), v, m, s, stats=stats,
+                                 trend=c.scaling == "trend", **kwargs)
         finally:
             torch.random.set_rng_state(generator_state)
         return out.numpy().astype(np.float64)
@@ -320,10 +362,11 @@ class DiffusionForecaster:
         offset = check_freq(c.freq)
         values, cond, sides, futures = [], [], [], []
         for uid in ids:
-            history = np.asarray(tails[uid], np.float64)[-c.resolved_context:]
-            if len(history) < c.resolved_context:
+            history = np.asarray(tails[uid], np.float64)[-(c.resolved_context + c.lag):]
+            if len(history) < c.resolved_context + c.lag:
                 raise ValueError(f"df: series {uid!r} has {len(history)} points, fewer than context_length = "
-                                 f"{c.resolved_context}")
+                                 f"{c.resolved_context}" + (f" + season {c.lag}" if c.lag else ""))
+            history = _difference(history, c.lag)
             stamps = pd.date_range(end=pd.Timestamp(last_ds[uid]), periods=c.resolved_context, freq=offset)
             future = pd.date_range(stamps[-1] + offset, periods=c.h, freq=offset)
             exog = None
@@ -345,7 +388,11 @@ class DiffusionForecaster:
             samples = samples.transpose(1, 0, 2)
         else:
             samples = self._sample(values[:, None], cond[:, None], sides, ids)[:, :, 0]
-        return ids, futures, samples[:, :, -self.config.h:][:, :, :h]
+        samples = samples[:, :, -self.config.h:]
+        if self.config.lag:
+            history = np.stack([np.asarray(tails[uid], np.float64)[-self.config.lag:] for uid in ids])
+            samples = _integrate(history, samples)
+        return ids, futures, samples[:, :, :h]
 
     def _check_h(self, h) -> int:
         if h is None:
@@ -415,13 +462,15 @@ class DiffusionForecaster:
             position = frame.groupby("unique_id", sort=False).cumcount(ascending=False)
             history = frame[position >= back]
             if window == 0 or refit:
-                short = sizes[sizes - back < self.length]
+                short = sizes[sizes - back < self.length + self.config.lag]
                 if len(short):
                     raise ValueError(f"df: series {short.index[0]!r} is too short for {n_windows} windows of h={h} "
-                                     f"after a training part of at least context_length + h = {self.length}")
+                                     f"after a training part of at least context_length + h = {self.length}"
+                                     + (f" + season {self.config.lag}" if self.config.lag else ""))
                 self._fit(history.reset_index(drop=True))
             ids, values, stamps, exogs = self._series(history)
-            tails = {uid: y[-self.config.resolved_context:] for uid, y in zip(ids, values, strict=True)}
+            tails = {uid: y[-(self.config.resolved_context + self.config.lag):]
+                     for uid, y in zip(ids, values, strict=True)}
             last = {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)}
             tail_exog = {uid: x for uid, x in zip(ids, exogs, strict=True)}
             X_df = frame if self._state["exog"] else None
@@ -437,6 +486,8 @@ class DiffusionForecaster:
         <name>-lo/hi interval columns (equal to y on observed rows). An unfitted forecaster is first fitted on
         ``df`` itself (its NaN entries are left out of the loss)."""
         levels = _check_levels(level)
+        if self.config.lag:
+            raise ValueError("transform: impute works on models of the series itself; use transform='none'")
         frame = check_frame(df, self.config.freq, allow_nan=True, exog=self._exog_columns(df))
         if self.network is None:
             self._fit(frame)
@@ -483,6 +534,8 @@ class DiffusionForecaster:
                              f"{self.config.model!r}")
         if self.config.multivariate:
             raise ValueError("multivariate: components() works on univariate models")
+        if self.config.lag or self.config.scaling == "trend":
+            raise ValueError("transform: components() needs transform='none' and scaling 'window' or 'series'")
         s, c = self._state, self.config
         ids, values, cond, sides, _ = self._forecast_windows(s["tails"], s["last_ds"], X_df, c.h, s["tail_exog"])
         samples = self.predict_samples(X_df=X_df)
