@@ -23,22 +23,32 @@ def test_metrics_of_a_perfect_forecast():
     assert metrics["coverage_80"] == 1 and metrics["coverage_95"] == 1
 
 
-def row(task, method, peer, wql, cov80=0.8, cov95=0.95):
-    return {"task": task, "method": method, "peer": peer, "wql": wql, "coverage_80": cov80, "coverage_95": cov95}
+def row(task, method, peer, wql, cov80=0.8, cov95=0.95, val_wql=None):
+    out = {"task": task, "method": method, "peer": peer, "wql": wql, "coverage_80": cov80, "coverage_95": cov95}
+    return out if val_wql is None else {**out, "val_wql": val_wql}
 
 
 def test_goals_verdicts():
     rows = []
     for task, ours, peer in (("co2", 0.1, 0.2), ("airline", 0.1, 0.2), ("sunspots", 0.1, 0.2), ("taylor", 0.3, 0.2)):
-        rows += [row(task, "CSDI", False, ours, 0.78, 0.93), row(task, "AutoARIMA", True, peer)]
+        rows += [row(task, "CSDI", False, ours, 0.78, 0.93, val_wql=0.1), row(task, "AutoARIMA", True, peer)]
     text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
-    assert "**met** — polydiff's best model (CSDI" in text and "3/4" in text
+    assert "**met** — polydiff's best model per series" in text and "3/4" in text
     assert "**met** — its mean coverage" in text
     rows[-2]["wql"] = rows[-4]["wql"] = 0.5  # now loses on sunspots and taylor
     text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
     assert "**NOT met** — polydiff's best model" in text
     quick = bench._preamble(rows, bench.budgets(True), True, 200.0, 0)
     assert "**NOT met** — `--quick` ≤ 3 minutes" in quick
+
+
+def test_best_model_is_chosen_by_validation_not_by_test():
+    rows = []
+    for task in bench.SERIES:
+        rows += [row(task, "A", False, 0.1, val_wql=0.3),  # better on test, worse on validation
+                 row(task, "B", False, 0.3, val_wql=0.2), row(task, "AutoARIMA", True, 0.2)]
+    text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
+    assert "co2: B" in text and "0/4" in text
 
 
 def test_options_are_checked():
