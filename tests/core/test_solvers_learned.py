@@ -80,3 +80,36 @@ def test_bad_inputs_name_the_argument():
         fit_multistep(denoiser, 3, noise, noise[:2])
     with pytest.raises(ValueError, match="time_limit"):
         fit_multistep(denoiser, 3, noise, noise, time_limit=0)
+
+
+def test_the_fit_starts_from_the_best_grid_and_keeps_the_point_best_on_validation():
+    denoiser = _denoiser()
+    calibration, validation = _noise(48, 3), _noise(48, 4)
+    end = SCHEDULE.t_min
+    reference = pf_ode_reference(MIXTURE, torch.cat([calibration, validation]), SCHEDULE, 1.0, (end,), rtol=1e-9,
+                                 atol=1e-9)[end]
+    error = lambda x, y: float((x - y).norm(dim=1).mean())  # noqa: E731
+    unipc = {kind: (error(sample(denoiser, calibration, "unipc", 3, grid=kind, variant="bh1", order=3),
+                          reference[:48]),
+                    error(sample(denoiser, validation, "unipc", 3, grid=kind, variant="bh1", order=3), reference[48:]))
+             for kind in ("logsnr", "quadratic", "karras")}
+    fit = fit_multistep(denoiser, 3, calibration, reference[:48], iterations=30, time_limit=20,
+                        validation=(validation, reference[48:]), start_grids=("logsnr", "quadratic", "karras"))
+    start = min(unipc, key=lambda kind: unipc[kind][0])
+    assert fit.initial_loss == pytest.approx(unipc[start][0], rel=1e-6)  # UniPC on the best starting grid
+    # the returned solver is the one scored on the validation batch, and it is no worse there than its start
+    assert fit.validation_loss == pytest.approx(error(fit.sample(denoiser, validation), reference[48:]), rel=1e-9)
+    assert fit.validation_loss <= unipc[start][1] * (1 + 1e-9)
+    assert fit.loss == pytest.approx(error(fit.sample(denoiser, calibration), reference[:48]), rel=1e-9)
+
+
+def test_fit_options_are_checked():
+    denoiser, noise = _denoiser(), _noise(4, 0)
+    with pytest.raises(ValueError, match="validation"):
+        fit_multistep(denoiser, 3, noise, noise, validation=(noise[:, :2], noise[:, :2]))
+    with pytest.raises(ValueError, match="validation"):
+        fit_multistep(denoiser, 3, noise, noise, validation=(noise, torch.full_like(noise, float("nan"))))
+    with pytest.raises(ValueError, match="regularization"):
+        fit_multistep(denoiser, 3, noise, noise, regularization=-1.0)
+    with pytest.raises(ValueError, match="start_grids"):
+        fit_multistep(denoiser, 3, noise, noise, start_grids=("nope",))

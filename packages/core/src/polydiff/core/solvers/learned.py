@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..denoiser import Denoiser
 from ..fitted_grid import lbfgs_restarts
-from ..grids import check_grid, make_grid
+from ..grids import GRIDS, check_grid, make_grid
 from ..sampling import check_inputs, register_solver, solver_tables, step_range
 from .dpm_solver import multistep_orders, step_table
 from .unipc import unipc_coefficients
@@ -122,7 +122,8 @@ def sample_multistep_table(denoiser, x, grid, *, coefficients: Tensor | None = N
 @dataclass(frozen=True)
 class FittedMultistep:
     """A fitted few-step sampler: ``grid`` (N + 1,) float64, ``coefficients`` (N, 1 + HISTORY) float64 and the
-    ``model_times`` (N,) the model is told at each step, plus the calibration losses of the starting UniPC and of the fit, and the fitting seconds."""
+    ``model_times`` (N,) the model is told at each step, plus the calibration losses of the starting UniPC and of
+    the fit, the fitting seconds and, when a validation batch was given, the fit's error on it."""
 
     grid: Tensor
     coefficients: Tensor
@@ -130,6 +131,7 @@ class FittedMultistep:
     initial_loss: float
     loss: float
     seconds: float
+    validation_loss: float | None = None
 
     def sample(self, denoiser: Denoiser, noise: Tensor, **options) -> Tensor:
         """Samples (batch, ...) from unit noise on a variance-preserving schedule (``polydiff.core.sample``)."""
@@ -142,7 +144,10 @@ class FittedMultistep:
 def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tensor, *, final_zero: bool = False,
                   t_start: float | None = None, t_end: float | None = None, order: int = 3,
                   variant: str = "bh1", iterations: int = 200, fit_grid: bool = True,
-                  time_limit: float = 60.0) -> FittedMultistep:
+                  time_limit: float = 60.0, validation: tuple[Tensor, Tensor] | None = None,
+                  regularization: float = 0.0,
+                  start_grids: tuple[str, ...] = ("logsnr", "quadratic", "uniform", "karras"),
+                  start_solvers: tuple[tuple[str, int], ...] | None = None) -> FittedMultistep:
     """Fit an N-step grid and linear multistep coefficients to a calibration batch (module docstring).
 
     Args:
@@ -156,7 +161,18 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
         order, variant: the UniPC the fit starts from (and corrects).
         iterations: L-BFGS iterations in all (restarts included).
         fit_grid: fit the grid too (else the log-SNR grid is kept).
+        start_grids: grid kinds (:data:`polydiff.core.GRIDS`) UniPC is tried on before fitting; the fit starts
+            from the one with the lowest calibration error (at 5 steps the log-SNR grid can be several times worse
+            than a quadratic one, a gap a time-limited fit need not close). Used when ``fit_grid``.
+        start_solvers: (variant, order) pairs of UniPC tried as well, each on every starting grid (default: only
+            ``(variant, order)``); the fit corrects the best pair's coefficients.
         time_limit: seconds after which the optimiser stops (the best point so far is kept).
+        validation: (x_start, target) of a second calibration batch, not fitted on: of the points the fit
+            passes (UniPC itself, the end of the grid-only stage and of each restart of the joint stage), the one
+            with the lowest validation error is returned, which guards against fitting the calibration batch's
+            own noise when it is small next to the number of parameters.
+        regularization: weight of the mean square of the coefficient corrections and log-SNR shifts added to
+            the calibration error (a pull toward UniPC's own coefficients; the grid is not penalised).
     Returns:
         a :class:`FittedMultistep`.
     """
@@ -175,6 +191,25 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
         raise ValueError(f"iterations: expected a positive integer, got {iterations!r}")
     if not time_limit > 0:
         raise ValueError(f"time_limit: expected seconds > 0, got {time_limit!r}")
+    if isinstance(start_grids, str) or not start_grids or any(kind not in GRIDS for kind in start_grids):
+        raise ValueError(f"start_grids: expected a non-empty tuple of grid kinds from {GRIDS}, got {start_grids!r}")
+    bases = [(variant, order)] if start_solvers is None else list(start_solvers)
+    if not bases or any(not (isinstance(b, (tuple, list)) and len(b) == 2 and b[0] in ("bh1", "bh2")
+                             and b[1] in (1, 2, 3)) for b in bases):
+        raise ValueError(f"start_solvers: expected (variant, order) pairs with variant 'bh1' or 'bh2' and order 1, "
+                         f"2 or 3, got {start_solvers!r}")
+    base_solver = [bases[0]]  # the UniPC whose coefficients the fit corrects (chosen below)
+    if not (isinstance(regularization, (int, float)) and math.isfinite(regularization) and regularization >= 0):
+        raise ValueError(f"regularization: expected a finite number >= 0, got {regularization!r}")
+    if validation is not None:
+        if not (isinstance(validation, (tuple, list)) and len(validation) == 2
+                and all(isinstance(v, Tensor) and v.is_floating_point() for v in validation)
+                and validation[0].shape == validation[1].shape and validation[0].ndim == x_start.ndim
+                and validation[0].shape[1:] == x_start.shape[1:] and validation[0].shape[0] >= 1):
+            raise ValueError(f"validation: expected (x_start, target), two floating-point tensors of shape "
+                             f"(batch, {', '.join(str(n) for n in x_start.shape[1:])})")
+        if not all(bool(torch.isfinite(v).all()) for v in validation):
+            raise ValueError("validation: contains NaN or inf")
     started = time.perf_counter()
     schedule = denoiser.schedule
     t_start = schedule.t_max if t_start is None else float(t_start)
@@ -191,25 +226,50 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
         grid = grid_from_logits(schedule, theta[:n_grid], t_start, t_end, final_zero) if fit_grid else init_grid
         log_alpha, lam = schedule.log_alpha_and_log_snr(grid)
         alpha, sigma = log_alpha.exp(), (log_alpha - lam).exp()
-        base = unipc_table(lam, alpha, sigma, order, variant)
+        base = unipc_table(lam, alpha, sigma, base_solver[0][1], base_solver[0][0])
         correction = theta[n_grid:n_grid + steps * HISTORY].reshape(steps, HISTORY)
         # the model's time: a log-SNR shift of each step's own time, kept within [t_min-ish, t_start]
         shift = theta[n_grid + steps * HISTORY:]
         model_times = schedule.t_from_log_snr((lam[:-1] + shift).clamp_min(lam_floor))
         return grid, torch.cat([base[:, :1], base[:, 1:] + correction], dim=1), model_times
 
-    def objective(theta: Tensor) -> Tensor:
+    def error(theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """Mean final-sample L2 error of the solver ``theta`` describes, from x against y."""
         grid, table, model_times = tables(theta)
-        t = grid.to(x_start.device)
-        columns = [step_table(column, x_start) for column in table.unbind(-1)]
-        out = _run_table(denoiser, x_start, t, columns, {}, None, False, model_times.to(x_start.device))
-        return (out - target).flatten(1).norm(dim=1).mean()
+        columns = [step_table(column, x) for column in table.unbind(-1)]
+        out = _run_table(denoiser, x, grid.to(x.device), columns, {}, None, False, model_times.to(x.device))
+        return (out - y).flatten(1).norm(dim=1).mean()
+
+    trail: list[Tensor] = []  # every point that improved the (regularised) calibration loss, in order
+
+    def objective(theta: Tensor) -> Tensor:
+        loss = error(theta, x_start, target)
+        if regularization:
+            loss = loss + regularization * theta[n_grid:].square().mean()
+        if not trail or float(loss.detach()) < objective.lowest:
+            objective.lowest = float(loss.detach())
+            trail.append(theta.detach().clone())
+        return loss
 
     corrections = torch.zeros(steps * HISTORY + steps, dtype=torch.float64)
     theta = torch.cat([logits, corrections]) if fit_grid else corrections
     with torch.no_grad():
-        initial = float(objective(theta))
-    best = [initial, theta.clone()]
+        initial = float(error(theta, x_start, target))
+        for kind, solver in ((k, b) for b in bases for k in (start_grids if fit_grid else ("logsnr",))):
+            try:  # UniPC (each variant, order) on each starting grid; the fit starts from the best
+                candidate = _logits_from_grid(schedule, make_grid(schedule, steps, kind, t_start=t_start, t_end=t_end,
+                                                                  final_zero=final_zero), t_end, final_zero)
+            except ValueError:  # a grid this schedule or range cannot take
+                continue
+            previous, base_solver[0] = base_solver[0], solver
+            start = torch.cat([candidate, corrections]) if fit_grid else corrections
+            loss = float(error(start, x_start, target))
+            if loss < initial:
+                initial, logits, theta = loss, candidate, start
+            else:
+                base_solver[0] = previous
+        objective(theta)
+    best = [objective.lowest, theta.clone()]
     deadline = started + time_limit
     if fit_grid:  # first the grid alone (UniPC on a fitted grid), then grid and coefficients together
         grid_only = lambda logits_: objective(torch.cat([logits_, corrections]))  # noqa: E731
@@ -218,11 +278,25 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
         best = [stage[0], theta] if stage[0] < best[0] else best
     final = _lbfgs(objective, best[1], iterations - (iterations // 2 if fit_grid else 0), deadline)
     best = final if final[0] < best[0] else best
+    chosen, validation_loss = best[1], None
+    if validation is not None:  # early stopping: the point of the fit's path that does best on unseen noise
+        x_check = validation[0].detach().to(x_start)
+        y_check = validation[1].detach().to(x_start)
+        picks = sorted(set(np.linspace(0, len(trail) - 1, min(len(trail), _VALIDATION_POINTS)).round().astype(int)))
+        with torch.no_grad():
+            scored = [(float(error(trail[i], x_check, y_check)), i) for i in picks]
+        validation_loss, index = min(scored)
+        chosen = trail[index]
     with torch.no_grad():
-        grid, table, model_times = tables(best[1])
+        grid, table, model_times = tables(chosen)
+        loss = float(error(chosen, x_start, target))
     grid = check_grid(grid.detach(), "fitted grid")
-    return FittedMultistep(grid, table.detach(), model_times.detach(), initial, best[0],
-                           time.perf_counter() - started)
+    return FittedMultistep(grid, table.detach(), model_times.detach(), initial, loss,
+                           time.perf_counter() - started, validation_loss)
+
+
+#: points of a fit's path scored on the validation batch (evenly spaced along it, its two ends included)
+_VALIDATION_POINTS = 24
 
 
 def _lbfgs(objective, start: Tensor, iterations: int, deadline: float) -> list:
