@@ -114,14 +114,15 @@ def test_peer_loop_equals_polydiff_ddim_on_the_same_times():
 
 def test_quick_bench_writes_the_report_shape(tmp_path):
     pytest.importorskip("diffusers")
-    from polydiff.core.bench import BETTER, run
+    from polydiff.core.bench import SOLVERS_BETTER as BETTER
+    from polydiff.core.bench import run
 
     document = run(tmp_path, quick=True, seed=0,
-                   argv=["--solvers", "ddim,dpmpp_2m", "--nfe", "5", "--batch", "64", "--calibration", "32",
+                   argv=["--parts", "solvers", "--solvers", "ddim,dpmpp_2m", "--nfe", "5", "--batch", "64", "--calibration", "32",
                          "--repeats", "1", "--timing-batch", "64", "--fit-iterations", "3"])
-    on_disk = json.loads((tmp_path / "core.json").read_text())
+    on_disk = json.loads((tmp_path / "core-solvers.json").read_text())
     assert on_disk["rows"] == document["rows"] and on_disk["better"] == BETTER
-    assert "](core-error-vs-nfe.png)" in (tmp_path / "core.md").read_text()
+    assert "](core-error-vs-nfe.png)" in (tmp_path / "core-solvers.md").read_text()
     assert (tmp_path / "core-error-vs-nfe.png").stat().st_size > 1000
     methods = {row["method"] for row in on_disk["rows"]}
     assert {"polydiff ddim logsnr", "polydiff dpmpp_2m fitted", "diffusers DDIM trailing"} <= methods
@@ -159,9 +160,10 @@ def test_cli_runs_the_core_bench_with_options_after_the_package_name(tmp_path):
     """`polydiff bench core --quick --out DIR <bench options>` reaches polydiff.core.bench:run with the options."""
     from polydiff.core.cli import main
 
-    code = main(["bench", "core", "--quick", "--out", str(tmp_path), "--solvers", "ddim", "--nfe", "5",
-                 "--no-peers", "--batch", "32", "--calibration", "16", "--repeats", "1", "--timing-batch", "32"])
-    document = json.loads((tmp_path / "core.json").read_text())
+    code = main(["bench", "core", "--quick", "--out", str(tmp_path), "--parts", "solvers", "--solvers", "ddim",
+                 "--nfe", "5", "--no-peers", "--batch", "32", "--calibration", "16", "--repeats", "1",
+                 "--timing-batch", "32"])
+    document = json.loads((tmp_path / "core-solvers.json").read_text())
     assert code == 0 and document["quick"] is True and document["options"]["batch"] == 32
     assert {row["method"] for row in document["rows"]} == {"polydiff ddim logsnr", "polydiff ddim karras",
                                                           "polydiff ddim uniform"}

@@ -223,11 +223,16 @@ def test_committed_reports_speak_of_goals_and_sources():
 
 
 def test_bench_core_fails_in_one_line_without_its_extra(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers -> ImportError
     assert main(["bench", "core", "--quick", "--out", str(tmp_path)]) == 2
     line = _only_error_line(capsys.readouterr().err)
-    assert 'pip install "polydiff-core[bench]"' in line and "matplotlib" in line
+    assert 'pip install "polydiff-core[bench]"' in line and "diffusers" in line
     assert not (tmp_path / "core.json").exists()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the solvers part draws a figure
+    assert main(["bench", "core", "--quick", "--out", str(tmp_path), "--parts", "solvers", "--no-peers"]) == 2
+    line = _only_error_line(capsys.readouterr().err)
+    assert 'pip install "polydiff-core[bench]"' in line and "matplotlib" in line
+    assert not (tmp_path / "core-solvers.json").exists()
 
 
 # --------------------------------------------------------------------------------------------- benchkit
@@ -305,3 +310,32 @@ def test_require_names_the_extra(monkeypatch):
         require("polydiff_absent_dep", "polydiff-tabular[parquet]", install="pyarrow")
     with pytest.raises(ValueError, match="module"):
         require("")
+
+
+def test_bench_summary_ends_with_each_reports_goals(monkeypatch, tmp_path, capsys):
+    """The summary lists every goal of each report with its verdict and numbers: from the JSON's goals, else from
+    the markdown's Goals section."""
+    def with_goals(out_dir, *, quick, seed, argv):
+        rows = [{"task": "t", "method": "m", "peer": False, "score": 1.0}]
+        goals = [benchkit.goal("score ≥ 0.9 (got 1.0)", True), benchkit.goal("latency ≤ 10 ms", False, "17.5 ms")]
+        return benchkit.write_report(out_dir, "withgoals", quick=quick, seed=seed, versions={},
+                                     better={"score": "max"}, rows=rows, title="w", goals=goals)
+
+    def markdown_only(out_dir, *, quick, seed, argv):
+        (Path(out_dir) / "mdonly.md").write_text("# m\n\n## Goals\n\n- **NOT met** — coverage ≥ 0.85: 0.62\n"
+                                                 "- **met** — beats the MLP: 0.86 vs 0.56\n\n## Rows\n- not a goal\n")
+        return {"rows": []}
+
+    real = cli._group
+    eps = {"withgoals": FakeEntryPoint("withgoals", with_goals), "mdonly": FakeEntryPoint("mdonly", markdown_only)}
+    monkeypatch.setattr(cli, "_group", lambda group: eps if group == "polydiff.bench" else real(group))
+    assert main(["bench", "all", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = out[out.index("polydiff bench summary"):]
+    assert "goals of withgoals" in summary and "goals of mdonly" in summary
+    lines = summary.splitlines()
+    assert any(line.split()[:1] == ["met"] and "score ≥ 0.9 (got 1.0)" in line for line in lines)
+    assert any(line.strip().startswith("NOT MET") and "latency ≤ 10 ms 17.5 ms" in line for line in lines)
+    assert any(line.strip().startswith("NOT MET") and "coverage ≥ 0.85: 0.62" in line for line in lines)
+    assert not any("not a goal" in line for line in lines)
+    assert summary.count("1 of 2 met") == 2

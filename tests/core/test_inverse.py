@@ -395,7 +395,7 @@ def test_sampler_input_errors_name_the_argument():
 
 def test_bench_mixture_posterior_satisfies_bayes_rule():
     """log p(x | y) - log p(x) - log p(y | x) must be the same constant (-log p(y)) at every x."""
-    from polydiff.core import bench_inverse as bench
+    from polydiff.core.bench import inverse as bench
 
     weights, means, covariances, _ = bench._mixture(0)
     prior = bench.MixturePosterior(weights, means, covariances)
@@ -417,7 +417,7 @@ def test_bench_mixture_posterior_satisfies_bayes_rule():
 
 
 def test_bench_rows_shape_and_sanity(tmp_path, monkeypatch):
-    from polydiff.core import bench_inverse as bench
+    from polydiff.core.bench import inverse as bench
 
     rows = bench.run_inverse_bench(tmp_path, True, 0, nfes=(8,), num_samples=300)
     tasks = {row["task"] for row in rows}
@@ -442,7 +442,7 @@ def test_bench_rows_shape_and_sanity(tmp_path, monkeypatch):
 
 def test_bench_mixture_posterior_weights_by_component_evidence():
     """Two components in 2-D, y observes x_0: weights by N(y; mu_k0, S_k00 + sigma_y^2), means by 2-D conditioning."""
-    from polydiff.core import bench_inverse as bench
+    from polydiff.core.bench import inverse as bench
 
     weights = torch.tensor([0.3, 0.7], dtype=F64)
     means = torch.tensor([[0.0, 1.0], [0.5, -1.0]], dtype=F64)

@@ -248,3 +248,18 @@ def test_sample_adds_no_host_sync_inside_the_loop(name, monkeypatch):
     out = sample(Denoiser(model, schedule), noise, name, steps, callback=disarm,
                  generator=torch.Generator().manual_seed(0), **STOCHASTIC.get(name, {}))
     assert bool(torch.isfinite(out).all())
+
+
+def test_progress_bars_draw_only_on_a_terminal(monkeypatch, capsys):
+    """progress=True draws a tqdm bar on a terminal and nothing into a log (stderr redirected to a file/pipe)."""
+    from polydiff.core import progress
+
+    denoiser = Denoiser(lambda x, t: 0.1 * x, VPCosineSchedule())
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    quiet = sample(denoiser, x, "ddim", 8, progress=True)
+    assert capsys.readouterr().err == ""  # pytest's capture is not a terminal
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
+    drawn = sample(denoiser, x, "ddim", 8, progress=True)
+    assert "0/8" in capsys.readouterr().err
+    assert torch.equal(quiet, drawn)
+

@@ -350,7 +350,12 @@ def test_rng_states_round_trip():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 
 
-def test_progress_bar_shows_loss_rate_and_eta(capsys):
+def test_progress_bar_shows_loss_rate_and_eta_on_a_terminal_only(monkeypatch, capsys):
+    from polydiff.core import progress
+
+    Trainer(_model(), _mse, _data(), _config(steps=8, progress=True, log_every=4)).fit()
+    assert capsys.readouterr().err == ""  # a log (pytest's capture is not a terminal) gets no redrawn bar
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
     Trainer(_model(), _mse, _data(), _config(steps=8, progress=True, log_every=4)).fit()
     err = capsys.readouterr().err
     assert "8/8" in err and "loss=" in err and "step/s" in err and "<" in err  # elapsed<remaining (ETA)

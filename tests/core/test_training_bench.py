@@ -1,10 +1,10 @@
-"""bench_train: the standalone report (slow: it launches torchrun and times real training)."""
+"""polydiff.core.bench.train: the standalone report (slow: it launches torchrun and times real training)."""
 
 import json
 
 import pytest
 
-from polydiff.core import bench_train
+from polydiff.core.bench import train as bench_train
 
 
 @pytest.mark.slow

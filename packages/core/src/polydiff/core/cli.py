@@ -30,7 +30,7 @@ from importlib.metadata import PackageNotFoundError, distributions, entry_points
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "ArgumentParser", "UsageError", "positive_int", "polydiff_versions",
-           "warn", "USER_ERRORS"]
+           "warn", "USER_ERRORS", "report_goals"]
 
 
 class UsageError(ValueError):
@@ -242,7 +242,60 @@ def _print_summary(summary: list, out: Path, quick: bool) -> None:
         lines.append("reports: " + ", ".join(reports) + "  (JSON and figures beside them)")
     else:
         lines.append(f"reports: none written (folder {out})")
+    listed = set()
+    for *_, paths in summary:  # one goals table per package: each target, met or not, with its numbers
+        for path in paths:
+            if str(path) in listed:
+                continue
+            listed.add(str(path))
+            lines += ["", f"goals of {path.stem} ({path}):", *_goal_table(path)]
     print("\n".join(lines), flush=True)
+
+
+_VERDICTS = {True: "met", False: "NOT MET", None: "unchecked"}
+
+
+def report_goals(path: Path) -> list[tuple[bool | None, str]]:
+    """(met, text with its numbers) of each goal of a report: from its JSON twin's ``goals`` when present, else
+    from the bullets of the markdown's "## Goals" section (verdict read from "met" / "not met" in the bullet)."""
+    import json
+    import re
+
+    try:
+        document = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        document = {}
+    if isinstance(document, dict) and isinstance(document.get("goals"), list):
+        return [(item.get("met"), " ".join(filter(None, [item.get("goal", ""), item.get("detail", "")])))
+                for item in document["goals"] if isinstance(item, dict)]
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    goals, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            inside = line[3:].lower().startswith("goals")
+            continue
+        if inside and re.match(r"\s*(- |\d+\. )", line):
+            plain = re.sub(r"[*_`]", "", line.strip()).lstrip("- ").strip()
+            plain = re.sub(r"^\d+\.\s*", "", plain)
+            lowered = plain.lower()
+            met = False if re.search(r"\bnot met\b", lowered) else True if re.search(r"\bmet\b", lowered) else None
+            goals.append((met, plain))
+    return goals
+
+
+def _goal_table(path: Path) -> list[str]:
+    goals = report_goals(path)
+    if not goals:
+        return ["  (no goals in this report)"]
+    width = max(len(v) for v in _VERDICTS.values())
+    lines = [f"  {'verdict':<{width}}  goal and numbers"]
+    lines += [f"  {_VERDICTS.get(met, 'unchecked'):<{width}}  {text}" for met, text in goals]
+    met = sum(1 for m, _ in goals if m is True)
+    lines.append(f"  {met} of {len(goals)} met")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------ main

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import progress as _progress
 from .denoiser import Denoiser, append_dims
 from .grids import check_grid, make_grid
 from .schedules import NoiseSchedule
@@ -206,12 +207,11 @@ def _check_denoiser(denoiser) -> None:
 
 
 def step_range(num_steps: int, progress: bool, desc: str = "sampling"):
-    """range(num_steps), wrapped in a tqdm bar when ``progress``."""
-    if not progress:
+    """range(num_steps), wrapped in a tqdm bar when ``progress`` and stderr is a terminal
+    (:mod:`polydiff.core.progress`: no bar floods a log)."""
+    if not progress or not _progress.on_terminal():
         return range(num_steps)
-    from tqdm.auto import trange
-
-    return trange(num_steps, desc=desc, leave=False)
+    return _progress.progress_bar(range(num_steps), desc=desc, leave=False)
 
 
 def noise_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:

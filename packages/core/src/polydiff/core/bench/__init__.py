@@ -1,84 +1,118 @@
-"""``polydiff bench core``: polydiff's solvers and grids against diffusers' schedulers on an exact model.
+"""``polydiff bench core``: the core benchmark room, in four parts.
 
-The data is a Gaussian mixture (:mod:`.gmm`), whose exact eps-prediction stands in for a perfectly trained
-network on diffusers' default VP schedule (linear betas 1e-4..0.02, 1000 steps). Every method starts from the
-same x_T (t = 1) and is scored by the mean L2 distance of its samples to a float64 DOP853 solve of the
-probability-flow ODE from that x_T to the method's own end time (t_min = 1/1000, or t = 0 for runs whose last
-sigma is zero) (:mod:`.reference`). Per-step overhead is timed with a zero-cost model on one thread
-(``torch.set_num_threads(1)``, deliberately: it isolates the solver's own work from BLAS threading and from the
-other processes on a shared machine).
+* ``mixtures`` (the default; :mod:`.fewstep`): few-step accuracy of the fitted multistep solver against diffusers'
+  best scheduler on each of 18 Gaussian mixtures (6 with ``--quick``) at NFE 5, 10 and 20, with per-problem ratios
+  and their geometric mean, and the per-step overhead at batch 1 and 2000: ``core.{md,json}``.
+* ``solvers`` (:mod:`.solvers`): every polydiff solver and grid against every diffusers configuration on one
+  mixture: ``core-solvers.{md,json}`` and ``core-error-vs-nfe.png``.
+* ``train`` (:mod:`.train`): the Trainer against a plain training loop: ``core-train.{md,json}``.
+* ``inverse`` (:mod:`.inverse`): inverse-problem solvers against the exact posterior: ``core-inverse.{md,json}``.
 
-    polydiff bench core [--quick] --out DIR [-- --dim 16 --components 8 --anisotropic --batch 2000
-                                               --nfe 5 10 20 --solvers a,b --repeats 7 --train --inverse]
+    polydiff bench core [--quick] --out DIR [-- --parts mixtures,solvers,train,inverse  <options of the parts>]
 
-Writes DIR/core.json, DIR/core.md and DIR/core-error-vs-nfe.png; with ``--train`` / ``--inverse`` also
-DIR/core-train.* and DIR/core-inverse.* from :mod:`polydiff.core.bench_train` / :mod:`polydiff.core.bench_inverse`.
-``--report-only`` rewrites the markdown from the JSON already in DIR (after a change of the report's wording).
-The diffusers rows and the figure need the ``polydiff-core[bench]`` extra (diffusers, matplotlib).
+The shared pieces: :mod:`.gmm` (the mixtures and their exact scores), :mod:`.reference` (DOP853 solves of the
+probability-flow ODE), :mod:`.peers` (diffusers' schedulers), :mod:`.methods` and :mod:`.report`. Every part
+times on one thread (``torch.set_num_threads(1)``). ``--report-only`` rewrites the markdown of every core report
+in the folder from its JSON. The diffusers rows and the figure need the ``polydiff-core[bench]`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
-import math
+import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ..benchkit import median_time, versions, write_report
+from .solvers import BETTER as SOLVERS_BETTER
 
-__all__ = ["run", "parse_options", "add_arguments", "rewrite_reports"]
+__all__ = ["run", "parse_options", "add_arguments", "rewrite_reports", "PARTS", "BETTER", "SOLVERS_BETTER"]
 
-BETTER = {"error": "min", "us_per_step_b2000": "min", "us_per_step_b1": "min", "sw2": "min"}
+#: part -> (module, the report it writes)
+PARTS = {"mixtures": ("fewstep", "core"), "solvers": ("solvers", "core-solvers"), "train": ("train", "core-train"),
+         "inverse": ("inverse", "core-inverse")}
+
+
+def __getattr__(name: str):
+    if name == "BETTER":  # the default part's metrics
+        from .fewstep import BETTER
+
+        return BETTER
+    raise AttributeError(name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``polydiff bench core`` (after the package name); ``polydiff bench --list`` prints them."""
-    parser.add_argument("--dim", type=int, default=16, help="dimension of the Gaussian mixture")
-    parser.add_argument("--components", type=int, default=8, help="mixture components")
-    parser.add_argument("--anisotropic", action="store_true", help="full random covariances instead of isotropic")
-    parser.add_argument("--batch", type=int, default=None, help="samples per method (x_T); default 2000, 256 with "
-                        "--quick")
-    parser.add_argument("--calibration", type=int, default=None,
-                        help="held-out x_T batch the fitted grids are fitted on; default 256, 128 with --quick")
-    parser.add_argument("--nfe", type=int, nargs="+", default=None, help="NFE columns; default 5 10 20, 5 10 with "
-                        "--quick")
-    parser.add_argument("--solvers", default="", help="comma-separated polydiff solvers (default: all)")
-    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (median); default 7, 3 with "
-                        "--quick")
-    parser.add_argument("--timing-batch", type=int, default=2000, help="the large batch of the overhead column")
-    parser.add_argument("--fit-iterations", type=int, default=None,
-                        help="L-BFGS iterations of each fitted grid; default 25, 15 with --quick")
-    parser.add_argument("--no-peers", action="store_true", help="skip the diffusers rows (no diffusers needed)")
-    parser.add_argument("--train", action="store_true", help="also run polydiff.core.bench_train (core-train.*)")
-    parser.add_argument("--inverse", action="store_true",
-                        help="also run polydiff.core.bench_inverse (core-inverse.*)")
+    parser.add_argument("--parts", default="mixtures",
+                        help="comma-separated parts to run: mixtures (core.*: few-step accuracy on the mixture set "
+                             "and per-step overhead), solvers (core-solvers.*: every solver and grid on one "
+                             "mixture), train (core-train.*), inverse (core-inverse.*); default mixtures")
+    parser.add_argument("--train", action="store_true", help="also run the train part")
+    parser.add_argument("--inverse", action="store_true", help="also run the inverse part")
     parser.add_argument("--report-only", action="store_true",
-                        help="run nothing: rewrite core.md (and core-train.md, core-inverse.md when their JSON is "
-                             "there) from the JSON in the output folder")
+                        help="run nothing: rewrite the markdown of every core report in the output folder from "
+                             "its JSON")
+    shared = parser.add_argument_group("mixtures and solvers")
+    shared.add_argument("--nfe", type=int, nargs="+", default=None,
+                        help="NFE columns; default 5 10 20 (solvers --quick: 5 10)")
+    shared.add_argument("--calibration", type=int, default=None,
+                        help="x_T the fitted solvers and grids are fitted on (never the evaluation batch); default "
+                             "mixtures 512 (192 with --quick), solvers 256 (128)")
+    shared.add_argument("--repeats", type=int, default=None,
+                        help="timing repeats (median); default mixtures 21 (5), solvers 7 (3)")
+    shared.add_argument("--timing-batch", type=int, default=None, help="the large batch of the overhead rows "
+                        "(default 2000)")
+    shared.add_argument("--no-peers", action="store_true", help="skip the diffusers rows (no diffusers needed)")
+    mixtures = parser.add_argument_group("mixtures")
+    mixtures.add_argument("--problems", default="", help="comma-separated problem names (default: all 18, or the "
+                          "quick 6), e.g. gmm-d64-k12-aniso-s2")
+    mixtures.add_argument("--samples", type=int, default=None, help="evaluation x_T per problem; default 500 (128)")
+    mixtures.add_argument("--validation", type=int, default=None,
+                          help="validation x_T per problem, which chooses the point of each fit kept; default 256 "
+                               "(64)")
+    mixtures.add_argument("--fit-seconds", type=float, default=None,
+                          help="time limit of each fit; default 25 (3 with --quick)")
+    mixtures.add_argument("--regularization", type=float, default=None,
+                          help="weight of the pull of the fitted coefficients toward UniPC's (default 0)")
+    mixtures.add_argument("--rtol", type=float, default=None, help="DOP853 tolerance of the references; default "
+                          "1e-8 (1e-6)")
+    mixtures.add_argument("--ends", default="zero", choices=("zero", "t_min", "both"),
+                          help="end time(s) of the fitted solver")
+    mixtures.add_argument("--no-timing", action="store_true", help="skip the overhead rows")
+    mixtures.add_argument("--no-accuracy", action="store_true", help="skip the accuracy rows")
+    solvers = parser.add_argument_group("solvers")
+    solvers.add_argument("--dim", type=int, default=16, help="dimension of the Gaussian mixture")
+    solvers.add_argument("--components", type=int, default=8, help="mixture components")
+    solvers.add_argument("--anisotropic", action="store_true", help="full random covariances instead of isotropic")
+    solvers.add_argument("--batch", type=int, default=None, help="samples per method (x_T); default 2000, 256 with "
+                         "--quick")
+    solvers.add_argument("--solvers", default="", help="comma-separated polydiff solvers (default: all)")
+    solvers.add_argument("--fit-iterations", type=int, default=None,
+                         help="L-BFGS iterations of each fitted grid; default 25, 15 with --quick")
 
 
-_QUICK_DEFAULTS = {"batch": (2000, 256), "calibration": (256, 128), "nfe": ([5, 10, 20], [5, 10]),
-                   "repeats": (7, 3), "fit_iterations": (25, 15)}
-
-
-def parse_options(argv: list[str] | None, quick: bool) -> argparse.Namespace:
+def parse_options(argv: list[str] | None, quick: bool = False) -> argparse.Namespace:
+    """The options after ``polydiff bench core``; ``parts`` becomes a list of known part names."""
     from ..benchkit import OptionParser
 
     parser = OptionParser(prog="polydiff bench core", description=__doc__.splitlines()[0])
     add_arguments(parser)
     options = parser.parse_args([a for a in (argv or []) if a != "--"])
-    for name, (full, small) in _QUICK_DEFAULTS.items():
-        if getattr(options, name) is None:
-            setattr(options, name, small if quick else full)
-    for name in ("dim", "components", "batch", "calibration", "repeats", "timing_batch", "fit_iterations"):
-        if getattr(options, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(options, name)}")
-    if any(n < 1 for n in options.nfe):
+    parts = [p.strip() for p in options.parts.split(",") if p.strip()]
+    parts += [flag for flag in ("train", "inverse") if getattr(options, flag) and flag not in parts]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"--parts: expected some of {', '.join(PARTS)}, got {options.parts!r}")
+    options.parts = parts
+    for name in ("dim", "components", "batch", "calibration", "repeats", "timing_batch", "fit_iterations",
+                 "samples", "validation"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
+    if options.nfe is not None and any(n < 1 for n in options.nfe):
         raise ValueError(f"--nfe: expected positive integers, got {options.nfe}")
     return options
 
@@ -88,7 +122,7 @@ def _log(message: str) -> None:
 
 
 def run(out_dir, *, quick: bool = False, seed: int = 0, argv: list[str] | None = None) -> dict:
-    """Run the core benchmark and write its report into ``out_dir``; returns the JSON document."""
+    """Run the chosen parts of the core benchmark into ``out_dir``; returns the JSON document of the first."""
     from ..optional import require
 
     options = parse_options(argv, quick)
@@ -96,184 +130,37 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv: list[str] | None =
     if options.report_only:
         return rewrite_reports(out)
     # the optional dependencies, checked before any work: a missing one fails in one line naming the extra
-    require("matplotlib", "polydiff-core[bench]", "the figures of polydiff bench core")
-    if not options.no_peers:
+    if "solvers" in options.parts:
+        require("matplotlib", "polydiff-core[bench]", "the figure of polydiff bench core's solvers part")
+    if not options.no_peers and {"mixtures", "solvers"} & set(options.parts):
         require("diffusers", "polydiff-core[bench]", "the diffusers rows of polydiff bench core; or run it with "
                 "--no-peers")
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    document = _run_solvers(out, quick, seed, options)
-    for flag, module, function, package in (("train", "bench_train", "run_train_bench", "core-train"),
-                                            ("inverse", "bench_inverse", "run_inverse_bench", "core-inverse")):
-        if getattr(options, flag):
-            _run_extra(out, quick, seed, module, function, package)
+    documents = []
+    for part in options.parts:
+        module, package = PARTS[part]
+        _log(f"part {part} -> {out / (package + '.md')}")
+        loaded = importlib.import_module(f"{__name__}.{module}")
+        if part in ("mixtures", "solvers"):
+            documents.append(loaded.run(out, options, quick=quick, seed=seed))
+        else:
+            documents.append(_run_extra(out, quick, seed, loaded, package))
     _log(f"done in {time.perf_counter() - started:.0f} s")
-    return document
+    return documents[0]
 
 
-def _run_extra(out: Path, quick: bool, seed: int, module: str, function: str, package: str) -> None:
-    """Run ``polydiff.core.<module>.<function>(out, quick, seed)`` and write its rows as ``<package>.json/.md``,
-    with the module's own ``BETTER`` (metric -> "min"/"max") and ``PREAMBLE`` (or its docstring)."""
-    name = f"polydiff.core.{module}"
-    if importlib.util.find_spec(name) is None:
-        raise SystemExit(f"--{module.split('_')[1]}: {name} is not installed in this checkout")
-    loaded = importlib.import_module(name)
-    _log(f"running {name}.{function}")
-    rows = list(getattr(loaded, function)(out, quick, seed))
-    better = getattr(loaded, "BETTER", None)
-    if better is None:
-        raise SystemExit(f"{name}: expected a module-level BETTER dict (metric -> 'min' or 'max')")
+def _run_extra(out: Path, quick: bool, seed: int, loaded, package: str) -> dict:
+    """The train / inverse parts: ``run_<part>_bench(out, quick, seed)`` rows, written as ``<package>.json/.md``
+    with the module's ``BETTER`` and ``PREAMBLE`` (or its docstring)."""
+    from ..benchkit import versions, write_report
+
+    function = next(getattr(loaded, n) for n in dir(loaded) if n.startswith("run_") and n.endswith("_bench"))
+    rows = list(function(out, quick, seed))
     title, preamble = _extra_text(loaded, package)
-    write_report(out, package, quick=quick, seed=seed, versions=versions(["torch", "polydiff-core"]),
-                 better=better, rows=rows, title=title, preamble=preamble)
-
-
-def _run_solvers(out: Path, quick: bool, seed: int, options) -> dict:
-    from ..denoiser import Denoiser
-    from ..sampling import list_solvers
-    from ..schedules import DiscreteSchedule
-    from . import methods, peers, report
-    from .gmm import eps_model, make_mixture
-    from .reference import pf_ode_reference
-
-    schedule = DiscreteSchedule.linear()
-    mixture = make_mixture(options.dim, options.components, seed, options.anisotropic)
-    model = eps_model(mixture, schedule)
-    evaluated = [0]
-    denoiser = Denoiser(methods.counting_model(model, evaluated), schedule)
-    task_prefix = f"gmm-d{options.dim}-k{options.components}{'-aniso' if options.anisotropic else ''}"
-    t_min = schedule.t_min
-    ends = {"t_min": t_min, "zero": 0.0}
-
-    def noise(n: int, offset: int) -> torch.Tensor:
-        return torch.randn(n, options.dim, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
-
-    x_start, calibration = noise(options.batch, 1000), noise(options.calibration, 2000)
-    tic = time.perf_counter()
-    solved = pf_ode_reference(mixture, x_start, schedule, 1.0, (t_min, 0.0), rtol=1e-10, atol=1e-10)
-    solved_cal = pf_ode_reference(mixture, calibration, schedule, 1.0, (t_min, 0.0), rtol=1e-10, atol=1e-10)
-    reference_seconds = time.perf_counter() - tic
-    references = {name: solved[t] for name, t in ends.items()}
-    alpha_min, sigma_min = (float(v) for v in schedule.alpha_sigma(torch.tensor(t_min, dtype=torch.float64)))
-    generator = torch.Generator().manual_seed(seed + 3000)
-    exact = {"t_min": mixture.sample(options.batch, generator, alpha_min, sigma_min),
-             "zero": mixture.sample(options.batch, generator)}
-    problem = methods.Problem(denoiser, x_start, references, exact, calibration,
-                              {name: solved_cal[t] for name, t in ends.items()}, evaluated, seed=seed)
-    floor = {end: methods.score(references[end], problem, end, True)[1] for end in ends}
-    _log(f"reference: {options.batch} + {options.calibration} samples in {reference_seconds:.1f} s; "
-         f"sw2 floor {floor}")
-
-    rows: list[dict] = []
-    notes: list[str] = []
-    wanted = {s for s in options.solvers.split(",") if s}
-    solvers = {k: v for k, v in list_solvers().items() if not wanted or k in wanted}
-    for name, fn in solvers.items():
-        if name in methods.NOT_SAMPLERS or "inversion" in name:
-            notes.append(f"`{name}` is not a noise-to-data sampler; not benchmarked.")
-            continue
-        for label, solver_options in methods.solver_variants(name, fn):
-            try:
-                rows += _solver_rows(name, label, fn, solver_options, problem, options, quick, task_prefix, ends,
-                                     notes)
-            except Exception as error:  # one broken solver must not sink the benchmark
-                notes.append(f"`{name}{' ' + label if label else ''}` skipped: {type(error).__name__}: {error}")
-                _log(notes[-1])
-    if not options.no_peers:
-        rows += _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends, notes)
-
-    for note in notes:
-        _log(note)
-    breakdown = {} if options.no_peers else _overhead_breakdown(schedule, options)
-    figure = "core-error-vs-nfe.png"
-    report.plot_error_vs_nfe(rows, out / figure, f"{task_prefix}: error vs NFE")
-    facts = {"sw2_floor": floor, "notes": notes, "overhead_breakdown": breakdown, "options": vars(options),
-             "reference_seconds": reference_seconds, "sw_projections": problem.sw_projections}
-    text, checks = _report_text(rows, seed, facts)
-    return write_report(out, "core", quick=quick, seed=seed,
-                        versions=versions(["torch", "numpy", "scipy", "diffusers", "polydiff-core"]), better=BETTER,
-                        rows=rows, title=TITLE, preamble=text, figures=[figure],
-                        extra={"targets": {str(k): v for k, v in checks.items()}, **facts})
-
-
-TITLE = "polydiff bench core: solvers and grids vs diffusers"
-
-
-def _report_text(rows: list[dict], seed: int, facts: dict) -> tuple[str, dict]:
-    """The markdown preamble (problem, goals, notes) and the goal checks, from the rows and the run's facts
-    (the JSON keys sw2_floor, notes, overhead_breakdown, options, reference_seconds, sw_projections)."""
-    from types import SimpleNamespace
-
-    from . import report
-
-    options = SimpleNamespace(**facts["options"])
-    floor, breakdown = facts["sw2_floor"], facts.get("overhead_breakdown") or {}
-    problem_text = (
-        f"Data: a {options.components}-component {'anisotropic' if options.anisotropic else 'isotropic'} Gaussian "
-        f"mixture in {options.dim} dimensions (seed {seed}); exact eps model on diffusers' default VP schedule "
-        f"(linear betas 1e-4..0.02, 1000 steps). {options.batch} samples from one shared x_T (t = 1), float32 "
-        f"solvers. `error`: mean L2 distance of the final samples to a float64 DOP853 solve of the probability-flow "
-        f"ODE (rtol = atol = 1e-10) from the same x_T to the run's own end time (t_min = 1/1000, or t = 0 for "
-        f"`final_zero` / final sigma zero runs). `sw2`: sliced 2-Wasserstein distance "
-        f"({facts.get('sw_projections', 256)} "
-        f"projections) to {options.batch} independent exact samples of the marginal at that end time — the metric "
-        f"for stochastic solvers, whose `error` is left empty (a stochastic sample has no per-sample reference). "
-        f"`us_per_step_*`: median of {options.repeats} runs (after a warm-up) of grid construction + the sampling "
-        f"loop with a zero-cost model (a preallocated output) in float32, divided by the steps (diffusers: "
-        f"`set_timesteps` + the step loop), with `torch.set_num_threads(1)`. Fitted grids (`fit_grid`, global-error "
-        f"objective, L-BFGS on log-SNR increments) are fitted on a separate batch of {options.calibration} x_T "
-        f"against its own DOP853 reference, never on the evaluation batch. `nfe` is the model-call count actually "
-        f"used (batched calls); `model_evals` counts model evaluations per sample, which exceeds `nfe` for "
-        f"ParaDiGMS (a window of times per call); rows whose `model_evals` exceed the target are left out of the "
-        f"goal checks.")
-    reference_text = (f"Noise floor of `sw2` (the exact reference samples themselves): t_min {floor['t_min']:.4f}, "
-                      f"t = 0 {floor['zero']:.4f}.")
-    if facts.get("reference_seconds") is not None:
-        reference_text += f" Reference solve: {facts['reference_seconds']:.1f} s."
-    if breakdown:
-        reference_text += "\n\n" + _breakdown_text(breakdown)
-    default_problem = (options.dim, options.components, options.anisotropic, seed) == (16, 8, False, 0)
-    return report.preamble(rows, problem_text=problem_text, notes=list(facts.get("notes") or []),
-                           reference_text=reference_text, default_problem=default_problem)
-
-
-def rewrite_reports(out: Path) -> dict:
-    """Rewrite ``out/core.md`` from ``out/core.json`` (and ``core-train.md`` / ``core-inverse.md`` from their
-    JSON, when present) without running anything: for a change of the report's wording, not of its numbers.
-    Returns the core JSON document (unchanged)."""
-    import json
-
-    from ..benchkit import render_markdown
-
-    path = out / "core.json"
-    if not path.is_file():
-        raise ValueError(f"--report-only: {str(path)!r} does not exist (run the benchmark into {str(out)!r} first)")
-    document = json.loads(path.read_text())
-    facts = dict(document)
-    old = out / "core.md"
-    if facts.get("reference_seconds") is None and old.is_file():  # reports written before it was in the JSON
-        import re
-
-        found = re.search(r"Reference solve: ([0-9.]+) s\.", old.read_text())
-        facts["reference_seconds"] = float(found.group(1)) if found else None
-    text, _ = _report_text(document["rows"], document["seed"], facts)
-    figure = "core-error-vs-nfe.png"
-    figures = [figure] if (out / figure).exists() else []
-    (out / "core.md").write_text(render_markdown(document, title=TITLE, preamble=text, figures=figures))
-    _log(f"rewrote {out / 'core.md'} from {path}")
-    for module, package in (("bench_train", "core-train"), ("bench_inverse", "core-inverse")):
-        extra = out / f"{package}.json"
-        if extra.is_file():
-            loaded = importlib.import_module(f"polydiff.core.{module}")
-            title, preamble = _extra_text(loaded, package)
-            old = out / f"{package}.md"
-            if old.is_file() and old.read_text().startswith("# "):  # keep the title its own writer gave it
-                title = old.read_text().splitlines()[0][2:].strip()
-            (out / f"{package}.md").write_text(render_markdown(json.loads(extra.read_text()), title=title,
-                                                               preamble=preamble))
-            _log(f"rewrote {out / (package + '.md')} from {extra}")
-    return document
+    return write_report(out, package, quick=quick, seed=seed, versions=versions(["torch", "polydiff-core"]),
+                        better=loaded.BETTER, rows=rows, title=title, preamble=preamble)
 
 
 def _extra_text(loaded, package: str) -> tuple[str, str]:
@@ -282,167 +169,32 @@ def _extra_text(loaded, package: str) -> tuple[str, str]:
     return f"polydiff core: {first_line.split(': ', 1)[-1].rstrip('.')}", preamble
 
 
-def _overhead_breakdown(schedule, options) -> dict:
-    """Split the per-call time of polydiff DPM-Solver++(2M) (make_grid + solver) and diffusers' DDIM
-    (set_timesteps + loop) into a fixed cost and a marginal cost per step, from runs with
-    the zero-cost model: a least-squares line T(n) = fixed + n * marginal through 5, 10, 20, 40 and 80 steps.
-    Microseconds."""
-    from ..denoiser import Denoiser
-    from ..grids import make_grid
-    from ..sampling import list_solvers
-    from . import peers
+def rewrite_reports(out: Path) -> dict:
+    """Rewrite the markdown of every core report in ``out`` (core, core-solvers, core-train, core-inverse) from
+    its JSON, without running anything: for a change of the reports' wording, not of their numbers. Returns the
+    first document found."""
+    from ..benchkit import render_markdown
+    from . import fewstep, solvers
 
-    fn = list_solvers().get("dpmpp_2m")
-    scheduler = peers.PeerConfig("ddim", "DDIMScheduler", dict(clip_sample=False, timestep_spacing="trailing")).build()
-
-    def diffusers_call(x, output):
-        return lambda n: peers.run_peer(scheduler, lambda a, b: output, x, n)
-
-    def polydiff_call(x, output):
-        denoiser = Denoiser(lambda a, b: output, schedule)
-        return lambda n: fn(denoiser, x, make_grid(schedule, n, "logsnr"))
-
-    out = {}
-    for batch in (options.timing_batch, 1):
-        x = torch.randn(batch, options.dim, generator=torch.Generator().manual_seed(0))
-        output = 0.1 * torch.randn(batch, options.dim, generator=torch.Generator().manual_seed(1))
-        runs = {"diffusers DDIM trailing": diffusers_call(x, output)}
-        if fn is not None:
-            runs["polydiff dpmpp_2m logsnr"] = polydiff_call(x, output)
-        counts = torch.tensor([5.0, 10.0, 20.0, 40.0, 80.0], dtype=torch.float64)
-        for name, call in runs.items():
-            with torch.no_grad():
-                seconds = [1e6 * median_time(lambda n=n, call=call: call(n), max(options.repeats, 9))
-                           for n in counts.int().tolist()]
-            # least squares T(n) = fixed + n * marginal over five step counts: robust to one noisy point
-            design = torch.stack([torch.ones_like(counts), counts], dim=1)
-            fixed, marginal = torch.linalg.lstsq(design, torch.tensor(seconds, dtype=torch.float64)[:, None]
-                                                 ).solution.flatten().tolist()
-            out[f"{name} b{batch}"] = {"fixed_us": fixed, "per_step_us": marginal,
-                                       "total_us": dict(zip(counts.int().tolist(), seconds, strict=True))}
-    return out
-
-
-def _breakdown_text(breakdown: dict) -> str:
-    lines = ["Where the overhead goes (fixed cost per sampling call and marginal cost per step: a least-squares "
-             "line through 5- to 80-step runs with the zero-cost model):", "",
-             "| method, batch | fixed µs per call | marginal µs per step |", "|---|---|---|"]
-    lines += [f"| {name} | {v['fixed_us']:.0f} | {v['per_step_us']:.1f} |" for name, v in breakdown.items()]
-    return "\n".join(lines)
-
-
-def _row(task, method, peer, **values) -> dict:
-    return {"task": task, "method": method, "peer": peer, **values}
-
-
-def _solver_rows(name, label, fn, solver_options, problem, options, quick, task_prefix, ends, notes) -> list[dict]:
-    from . import methods
-
-    stochastic = methods.is_stochastic(fn, problem, solver_options)
-    adaptive = methods.is_adaptive(fn) is not None
-    if adaptive:
-        specs = [("adaptive", False), ("adaptive", True)]
-    elif quick:
-        specs = [("logsnr", False), ("karras", False), ("uniform", False)]
-    else:
-        specs = [("logsnr", False), ("karras", False), ("uniform", False), ("trailing", False),
-                 ("logsnr", True), ("karras", True)]
-    parallel = methods.evaluations_per_call(fn, problem, solver_options) > 1
-    fit = not stochastic and not adaptive and not parallel and (not quick or name in ("dpmpp_2m", "unipc"))
-    if parallel and not quick:
-        notes.append(f"`{name}` evaluates the model on several times per call; no fitted grid (each fit would "
-                     f"cost many times a sequential solver's).")
-    if fit:
-        specs += [("fitted", False)] + ([] if quick else [("fitted", True)])
-    rows = []
-    base = f"polydiff {name}{' ' + label if label else ''}"
-    for target in options.nfe:
-        for grid_kind, final_zero in specs:
-            method = f"{base} {grid_kind}{' final_zero' if final_zero else ''}"
-            try:
-                row = _solver_row(fn, method, grid_kind, final_zero, target, name, label, solver_options,
-                                  stochastic, adaptive, problem, options, task_prefix, notes)
-            except Exception as error:  # one failing row must not sink the solver's other rows
-                notes.append(f"`{method}` at NFE {target} failed: {type(error).__name__}: {error}")
-                continue
-            if row is not None:
-                rows.append(row)
-        _log(f"{base}: NFE {target} done")
-    return rows
-
-
-def _solver_row(fn, method, grid_kind, final_zero, target, name, label, solver_options, stochastic, adaptive,
-                problem, options, task_prefix, notes) -> dict | None:
-    from ..fitted_grid import fit_grid
-    from ..grids import make_grid
-    from . import methods
-
-    schedule = problem.denoiser.schedule
-    end = "zero" if final_zero else "t_min"
-    probe_kind = "uniform" if adaptive else ("logsnr" if grid_kind == "fitted" else grid_kind)
-    found = methods.steps_for_nfe(fn, problem, target, probe_kind, solver_options, final_zero)
-    if found is None:
-        notes.append(f"`{method}`: no setting reaches NFE ≤ {target}; row omitted.")
-        return None
-    steps, run_options = found
-    tic = time.perf_counter()
-    if grid_kind == "fitted":
-        if steps < 2:
-            notes.append(f"`{method}`: {steps} step at NFE {target} leaves no point to fit; row omitted.")
-            return None
-        grid = fit_grid(problem.denoiser, fn, steps, problem.calibration,
-                        target=problem.calibration_references[end], final_zero=final_zero,
-                        iterations=options.fit_iterations, solver_options=run_options)
-    else:
-        grid = make_grid(schedule, steps, probe_kind, final_zero=final_zero)
-    fit_seconds = time.perf_counter() - tic if grid_kind == "fitted" else None
-    error, sw2, nfe, evaluations = methods.evaluate(fn, problem, grid, run_options, end, stochastic)
-    timing = {}
-    for key, batch in (("us_per_step_b2000", options.timing_batch), ("us_per_step_b1", 1)):
-        timing[key] = methods.per_step_overhead(fn, schedule, grid, steps, batch, options.dim, run_options,
-                                                options.repeats, final_zero)
-    extra = {}
-    if adaptive:
-        extra["tolerance"] = {k: v for k, v in run_options.items() if k not in solver_options}
-    if fit_seconds is not None:
-        extra["fit_seconds"] = round(fit_seconds, 2)
-        extra["grid_times"] = [round(v, 6) for v in grid.tolist()]
-    if isinstance(error, float) and math.isnan(error):
-        notes.append(f"`{method}` at NFE {target}: non-finite samples.")
-    return _row(f"{task_prefix}/nfe{target}", method, False, error=error, sw2=sw2, **timing, nfe=nfe,
-                model_evals=evaluations, steps=steps, target_nfe=target, solver=name, variant=label,
-                grid=grid_kind, final_zero=final_zero, end=end, stochastic=stochastic, **extra)
-
-
-def _peer_rows(peers, methods, problem, model, options, quick, task_prefix, ends, notes) -> list[dict]:
-    rows = []
-    x = problem.x_start.to(problem.dtype)
-    generator = torch.Generator().manual_seed(0)
-    for config in peers.peer_configs(quick):
-        for target in options.nfe:
-            task = f"{task_prefix}/nfe{target}"
-            try:
-                with torch.no_grad():
-                    samples, calls = peers.run_peer(config.build(), model, x, target)
-                error, sw2 = methods.score(samples, problem, config.end, False)
-                timing = {}
-                for key, batch in (("us_per_step_b2000", options.timing_batch), ("us_per_step_b1", 1)):
-                    output = 0.1 * torch.randn(batch, options.dim, generator=generator, dtype=problem.dtype)
-                    start = torch.randn(batch, options.dim, generator=generator, dtype=problem.dtype)
-                    scheduler = config.build()
-
-                    def loop(scheduler=scheduler, output=output, start=start, steps=target):
-                        with torch.no_grad():
-                            peers.run_peer(scheduler, lambda x_in, t_in: output, start, steps)
-
-                    timing[key] = 1e6 * median_time(loop, options.repeats) / target
-            except Exception as error:  # report, do not hide: a failing peer is a finding
-                notes.append(f"`{config.name}` at NFE {target} failed: {type(error).__name__}: {error}")
-                continue
-            if isinstance(error, float) and math.isnan(error):
-                notes.append(f"`{config.name}` at NFE {target}: non-finite samples (diffusers' own output).")
-            rows.append(_row(task, config.name, True, error=error, sw2=sw2, **timing, nfe=calls, model_evals=float(calls), steps=target,
-                             target_nfe=target, family=config.family, grid=config.kwargs.get("timestep_spacing", ""),
-                             end=config.end, final_zero=config.end == "zero", stochastic=False))
-        _log(f"{config.name} done")
-    return rows
+    found = []
+    for _, package in PARTS.values():
+        path = out / f"{package}.json"
+        if not path.is_file():
+            continue
+        document = json.loads(path.read_text())
+        if "problems" in document:
+            (out / f"{package}.md").write_text(fewstep.render(document))
+        elif "sw2_floor" in document:  # the solvers part's shape (also the core report of earlier versions)
+            solvers.rewrite_report(out, document, package)
+        else:
+            module = PARTS["train" if package == "core-train" else "inverse"][0]
+            title, preamble = _extra_text(importlib.import_module(f"{__name__}.{module}"), package)
+            old = out / f"{package}.md"
+            if old.is_file() and old.read_text().startswith("# "):  # keep the title its own writer gave it
+                title = old.read_text().splitlines()[0][2:].strip()
+            old.write_text(render_markdown(document, title=title, preamble=preamble))
+        _log(f"rewrote {out / (package + '.md')} from {path}")
+        found.append(document)
+    if not found:
+        raise ValueError(f"--report-only: no core report JSON in {str(out)!r} (run the benchmark into it first)")
+    return found[0]

@@ -197,11 +197,11 @@ def _record(info: dict, accept: Tensor, nfe: int, bar) -> None:
 
 
 def _progress(progress: bool, desc: str):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
+    from ..progress import on_terminal, progress_bar
 
-    return tqdm(desc=desc, leave=False)
+    if not progress or not on_terminal():
+        return None
+    return progress_bar(desc=desc, leave=False)
 
 
 def _dpm_solver_1(x: Tensor, eps: Tensor, alpha_ratio: Tensor, sigma_r: Tensor, step: Tensor) -> Tensor:

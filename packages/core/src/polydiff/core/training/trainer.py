@@ -401,9 +401,12 @@ class Trainer:
     def _progress_bar(self):
         if not (self.config.progress and self.dist.is_main):
             return None
-        from tqdm.auto import tqdm
+        from ..progress import on_terminal, progress_bar
 
-        return tqdm(total=self.config.steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train")
+        if not on_terminal():  # a log gets the metrics records, not a redrawn bar
+            return None
+        return progress_bar(total=self.config.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                            desc="train")
 
     def _tensorboard(self):
         if not self.dist.is_main or self.root is None:

@@ -9,7 +9,7 @@ Rows (benchkit shape):
   nccl on CUDA) at the same global batch; ``speedup`` is relative to 1 process.
 
 Every process uses one thread, so 2 processes use 2 cores. Standalone:
-``python -m polydiff.core.bench_train --out DIR [--quick]`` writes DIR/core-train.json and DIR/core-train.md.
+``python -m polydiff.core.bench.train --out DIR [--quick]`` writes DIR/core-train.json and DIR/core-train.md.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from . import benchkit
-from .losses import DiffusionLoss
-from .schedules import VPCosineSchedule
-from .training import Callback, TrainConfig, Trainer
-from .training.ema import ema_decay
+from .. import benchkit
+from ..losses import DiffusionLoss
+from ..schedules import VPCosineSchedule
+from ..training import Callback, TrainConfig, Trainer
+from ..training.ema import ema_decay
 
 __all__ = ["run_train_bench", "main"]
 
@@ -47,7 +47,7 @@ def _model_and_data(name: str, quick: bool, seed: int):
     """(model factory, dataset tensor x0, batch size) for ``name`` in {"unet1d", "mlp"}."""
     generator = torch.Generator().manual_seed(seed)
     try:  # the shared networks; a plain stand-in keeps the bench usable without them
-        from .nn import MLPDenoiser, UNet1D
+        from ..nn import MLPDenoiser, UNet1D
     except ImportError:  # pragma: no cover - only before polydiff.core.nn exists
         MLPDenoiser = UNet1D = None
     if name == "unet1d":
@@ -130,7 +130,7 @@ def _ddp_rate(processes: int, model: str, quick: bool, seed: int, warmup: int, s
     """samples/s of the Trainer in ``processes`` processes (torchrun when > 1) at one global batch."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rate.json"
-        worker = ["-m", "polydiff.core.bench_train", "--worker", model, "--processes", str(processes),
+        worker = ["-m", "polydiff.core.bench.train", "--worker", model, "--processes", str(processes),
                   "--seed", str(seed), "--warmup", str(warmup), "--steps", str(steps), "--json", str(out)]
         if quick:
             worker.append("--quick")
@@ -144,7 +144,7 @@ def _ddp_rate(processes: int, model: str, quick: bool, seed: int, warmup: int, s
             env.pop(key, None)
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
         if done.returncode != 0:
-            raise RuntimeError(f"bench_train worker failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"the train bench worker failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
         return json.loads(out.read_text())["samples_per_s"]
 
 
@@ -199,7 +199,7 @@ def run_train_bench(out_dir, quick: bool = False, seed: int = 0) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m polydiff.core.bench_train")
+    parser = argparse.ArgumentParser(prog="python -m polydiff.core.bench.train")
     parser.add_argument("--out", help="folder for core-train.json and core-train.md")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)

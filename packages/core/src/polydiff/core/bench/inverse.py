@@ -13,7 +13,7 @@ exact posterior samples, and the errors of the sample mean and covariance (Frobe
 Peers: a second, independent exact draw ("exact-posterior (resampled)", the Monte-Carlo noise floor) and the
 measurement-only pseudo-inverse A^+ y.
 
-Run: ``python -m polydiff.core.bench_inverse --out DIR [--quick]`` writes DIR/core-inverse.json and .md.
+Run: ``python -m polydiff.core.bench.inverse --out DIR [--quick]`` writes DIR/core-inverse.json and .md.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .bench.gmm import GaussianMixture, eps_model, make_mixture
-from .benchkit import versions, write_report
-from .denoiser import Denoiser
-from .grids import make_grid
-from .inverse import (
+from ..benchkit import versions, write_report
+from ..denoiser import Denoiser
+from ..grids import make_grid
+from ..inverse import (
     Downsample,
     LinearOperator,
     Mask,
@@ -42,8 +41,9 @@ from .inverse import (
     sample_ilvr,
     sample_repaint,
 )
-from .metrics import sliced_wasserstein
-from .schedules import VPLinearSchedule
+from ..metrics import sliced_wasserstein
+from ..schedules import VPLinearSchedule
+from .gmm import GaussianMixture, eps_model, make_mixture
 
 __all__ = ["run_inverse_bench", "MixturePosterior", "mixture_posterior", "main"]
 
@@ -194,7 +194,7 @@ near 1, the measurement has picked one mode of the multimodal prior, which the s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m polydiff.core.bench_inverse", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m polydiff.core.bench.inverse", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="directory for core-inverse.json and core-inverse.md")
     parser.add_argument("--quick", action="store_true", help="1000 samples per method instead of 4000")
     parser.add_argument("--seed", type=int, default=0)
