@@ -113,3 +113,30 @@ def test_fit_options_are_checked():
         fit_multistep(denoiser, 3, noise, noise, regularization=-1.0)
     with pytest.raises(ValueError, match="start_grids"):
         fit_multistep(denoiser, 3, noise, noise, start_grids=("nope",))
+    with pytest.raises(ValueError, match="start_solvers"):
+        fit_multistep(denoiser, 3, noise, noise, start_solvers=(("bh3", 3),))
+    with pytest.raises(ValueError, match="clock"):
+        fit_multistep(denoiser, 3, noise, noise, clock="gpu")
+
+
+def test_a_cpu_clock_budgets_the_fitting_threads_own_time():
+    """clock="cpu": the limit and the reported seconds count this thread's CPU time (time.thread_time), not the
+    time spent waiting (here a model that sleeps 2 ms per call, as a process waits on a shared machine)."""
+    import time
+
+    model, calls = eps_model(MIXTURE, SCHEDULE), [0]
+
+    def waiting(x, t):
+        calls[0] += 1
+        time.sleep(0.002)
+        return model(x, t)
+
+    denoiser, noise = Denoiser(waiting, SCHEDULE), _noise(32, 5)
+    target = pf_ode_reference(MIXTURE, noise, SCHEDULE, 1.0, (SCHEDULE.t_min,), rtol=1e-9, atol=1e-9)[SCHEDULE.t_min]
+    wall = time.perf_counter()
+    fit = fit_multistep(denoiser, 3, noise, target, iterations=40, time_limit=30.0, clock="cpu")
+    wall = time.perf_counter() - wall
+    slept = 0.002 * calls[0]
+    assert calls[0] > 20 and fit.seconds <= wall - 0.8 * slept
+    wall_fit = fit_multistep(denoiser, 3, noise, target, iterations=40, time_limit=30.0, clock="wall")
+    assert wall_fit.seconds >= 0.002 * 20  # the wall clock counts the waits

@@ -178,12 +178,15 @@ def _fit_lbfgs(objective, logits: Tensor, iterations: int) -> Tensor | None:
 
 def lbfgs_restarts(objective, theta: Tensor, best: list, iterations: int, *, deadline: float = math.inf,
                    max_iter: int | None = None, history_size: int = 20, tolerance_grad: float = 1e-9,
-                   tolerance_change: float = 1e-12) -> list:
+                   tolerance_change: float = 1e-12, clock=None) -> list:
     """L-BFGS (strong-Wolfe line search) on ``objective(theta)``, restarted from the best point with a fresh
-    curvature history until ``iterations`` are spent, ``deadline`` (time.perf_counter seconds) passes, or a
+    curvature history until ``iterations`` are spent, ``deadline`` (seconds of ``clock``, default
+    time.perf_counter; time.thread_time budgets the thread's CPU time instead) passes, or a
     restart no longer improves the loss; ``best`` = [loss, parameters] of the start, updated in place and
     returned. A non-finite trial loss is reported as 1e30 with zero gradient so the line search backs off."""
     import time
+
+    clock = time.perf_counter if clock is None else clock
 
     def closure():
         opt.zero_grad()
@@ -195,14 +198,14 @@ def lbfgs_restarts(objective, theta: Tensor, best: list, iterations: int, *, dea
             loss.backward()
         if float(loss.detach()) < best[0]:
             best[0], best[1] = float(loss.detach()), theta.detach().clone()
-        if time.perf_counter() > deadline:  # a zero gradient ends L-BFGS
+        if clock() > deadline:  # a zero gradient ends L-BFGS
             theta.grad.zero_()
         return loss
 
     # L-BFGS stops early when its line search stalls on the (piecewise smooth) objective; restarting from the
     # best point with a fresh curvature history recovers.
     remaining = iterations
-    while remaining > 0 and time.perf_counter() < deadline:
+    while remaining > 0 and clock() < deadline:
         before = best[0]
         opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=min(remaining, max_iter or remaining),
                                 history_size=history_size, line_search_fn="strong_wolfe",

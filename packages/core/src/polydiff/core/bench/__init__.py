@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="NFE columns; default 5 10 20 (solvers --quick: 5 10)")
     shared.add_argument("--calibration", type=int, default=None,
                         help="x_T the fitted solvers and grids are fitted on (never the evaluation batch); default "
-                             "mixtures 512 (192 with --quick), solvers 256 (128)")
+                             "mixtures 384 (192 with --quick), solvers 256 (128)")
     shared.add_argument("--repeats", type=int, default=None,
                         help="timing repeats (median); default mixtures 21 (5), solvers 7 (3)")
     shared.add_argument("--timing-batch", type=int, default=None, help="the large batch of the overhead rows "
@@ -71,10 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "quick 6), e.g. gmm-d64-k12-aniso-s2")
     mixtures.add_argument("--samples", type=int, default=None, help="evaluation x_T per problem; default 500 (128)")
     mixtures.add_argument("--validation", type=int, default=None,
-                          help="validation x_T per problem, which chooses the point of each fit kept; default 256 "
+                          help="validation x_T per problem, which chooses the point of each fit kept; default 192 "
                                "(64)")
     mixtures.add_argument("--fit-seconds", type=float, default=None,
-                          help="time limit of each fit; default 25 (3 with --quick)")
+                          help="CPU-time limit of each fit (seconds of the fitting thread); default 15 (3 with --quick)")
     mixtures.add_argument("--regularization", type=float, default=None,
                           help="weight of the pull of the fitted coefficients toward UniPC's (default 0)")
     mixtures.add_argument("--rtol", type=float, default=None, help="DOP853 tolerance of the references; default "

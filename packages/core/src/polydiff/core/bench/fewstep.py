@@ -18,7 +18,10 @@ Rows: every diffusers scheduler configuration of the ``solvers`` part (DDIM, DPM
 spacings and final sigmas, UniPC bh1/bh2 orders 2/3, Euler), and polydiff's ``multistep_table`` fitted by
 :func:`polydiff.core.solvers.learned.fit_multistep` within the fitting time limit on a calibration batch of x_T
 (its own DOP853 reference), the point of the fit's path kept being the one with the lowest error on a second,
-validation batch of x_T (early stopping; neither batch is the evaluation batch). The goal compares, per problem
+validation batch of x_T (early stopping; neither batch is the evaluation batch). The fit starts from UniPC (bh1
+or bh2, order 3) on the best of four grids (log-SNR, quadratic, uniform, Karras) for that batch. Its time limit
+counts the fitting thread's CPU seconds (``fit_seconds``): on a machine shared with other jobs the wall-clock
+(``fit_wall_seconds``, reported beside it) measures the load, not the fit. The goal compares, per problem
 and NFE, polydiff's fitted solver with diffusers' best configuration on that problem.
 
 Overhead: microseconds per step of a whole sampling call (grid construction + the loop; diffusers:
@@ -42,13 +45,13 @@ __all__ = ["problems", "run", "resolve", "goals", "render", "PACKAGE", "TITLE", 
 PACKAGE = "core"
 TITLE = "polydiff bench core: few-step solvers on a mixture set vs diffusers"
 NFES = (5, 10, 20)
-BETTER = {"error": "min", "ratio_to_diffusers_best": "min", "fit_seconds": "min", "us_per_step": "min",
-          "ratio_to_ddim": "min"}
+BETTER = {"error": "min", "ratio_to_diffusers_best": "min", "fit_seconds": "min", "fit_wall_seconds": None,
+          "us_per_step": "min", "ratio_to_ddim": "min"}
 #: the UniPC (variant, order) pairs each fit tries on every starting grid before it corrects the best one
-START_SOLVERS = (("bh1", 3), ("bh2", 3), ("bh1", 2), ("bh2", 2))
+START_SOLVERS = (("bh1", 3), ("bh2", 3))
 #: option -> (full run, --quick) defaults of this part
-_DEFAULTS = {"samples": (500, 128), "calibration": (512, 192), "validation": (256, 64),
-             "fit_seconds": (25.0, 3.0), "rtol": (1e-8, 1e-6), "repeats": (21, 5), "timing_batch": (2000, 2000),
+_DEFAULTS = {"samples": (500, 128), "calibration": (384, 192), "validation": (192, 64),
+             "fit_seconds": (15.0, 3.0), "rtol": (1e-8, 1e-6), "repeats": (21, 5), "timing_batch": (2000, 2000),
              "nfe": (list(NFES), list(NFES)), "regularization": (0.0, 0.0)}
 
 
@@ -146,16 +149,19 @@ def _accuracy_rows(problem: dict, options, notes: list[str]) -> list[dict]:
             rows.append(dict(task=task, method=config.name, peer=True, error=value, nfe=calls))
         for final_zero in {"zero": (True,), "t_min": (False,), "both": (False, True)}[options.ends]:
             end = 0.0 if final_zero else schedule.t_min
+            wall = time.perf_counter()
             fit = fit_multistep(denoiser, nfe, x_calibration, reference_calibration[end], final_zero=final_zero,
                                 time_limit=options.fit_seconds, regularization=options.regularization,
-                                validation=(x_validation, reference_validation[end]), start_solvers=START_SOLVERS)
+                                validation=(x_validation, reference_validation[end]), start_solvers=START_SOLVERS,
+                                clock="cpu")
+            wall = time.perf_counter() - wall
             with torch.no_grad():
                 samples = fit.sample(denoiser, x_eval.float())
             value = error(samples, end)
             label = "polydiff multistep_table fitted" + (" final_zero" if final_zero else "")
             rows.append(dict(task=task, method=label, peer=False, error=value, nfe=nfe,
                              ratio_to_diffusers_best=value / best if math.isfinite(best) else None,
-                             fit_seconds=fit.seconds, calibration_error_start=fit.initial_loss,
+                             fit_seconds=fit.seconds, fit_wall_seconds=wall, calibration_error_start=fit.initial_loss,
                              calibration_error=fit.loss, validation_error=fit.validation_loss))
         _log(f"{task}: diffusers best {best:.4g}; fitted "
              + ", ".join(f"{r['error']:.4g}" for r in rows if r["task"] == task and not r["peer"]))
@@ -244,9 +250,13 @@ def goals(rows: list[dict], problem_names: list[str], nfes=NFES) -> list[dict]:
                           f"{_geometric_mean(ratios.values()):.3g} over {len(ratios)} problems)",
                           bool(ratios[worst] <= 0.8), source="polydiff issue #14, item 1"))
     fits = [r["fit_seconds"] for r in rows if r.get("fit_seconds") is not None]
+    walls = [r["fit_wall_seconds"] for r in rows if r.get("fit_wall_seconds") is not None]
     if fits:
-        found.append(goal(f"fitting ≤ 60 s each (longest {max(fits):.1f} s, median {statistics.median(fits):.1f} s; "
-                          "one thread on a shared machine)", bool(max(fits) <= 60), source="polydiff issue #14, item 1"))
+        on_wall = (f"; wall-clock on the shared machine: longest {max(walls):.1f} s, median "
+                   f"{statistics.median(walls):.1f} s" if walls else "")
+        found.append(goal(f"fitting ≤ 60 s each (CPU seconds of the one fitting thread: longest {max(fits):.1f} s, "
+                          f"median {statistics.median(fits):.1f} s{on_wall})", bool(max(fits) <= 60),
+                          source="polydiff issue #14, item 1"))
     overhead = [r for r in rows if r["task"].startswith("overhead/") and not r["peer"]
                 and r["method"] in ("polydiff dpmpp_2m logsnr", "polydiff unipc bh1 order3 logsnr",
                                     "polydiff unipc bh2 logsnr")]

@@ -147,7 +147,7 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
                   time_limit: float = 60.0, validation: tuple[Tensor, Tensor] | None = None,
                   regularization: float = 0.0,
                   start_grids: tuple[str, ...] = ("logsnr", "quadratic", "uniform", "karras"),
-                  start_solvers: tuple[tuple[str, int], ...] | None = None) -> FittedMultistep:
+                  start_solvers: tuple[tuple[str, int], ...] | None = None, clock: str = "wall") -> FittedMultistep:
     """Fit an N-step grid and linear multistep coefficients to a calibration batch (module docstring).
 
     Args:
@@ -167,6 +167,8 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
         start_solvers: (variant, order) pairs of UniPC tried as well, each on every starting grid (default: only
             ``(variant, order)``); the fit corrects the best pair's coefficients.
         time_limit: seconds after which the optimiser stops (the best point so far is kept).
+        clock: what ``time_limit`` and the returned ``seconds`` count: "wall" (elapsed time) or "cpu" (the
+            fitting thread's CPU time, which on a machine shared with other processes is the fit's own cost).
         validation: (x_start, target) of a second calibration batch, not fitted on: of the points the fit
             passes (UniPC itself, the end of the grid-only stage and of each restart of the joint stage), the one
             with the lowest validation error is returned, which guards against fitting the calibration batch's
@@ -191,6 +193,8 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
         raise ValueError(f"iterations: expected a positive integer, got {iterations!r}")
     if not time_limit > 0:
         raise ValueError(f"time_limit: expected seconds > 0, got {time_limit!r}")
+    if clock not in _CLOCKS:
+        raise ValueError(f"clock: expected 'wall' or 'cpu', got {clock!r}")
     if isinstance(start_grids, str) or not start_grids or any(kind not in GRIDS for kind in start_grids):
         raise ValueError(f"start_grids: expected a non-empty tuple of grid kinds from {GRIDS}, got {start_grids!r}")
     bases = [(variant, order)] if start_solvers is None else list(start_solvers)
@@ -210,7 +214,8 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
                              f"(batch, {', '.join(str(n) for n in x_start.shape[1:])})")
         if not all(bool(torch.isfinite(v).all()) for v in validation):
             raise ValueError("validation: contains NaN or inf")
-    started = time.perf_counter()
+    now = _CLOCKS[clock]
+    started = now()
     schedule = denoiser.schedule
     t_start = schedule.t_max if t_start is None else float(t_start)
     t_end = schedule.t_min if t_end is None else float(t_end)
@@ -273,10 +278,10 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
     deadline = started + time_limit
     if fit_grid:  # first the grid alone (UniPC on a fitted grid), then grid and coefficients together
         grid_only = lambda logits_: objective(torch.cat([logits_, corrections]))  # noqa: E731
-        stage = _lbfgs(grid_only, logits, iterations // 2, started + 0.4 * time_limit)
+        stage = _lbfgs(grid_only, logits, iterations // 2, started + 0.4 * time_limit, now)
         theta = torch.cat([stage[1], corrections])
         best = [stage[0], theta] if stage[0] < best[0] else best
-    final = _lbfgs(objective, best[1], iterations - (iterations // 2 if fit_grid else 0), deadline)
+    final = _lbfgs(objective, best[1], iterations - (iterations // 2 if fit_grid else 0), deadline, now)
     best = final if final[0] < best[0] else best
     chosen, validation_loss = best[1], None
     if validation is not None:  # early stopping: the point of the fit's path that does best on unseen noise
@@ -292,19 +297,21 @@ def fit_multistep(denoiser: Denoiser, steps: int, x_start: Tensor, target: Tenso
         loss = float(error(chosen, x_start, target))
     grid = check_grid(grid.detach(), "fitted grid")
     return FittedMultistep(grid, table.detach(), model_times.detach(), initial, loss,
-                           time.perf_counter() - started, validation_loss)
+                           now() - started, validation_loss)
 
+
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 #: points of a fit's path scored on the validation batch (evenly spaced along it, its two ends included)
 _VALIDATION_POINTS = 24
 
 
-def _lbfgs(objective, start: Tensor, iterations: int, deadline: float) -> list:
-    """L-BFGS (strong Wolfe) from ``start`` with restarts until ``iterations`` or ``deadline`` (perf_counter
-    seconds) is spent or a restart stops improving; returns [best loss, best parameters]."""
+def _lbfgs(objective, start: Tensor, iterations: int, deadline: float, clock) -> list:
+    """L-BFGS (strong Wolfe) from ``start`` with restarts until ``iterations`` or ``deadline`` (seconds of
+    ``clock``) is spent or a restart stops improving; returns [best loss, best parameters]."""
     theta = start.detach().clone().requires_grad_(True)
     with torch.no_grad():
         best = [float(objective(theta)), start.detach().clone()]
 
-    return lbfgs_restarts(objective, theta, best, iterations, deadline=deadline, max_iter=50, history_size=30,
-                          tolerance_grad=1e-10, tolerance_change=1e-13)
+    return lbfgs_restarts(objective, theta, best, iterations, deadline=deadline, clock=clock, max_iter=50,
+                          history_size=30, tolerance_grad=1e-10, tolerance_change=1e-13)
