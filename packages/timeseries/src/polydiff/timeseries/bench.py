@@ -7,12 +7,15 @@ two seeds, trained once before the first window). polydiff models are trained on
 window and forecast every window from its own history (``cross_validation(refit=False)``): nothing is trained on
 a test point. Metrics over the 5 windows: wql (19 quantiles 0.05..0.95), crps (mean quantile CRPS), mase
 (seasonal scale from the history before each cutoff, averaged over windows), coverage_80, coverage_95,
-fit_seconds, predict_seconds.
+fit_seconds, predict_seconds. Each polydiff row also carries val_wql: the same network and solver scored on
+up to 5 windows ending at the first test cutoff; polydiff's best model of a series is the row with the lowest
+val_wql, so the choice never looks at a test window.
 
 Imputation: the CSDI model of each series (trained before the first test window) fills 10 % and 50 % of the
 test region masked at random, against linear interpolation and seasonal-naive fill (mae, crps).
-Generation: sines (Diffusion-TS's set, 24 steps x 5 channels): Diffusion-TS and the TSDiff backbone trained
-unconditionally; discriminative score and a Frechet distance on the raw windows.
+Generation: sines (Diffusion-TS's set, 24 steps x 5 channels, 2,000 sequences): Diffusion-TS and the TSDiff
+backbone trained unconditionally; discriminative score (averaged over 3 classifier seeds) and a Frechet distance
+on the raw windows; real against an independent real draw gives the protocol's noise floor.
 
 Options after the package name: --series a,b (subset), --methods a,b (subset), --fresh (recompute cached
 results; each (series, method) result is cached in DIR/timeseries-runs/ as it finishes).
