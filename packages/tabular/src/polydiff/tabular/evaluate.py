@@ -44,6 +44,8 @@ from sklearn.metrics import f1_score, r2_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import NearestNeighbors
 
+from .columns import _is_numeric
+
 __all__ = ["evaluate", "Evaluation", "ml_efficiency", "column_shapes", "association_matrix", "correlation_diff",
            "detection_auc", "privacy", "classifier_name", "METRICS", "METRICS_BETTER", "TASKS"]
 
@@ -86,10 +88,6 @@ METRICS_BETTER = {
     "closer_to_train_share": "min", "fit_seconds": "min", "sample_seconds": "min", "detection_score": "max",
     "column_shape_score": "max", "pair_trend_score": "max", "alpha_precision": "max", "beta_recall": "max",
 }
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
 def _as_text(series: pd.Series) -> pd.Series:

@@ -17,13 +17,11 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .columns import _is_numeric
+
 __all__ = ["PEERS", "make_peer", "SMOTENCGenerator", "SDVGenerator"]
 
 PEERS = ("SMOTENC", "GaussianCopula", "CTGAN", "TVAE")
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
 def _restore_dtypes(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:

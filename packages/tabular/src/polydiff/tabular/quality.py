@@ -26,12 +26,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from .columns import _is_numeric
+
 __all__ = ["alpha_precision", "beta_recall", "detection_score", "column_shape_score", "pair_trend_score",
            "embed_rows"]
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
 def _text(series: pd.Series) -> np.ndarray:
