@@ -51,3 +51,13 @@ def test_dppo_iteration_updates_the_policy_and_reports(demos):
     if not history[0].get("skipped"):
         assert any(not torch.equal(a, b) for a, b in zip(before, policy.unet.parameters(), strict=True))
         assert np.isfinite(history[0]["loss"])
+
+
+def test_dppo_can_restrict_the_loss_to_the_last_chain_steps(demos):
+    torch.manual_seed(0)
+    policy = DiffusionPolicy.from_episodes(demos, channels=(16, 32))
+    policy.fit(demos, TrainConfig(steps=5, batch_size=32, device="cpu"))
+    history = dppo_finetune(policy, "obstacle", iterations=1, envs=4, steps=3, lr=1e-3, fine_tune_steps=1)
+    assert len(history) == 1
+    with pytest.raises(ValueError, match="fine_tune_steps"):
+        dppo_finetune(policy, "obstacle", iterations=1, envs=4, steps=3, fine_tune_steps=4)

@@ -39,15 +39,17 @@ TASK = "ObstacleReach"
 
 def budgets(quick: bool) -> dict:
     """Data, training and evaluation budgets of every method (the markdown lists them)."""
-    policy = {"channels": [16, 32], "horizon": 8, "n_action_steps": 4}
+    policy = {"channels": [32, 64], "horizon": 8, "n_action_steps": 4}
     if quick:
-        return {"demos": 30, "policy_steps": 150, "mlp_steps": 150, "diffuser_steps": 150, "batch_size": 64,
+        return {"demos": 30, "policy_steps": 150, "policy_batch": 64, "mlp_steps": 150, "diffuser_steps": 150,
+                "batch_size": 64, "dppo_fine_tune_steps": None,
                 "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10, "dppo_noise": 0.0,
                 "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8, "episodes": 10,
                 "ddpm_episodes": 4, "latency_repeats": 5, "dppo_lr": 1e-4}
-    return {"demos": 100, "policy_steps": 8000, "mlp_steps": 2000, "diffuser_steps": 2000, "batch_size": 64,
+    return {"demos": 200, "policy_steps": 6000, "policy_batch": 256, "mlp_steps": 2000,
+            "diffuser_steps": 2000, "batch_size": 64, "dppo_fine_tune_steps": None,
             "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 20, "dppo_noise": 0.0,
-            "dppo_pretrain_steps": 1000, "dppo_iterations": 12, "dppo_envs": 24, "episodes": 50, "ddpm_episodes": 50,
+            "dppo_pretrain_steps": 1000, "dppo_iterations": 24, "dppo_envs": 24, "episodes": 50, "ddpm_episodes": 50,
             "latency_repeats": 21, "dppo_lr": 1e-4}
 
 
@@ -134,7 +136,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
 
     # ---------------------------------------------------------------- Diffusion Policy
     policy, minutes = _trained("diffusion_policy", lambda: DiffusionPolicy.from_episodes(demos, **budget["policy"]), demos,
-                               budget["policy_steps"], batch, seed, runs, args.fresh)
+                               budget["policy_steps"], budget["policy_batch"], seed, runs, args.fresh)
     samplers = [("DDPM-100", "ddpm", 100, 100), ("DDIM-10", "ddim", 10, 10), ("DPM-Solver++(2M)-10", "dpmpp_2m", 10, 10),
                 ("DPM-Solver++(2M)-5", "dpmpp_2m", 5, 5), ("DPM-Solver++(2M)-3", "dpmpp_2m", 3, 3)]
     for label, solver, steps, nfe in samplers:
@@ -175,7 +177,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
           flush=True)
     start = time.perf_counter()
     history = dppo_finetune(start_policy, "obstacle", iterations=budget["dppo_iterations"], envs=budget["dppo_envs"],
-                            lr=budget["dppo_lr"],
+                            lr=budget["dppo_lr"], fine_tune_steps=budget["dppo_fine_tune_steps"],
                             log=lambda r: print(f"[robotics]   dppo {json.dumps(r)}", flush=True))
     tune_minutes = (time.perf_counter() - start) / 60
     after = _evaluate_row(start_policy, "DPPO after", episodes, paths)
@@ -285,7 +287,8 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
                 "(no Push-T demonstrations yet). References: Diffusion Policy paper, Push-T state, DP-CNN 0.95 / 0.91 "
                 "(max / mean-of-last overlap), LSTM-GMM 0.67, IBC 0.90 (Chi et al., 2023, Table 1); lerobot's model "
                 "card: average max overlap 0.959, success 63.8 % over 500 episodes.")
-    goal(False, "An arm task (Pusher-v5 or robosuite Lift): not run by this benchmark.")
+    goal(False, "An arm task (Pusher-v5 or robosuite Lift): not run by this benchmark (no Pusher-v5 expert that "
+                "pushes the object to the goal yet; see the package README).")
     if quick:
         goal(wall <= 3, f"`--quick` ≤ 3 minutes: {wall:.1f} minutes on this machine.")
     else:
@@ -299,7 +302,8 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
               f"- Diffusion Policy: UNet1D {tuple(budget['policy']['channels'])} with FiLM, To = 2, "
               f"Tp = {budget['policy']['horizon']}, Ta = {budget['policy']['n_action_steps']}, eps prediction, 100-step "
               f"squared-cosine DDPM schedule, min-max normalisation, x0 clipped to [-1, 1]; core Trainer, "
-              f"{budget['policy_steps']} steps, batch {budget['batch_size']}, AdamW 1e-3 cosine, EMA 0.999.",
+              f"{budget['policy_steps']} steps, batch {budget['policy_batch']}, AdamW 1e-3 cosine, EMA 0.999; sampled "
+              "through a traced (torch.jit) copy of the UNet at inference.",
               f"- Baselines: MLP (256, 256, 256) on the same To = 2 history, {budget['mlp_steps']} steps, same "
               f"optimiser; MLP BC predicts 1 action, the chunked MLP Ta = {budget['policy']['n_action_steps']}.",
               f"- Diffuser: UNet1D {tuple(budget['diffuser_channels'])} over (position, velocity, action) trajectories of 32 steps, "
@@ -308,7 +312,9 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
               f"- DPPO: Diffusion Policy pre-trained {budget['dppo_pretrain_steps']} steps on {budget['dppo_demos']} "
               f"demonstrations (expert action noise std {budget['dppo_noise']} m/s); PPO over the 10-step DDIM (eta = 1) chain, "
               "reward = success − final distance, advantages standardised per decision index, clip 0.05, "
-              f"lr {budget['dppo_lr']:g}.",
+              f"lr {budget['dppo_lr']:g}"
+              + (f", loss on the last {budget['dppo_fine_tune_steps']} chain steps only"
+                 if budget["dppo_fine_tune_steps"] else "") + "; before and after are sampled alike (DDIM-10, eta = 0).",
               "- latency_ms: median CPU time of one `predict_action_chunk` (batch 1, one torch thread; Diffuser: one "
               "plan), measured as process CPU time because the machine was shared with other jobs.",
               "- mode_left is in the JSON rows; the table shows mode_minority = min(left, right) share (0.5 ideal).",

@@ -71,10 +71,13 @@ def _episode(policy: DiffusionPolicy, task: str, envs: int, seed: int, grid, eta
 
 def dppo_finetune(policy: DiffusionPolicy, task: str, *, iterations: int = 20, envs: int = 32, steps: int = 10,
                   eta: float = 1.0, lr: float = 3e-5, clip_range: float = 0.05, inner_epochs: int = 2,
-                  minibatch_size: int = 64, seed: int = TRAIN_SEED, log=None) -> list[dict]:
+                  minibatch_size: int = 64, fine_tune_steps: int | None = None, seed: int = TRAIN_SEED,
+                  log=None) -> list[dict]:
     """Fine-tune ``policy`` in place with DPPO on ``task`` (see the module docstring); returns one record per
     iteration (training success rate, mean reward, update statistics). The chain is DDIM with ``eta`` over a
-    ``steps``-step trailing grid ending at the schedule's first training time (t > 0, where it has a density)."""
+    ``steps``-step trailing grid ending at the schedule's first training time (t > 0, where it has a density).
+    ``fine_tune_steps``: only the last K chain steps enter the PPO loss (DPPO's fine-tuning of the last
+    denoising steps; the network is shared, so the earlier steps move with it rather than staying frozen)."""
     check_task(task)
     if not isinstance(policy, DiffusionPolicy):
         raise ValueError(f"policy: expected a DiffusionPolicy, got {type(policy).__name__}")
@@ -82,6 +85,9 @@ def dppo_finetune(policy: DiffusionPolicy, task: str, *, iterations: int = 20, e
                         ("inner_epochs", inner_epochs), ("minibatch_size", minibatch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if fine_tune_steps is not None and (isinstance(fine_tune_steps, bool) or not isinstance(fine_tune_steps, int)
+                                        or not 1 <= fine_tune_steps <= steps):
+        raise ValueError(f"fine_tune_steps: expected None or an integer in [1, {steps}], got {fine_tune_steps!r}")
     if envs < 2:
         raise ValueError(f"envs: advantages need at least 2 environments, got {envs}")
     if not eta > 0:
@@ -108,7 +114,11 @@ def dppo_finetune(policy: DiffusionPolicy, task: str, *, iterations: int = 20, e
                             "reward": float(rewards.mean()), "skipped": True})
             continue
         advantages = normalize_advantages(returns, groups)
-        batch = Trajectories(states, log_probs, chains[0].grid, returns, eta, "small", {"cond": features})
+        grid_used = chains[0].grid
+        if fine_tune_steps is not None:  # the chain's last K transitions only
+            states, log_probs = states[-(fine_tune_steps + 1):], log_probs[-fine_tune_steps:]
+            grid_used = grid_used[-(fine_tune_steps + 1):]
+        batch = Trajectories(states, log_probs, grid_used, returns, eta, "small", {"cond": features})
         policy.unet.train()
         stats = ddpo_step(denoiser, optimizer, batch, advantages, clip_range=clip_range,
                           minibatch_size=min(minibatch_size, len(returns)), inner_epochs=inner_epochs,
