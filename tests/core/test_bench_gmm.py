@@ -35,6 +35,25 @@ def test_eps_equals_minus_sigma_times_autograd_score(anisotropic):
     torch.testing.assert_close(mixture.eps(x.float(), a.float(), s.float()).double(), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_the_isotropic_shortcut_equals_the_general_mixture():
+    """An isotropic mixture takes a (batch, dim) x (dim, K) product path; the same mixture written with identity
+    bases takes the general (batch, K, dim) one: scores and log densities agree, per-sample times included."""
+    from polydiff.core.bench.gmm import GaussianMixture
+
+    mixture = make_mixture(dim=7, components=5, seed=4)
+    general = GaussianMixture(mixture.weights, mixture.means, mixture.variances,
+                              torch.eye(7, dtype=torch.float64).expand(5, 7, 7).clone())
+    assert mixture.isotropic and not general.isotropic
+    generator = torch.Generator().manual_seed(1)
+    x = 2 * torch.randn(32, 7, generator=generator, dtype=torch.float64)
+    for alpha, sigma in [SCHEDULE.alpha_sigma(torch.rand(32, generator=generator, dtype=torch.float64) * 0.99 + 0.005),
+                         SCHEDULE.alpha_sigma(torch.tensor(0.7, dtype=torch.float64)), (1.0, 0.0)]:
+        torch.testing.assert_close(mixture.score(x, alpha, sigma), general.score(x, alpha, sigma), rtol=1e-10,
+                                   atol=1e-10)
+        torch.testing.assert_close(mixture.log_prob(x, alpha, sigma), general.log_prob(x, alpha, sigma), rtol=1e-10,
+                                   atol=1e-10)
+
+
 def test_log_prob_of_a_single_gaussian_is_closed_form():
     mean, var = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64), torch.tensor([[0.2, 0.7, 1.3]])
     mixture = GaussianMixture(torch.ones(1, dtype=torch.float64), mean, var.double())

@@ -56,6 +56,11 @@ class GaussianMixture:
         return self.means.shape[1]
 
     @property
+    def isotropic(self) -> bool:
+        """Every component a multiple of the identity (no bases, one variance per row)."""
+        return self.bases is None and bool((self.variances == self.variances[:, :1]).all())
+
+    @property
     def components(self) -> int:
         return self.means.shape[0]
 
@@ -74,13 +79,33 @@ class GaussianMixture:
         log_density = -0.5 * (residual * scaled).sum(-1) - 0.5 * var.log().sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
         return self.weights.to(x).log()[None] + log_density, scaled, var
 
+    def _isotropic_terms(self, x: Tensor, alpha, sigma) -> tuple[Tensor, Tensor]:
+        """(log responsibilities unnormalised (B, K), variances (B or 1, K)) of an isotropic mixture, from
+        |x - alpha mu_k|^2 = |x|^2 - 2 alpha x.mu_k + alpha^2 |mu_k|^2: one (B, d) x (d, K) product instead of
+        (B, K, d) residuals."""
+        dtype = x.dtype
+        alpha = torch.as_tensor(alpha, dtype=dtype, device=x.device).reshape(-1, 1)
+        sigma = torch.as_tensor(sigma, dtype=dtype, device=x.device).reshape(-1, 1)
+        means = self.means.to(x)
+        var = alpha**2 * self.variances[:, 0].to(x)[None] + sigma**2  # (B or 1, K)
+        squared = ((x * x).sum(-1, keepdim=True) - 2 * alpha * (x @ means.T) + alpha**2 * (means * means).sum(-1)[None])
+        log_density = -0.5 * squared / var - 0.5 * self.dim * (var.log() + math.log(2 * math.pi))
+        return self.weights.to(x).log()[None] + log_density, var
+
     def log_prob(self, x: Tensor, alpha=1.0, sigma=0.0) -> Tensor:
         """log p_t(x) of the marginal at (alpha, sigma): (batch,)."""
+        if self.isotropic:
+            return torch.logsumexp(self._isotropic_terms(x, alpha, sigma)[0], dim=1)
         log_joint, _, _ = self._marginal_terms(x, alpha, sigma)
         return torch.logsumexp(log_joint, dim=1)
 
     def score(self, x: Tensor, alpha=1.0, sigma=0.0) -> Tensor:
         """grad_x log p_t(x): (batch, dim), in x's dtype."""
+        if self.isotropic:  # -sum_k r_k (x - alpha mu_k) / var_k = -(x sum_k r_k / var_k - alpha (r / var) mu)
+            log_joint, var = self._isotropic_terms(x, alpha, sigma)
+            weight = torch.softmax(log_joint, dim=1) / var  # (B, K)
+            alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).reshape(-1, 1)
+            return -(x * weight.sum(-1, keepdim=True) - alpha * (weight @ self.means.to(x)))
         log_joint, scaled, _ = self._marginal_terms(x, alpha, sigma)
         responsibility = torch.softmax(log_joint, dim=1)[..., None]
         weighted = (responsibility * scaled)  # (B, K, d) in the eigenbasis
