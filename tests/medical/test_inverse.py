@@ -108,3 +108,35 @@ def test_prior_save_load_round_trip(tiny_prior, tmp_path):
         np.testing.assert_array_equal(tiny_prior.denoiser(x, t).numpy(), loaded.denoiser(x, t).numpy())
     with pytest.raises(ValueError, match="^directory"):
         SlicePrior.from_pretrained(tmp_path)
+
+
+def test_conditional_prior_inpaints_and_doubles_as_an_unconditional_prior():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (3, 16, 16))
+    brains = np.zeros((3, 16, 16), bool)
+    brains[:, 2:14, 2:14] = True
+    prior = SlicePrior(train_steps=2, batch_size=2, crop=16, channels=(8, 8, 8), device="cpu").fit(images, brains)
+    assert prior.conditional and prior.model.cond_channels == 2
+    image = rng.uniform(0, 100, (16, 16))
+    mask = tumour_mask(brains[0], 0.1, seed=0)
+    filled = inpaint(image, mask, prior, steps=2, num_samples=2)  # default method for a conditional prior
+    assert np.array_equal(filled[~mask], image[~mask]) and np.isfinite(filled).all()
+    ddnm = inpaint(image, mask, prior, method="ddnm", steps=2)
+    assert np.array_equal(ddnm[~mask], image[~mask])
+    with pytest.raises(ValueError, match="brains"):
+        SlicePrior(train_steps=1, crop=16, channels=(8, 8, 8)).fit(images, brains[:2])
+    plain = SlicePrior(train_steps=1, batch_size=2, crop=16, channels=(8, 8, 8), conditional=False,
+                       device="cpu").fit(images)
+    with pytest.raises(ValueError, match="prior"):
+        _ = plain.conditional_denoiser
+
+
+def test_conditional_prior_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    prior = SlicePrior(train_steps=1, batch_size=2, crop=16, channels=(8, 8, 8), device="cpu").fit(
+        rng.uniform(-1, 1, (2, 16, 16)))
+    prior.save_pretrained(tmp_path / "prior")
+    loaded = SlicePrior.from_pretrained(tmp_path / "prior")
+    x, t = torch.randn(1, 1, 16, 16), torch.tensor([0.5])
+    cond = torch.zeros(1, 2, 16, 16)
+    torch.testing.assert_close(loaded.model(x, t, cond=cond), prior.model(x, t, cond=cond))

@@ -100,12 +100,12 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _train_prior(args: argparse.Namespace) -> int:
-    from .prior import SlicePrior, training_slices
+    from .prior import SlicePrior, training_set
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ValueError(f"--out: {args.out} exists; pass --force to overwrite it")
-    prior = SlicePrior(train_steps=args.steps, seed=args.seed, device=args.device).fit(training_slices(),
+    prior = SlicePrior(train_steps=args.steps, seed=args.seed, device=args.device).fit(*training_set(),
                                                                                         progress=not args.quiet)
     prior.save_pretrained(out)
     print(f"saved the slice prior ({args.steps} steps) to {out}")
@@ -144,7 +144,8 @@ def register(subparsers) -> None:
     inpaint.add_argument("input", help="2-D or 3-D NIfTI image")
     inpaint.add_argument("--mask", required=True, help="NIfTI of the image's shape, nonzero = region to fill")
     inpaint.add_argument("--prior", required=True, help="folder written by `polydiff medical train-prior`")
-    inpaint.add_argument("--method", default="repaint", choices=("repaint", "ddnm"), help="core inverse method")
+    inpaint.add_argument("--method", default=None, choices=("conditional", "repaint", "ddnm"),
+                         help="conditional (default for a conditional prior) or a core inverse method")
     inpaint.add_argument("--steps", type=int, default=50, help="sampling grid steps")
     common(inpaint, "output NIfTI (the input's affine, header and dtype)")
     inpaint.set_defaults(func=_inpaint)

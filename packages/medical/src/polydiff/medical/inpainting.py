@@ -2,9 +2,10 @@
 Diffusion Models" (Kim & Park, 2023) and the BraTS local-synthesis task: fill a masked region with healthy-looking
 tissue consistent with the rest of the slice.
 
-``inpaint(image, mask, prior=...)`` runs core's RePaint (Lugmayr et al., 2022) or DDNM (Wang et al., 2023) on
-:class:`polydiff.core.inverse.Mask` with an unconditional :class:`~polydiff.medical.prior.SlicePrior`; the image
-is normalised by the percentiles of its known pixels, so nothing inside the mask is read.
+``inpaint(image, mask, prior=...)`` samples the prior's mask-conditional model (known image and mask as condition,
+any core solver: method "conditional"), or runs core's RePaint (Lugmayr et al., 2022) or DDNM (Wang et al., 2023)
+on :class:`polydiff.core.inverse.Mask` with the prior's unconditional model; the image is normalised by the
+percentiles of its known pixels, so nothing inside the mask is read.
 ``tumour_mask`` draws seeded tumour-shaped regions of a given share of the brain area.
 """
 
@@ -15,7 +16,7 @@ import torch
 
 __all__ = ["inpaint", "tumour_mask", "INPAINT_METHODS"]
 
-INPAINT_METHODS = ("repaint", "ddnm")
+INPAINT_METHODS = ("conditional", "repaint", "ddnm")
 
 
 def tumour_mask(brain: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -67,23 +68,26 @@ def _check(image, mask):
     return image, mask
 
 
-def inpaint(image, mask, prior=None, *, method: str = "repaint", steps: int = 50, jump_length: int = 5,
-            jump_n_sample: int = 4, seed: int = 0, num_samples: int = 1) -> np.ndarray:
+def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 50, jump_length: int = 5,
+            jump_n_sample: int = 4, seed: int = 0, num_samples: int = 1, solver: str = "ddim") -> np.ndarray:
     """Fill ``mask`` (True = unknown) of a 2-D ``image`` with the diffusion ``prior`` (a fitted
-    :class:`~polydiff.medical.prior.SlicePrior`; H and W multiples of 4). method: "repaint" (resampling path of
-    ``jump_length`` / ``jump_n_sample``) or "ddnm"; ``steps`` grid steps ending at t = 0; ``num_samples`` > 1
-    averages that many posterior samples. Known pixels are returned unchanged; the output has image's dtype
-    (integers rounded and clipped)."""
-    from polydiff.core import make_grid
+    :class:`~polydiff.medical.prior.SlicePrior`; H and W multiples of 4). method: "conditional" (the prior's
+    mask-conditional model sampled by the core solver ``solver``; the default for a conditional prior), "repaint"
+    (resampling path of ``jump_length`` / ``jump_n_sample``; the default otherwise) or "ddnm"; ``steps`` grid
+    steps ending at t = 0; ``num_samples`` > 1 averages that many posterior samples. Known pixels are returned
+    unchanged; the output has image's dtype (integers rounded and clipped)."""
+    from polydiff.core import make_grid, sample
     from polydiff.core.inverse import Mask, sample_ddnm, sample_repaint
 
     from .prior import SlicePrior, denormalise, normalise
 
     image, mask = _check(image, mask)
-    if method not in INPAINT_METHODS:
+    if method is not None and method not in INPAINT_METHODS:
         raise ValueError(f"method: expected one of {INPAINT_METHODS}, got {method!r}")
     if not isinstance(prior, SlicePrior):
         raise ValueError(f"prior: expected a fitted SlicePrior, got {type(prior).__name__}")
+    if method is None:
+        method = "conditional" if prior.conditional else "repaint"
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -97,7 +101,12 @@ def inpaint(image, mask, prior=None, *, method: str = "repaint", steps: int = 50
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((num_samples, 1) + image.shape, generator=generator)
     grid = make_grid(prior.schedule, steps, "logsnr", final_zero=True)
-    if method == "repaint":
+    if method == "conditional":
+        known = torch.from_numpy(~mask).float()[None, None]
+        cond = torch.cat([x_known * known, known], dim=1).expand(num_samples, -1, -1, -1)
+        out = sample(prior.conditional_denoiser, noise, solver, steps, "logsnr", final_zero=True, cond={"cond": cond},
+                     generator=generator)
+    elif method == "repaint":
         out = sample_repaint(denoiser, noise, grid, operator, y, jump_length=min(jump_length, steps),
                              jump_n_sample=jump_n_sample, generator=generator)
     else:

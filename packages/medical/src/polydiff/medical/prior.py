@@ -1,10 +1,15 @@
-"""An unconditional 2-D slice prior for inpainting and k-space reconstruction.
+"""A 2-D slice prior for inpainting and k-space reconstruction, unconditional and mask-conditional in one network.
 
-``SlicePrior.fit(images)`` trains a :class:`~polydiff.medical.models.SliceUNet` with core's ``Trainer`` and
-``DiffusionLoss`` (VP cosine schedule, x0 prediction) on random crops of the training slices, each slice mapped
-to [-1, 1] by its own 0.5 / 99.5 percentiles; any core sampler or ``polydiff.core.inverse`` method then runs
-``SlicePrior.denoiser``. The bundled training set (:func:`training_slices`) uses only slices that no benchmark
-task evaluates on (:data:`TRAIN_SLICES` vs :data:`TEST_SLICES`).
+``SlicePrior.fit(images, brains)`` trains a :class:`~polydiff.medical.models.SliceUNet` with core's ``Trainer``
+and ``DiffusionLoss`` (VP cosine schedule, x0 prediction) on random crops of the training slices, each slice
+mapped to [-1, 1] by its own 0.5 / 99.5 percentiles. With ``conditional=True`` (the default) the network also
+sees two condition channels, the known image (zero where unknown) and the known-pixel mask, after "Multitask
+Brain Tumor Inpainting with Diffusion Models" (Kim & Park, 2023): each training crop carries a seeded
+tumour-shaped mask (1-12 % of the brain area, :func:`~polydiff.medical.inpainting.tumour_mask`) or, with
+probability ``uncond_fraction``, an empty condition (nothing known), so the same model is an unconditional prior
+(``SlicePrior.denoiser``, for core's RePaint / DDNM / DPS) and a direct inpainting model
+(``SlicePrior.conditional_denoiser``, for any core solver). The bundled training set (:func:`training_set`) uses
+only slices that no benchmark task evaluates on (:data:`TRAIN_SLICES` vs :data:`TEST_SLICES`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PriorConfig", "SlicePrior", "training_slices", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
+__all__ = ["PriorConfig", "SlicePrior", "training_slices", "training_set", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
            "normalise", "denormalise"]
 
 TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
@@ -39,13 +44,28 @@ def denormalise(image: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
 
 
 def training_slices(slices=TRAIN_SLICES) -> np.ndarray:
-    """(count, 128, 128) float64 training images: the real b0 slices ``slices`` of dipy's ``S0_10slices`` and
-    the noise-free phantom DWI volumes at those slices (every 4th volume), each normalised to [-1, 1]."""
-    from .data import make_phantom
+    """(count, 128, 128) float64 training images in [-1, 1]: see :func:`training_set`."""
+    return training_set(slices)[0]
+
+
+def training_set(slices=TRAIN_SLICES) -> tuple[np.ndarray, np.ndarray]:
+    """(images (count, 128, 128) float64 in [-1, 1], brain masks (count, 128, 128) bool): the real b0 slices
+    ``slices`` of dipy's ``S0_10slices``, the noise-free phantom DWI volumes at those slices (every 2nd volume:
+    b0, b = 1000 / 2000 / 3500 contrasts of the same anatomy) and dipy's real T1 coronal slice (resampled to
+    128 x 128, its brain by Otsu's threshold), each normalised by its own percentiles."""
+    from scipy.ndimage import binary_fill_holes, zoom
+    from skimage.filters import threshold_otsu
+
+    from .data import load_t1_slice, make_phantom
 
     phantom = make_phantom(20.0, seed=0)
-    images = [phantom.clean[:, :, z, v] for z in slices for v in range(0, phantom.clean.shape[-1], 4)]
-    return np.stack([normalise(image.astype(np.float64))[0] for image in images])
+    images = [phantom.clean[:, :, z, v] for z in slices for v in range(0, phantom.clean.shape[-1], 2)]
+    brains = [phantom.mask[:, :, z] for z in slices for v in range(0, phantom.clean.shape[-1], 2)]
+    t1 = zoom(load_t1_slice(), 128 / 256, order=1)
+    images.append(t1)
+    brains.append(binary_fill_holes(t1 > threshold_otsu(t1)))
+    return (np.stack([normalise(image.astype(np.float64))[0] for image in images]),
+            np.stack(brains).astype(bool))
 
 
 def test_slices(slices=TEST_SLICES, volumes=(0, 20, 45)) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -68,13 +88,17 @@ def test_slices(slices=TEST_SLICES, volumes=(0, 20, 45)) -> tuple[np.ndarray, np
 @dataclass(frozen=True)
 class PriorConfig:
     """train_steps, batch_size, crop, lr: Trainer budget on crop x crop patches; channels: U-Net widths;
-    seed; device (None: CUDA when available); checkpoint_dir: Trainer checkpoints (a rerun resumes there)."""
+    conditional: add the (known image, known mask) condition channels; uncond_fraction: share of training crops
+    with an empty condition; seed; device (None: CUDA when available); checkpoint_dir: Trainer checkpoints (a
+    rerun resumes there)."""
 
     train_steps: int = 1500
     batch_size: int = 8
     crop: int = 64
     lr: float = 1e-3
     channels: tuple[int, ...] = (16, 32, 64)
+    conditional: bool = True
+    uncond_fraction: float = 0.5
     seed: int = 0
     device: str | None = None
     checkpoint_dir: str | None = None
@@ -86,25 +110,66 @@ class PriorConfig:
                 raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr: expected a finite value > 0, got {self.lr!r}")
+        if not isinstance(self.uncond_fraction, (int, float)) or not 0 <= self.uncond_fraction <= 1:
+            raise ValueError(f"uncond_fraction: expected a value in [0, 1], got {self.uncond_fraction!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 
 
 class _Crops(torch.utils.data.Dataset):
-    def __init__(self, images: Tensor, crop: int, length: int, seed: int):
+    """Random crops (flipped at random along each axis). Conditional: items (crop, {"cond": (2, c, c)}) with the
+    known image and mask of a tumour-shaped region drawn on the whole slice (the crop is placed around it), or
+    an empty condition with probability ``uncond_fraction``."""
+
+    def __init__(self, images: Tensor, brains: np.ndarray | None, crop: int, length: int, seed: int,
+                 conditional: bool = False, uncond_fraction: float = 0.5):
         self.images, self.crop, self.length, self.seed, self.draws = images, crop, length, seed, 0
+        self.brains, self.conditional, self.uncond_fraction = brains, conditional, uncond_fraction
 
     def __len__(self):
         return self.length
 
     def __getitem__(self, index):
+        from .inpainting import tumour_mask
+
         self.draws += 1
         generator = torch.Generator().manual_seed(hash((self.seed, index, self.draws)) % 2**62)
         k = int(torch.randint(self.images.shape[0], (1,), generator=generator))
         height, width = self.images.shape[-2:]
-        i = int(torch.randint(height - self.crop + 1, (1,), generator=generator))
-        j = int(torch.randint(width - self.crop + 1, (1,), generator=generator))
+        known = torch.zeros((1, height, width), dtype=torch.bool)
+        inpainting = self.conditional and bool(torch.rand((), generator=generator) >= self.uncond_fraction)
+        if inpainting:
+            fraction = float(0.01 + 0.11 * torch.rand((), generator=generator))
+            hole = tumour_mask(self.brains[k], fraction, seed=int(torch.randint(2**31, (1,), generator=generator)))
+            rows, cols = np.nonzero(hole)
+            known = ~torch.from_numpy(hole)[None]
+            low_i, high_i = max(0, int(rows.max()) - self.crop + 1), min(height - self.crop, int(rows.min()))
+            low_j, high_j = max(0, int(cols.max()) - self.crop + 1), min(width - self.crop, int(cols.min()))
+            i = int(torch.randint(low_i, max(low_i, high_i) + 1, (1,), generator=generator))
+            j = int(torch.randint(low_j, max(low_j, high_j) + 1, (1,), generator=generator))
+        else:
+            i = int(torch.randint(height - self.crop + 1, (1,), generator=generator))
+            j = int(torch.randint(width - self.crop + 1, (1,), generator=generator))
         crop = self.images[k, :, i:i + self.crop, j:j + self.crop]
-        return crop.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else crop
+        known = known[:, i:i + self.crop, j:j + self.crop].to(crop.dtype)
+        if not inpainting:
+            known = torch.zeros_like(crop)
+        for axis in (-1, -2):
+            if bool(torch.rand((), generator=generator) < 0.5):
+                crop, known = crop.flip(axis), known.flip(axis)
+        if not self.conditional:
+            return crop
+        return crop, {"cond": torch.cat([crop * known, known])}
+
+
+class _Unconditional(torch.nn.Module):
+    """A conditional slice network with an empty condition (nothing known): the unconditional prior."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t):
+        return self.model(x, t, cond=torch.zeros((x.shape[0], 2) + x.shape[2:], dtype=x.dtype, device=x.device))
 
 
 class SlicePrior:
@@ -123,8 +188,9 @@ class SlicePrior:
 
         return VPCosineSchedule()
 
-    def fit(self, images, *, progress: bool = False) -> SlicePrior:
-        """Train on images (count, H, W) already in [-1, 1] (see :func:`normalise`); returns self."""
+    def fit(self, images, brains=None, *, progress: bool = False) -> SlicePrior:
+        """Train on images (count, H, W) already in [-1, 1] (see :func:`normalise`); brains: (count, H, W) bool
+        regions where the conditional model's training masks are drawn (default: every pixel). Returns self."""
         from polydiff.core.losses import DiffusionLoss
         from polydiff.core.training import TrainConfig, Trainer
 
@@ -134,12 +200,19 @@ class SlicePrior:
         if images.ndim != 3 or not np.isfinite(images).all():
             raise ValueError(f"images: expected finite (count, height, width), got shape {images.shape}")
         config = self.config
+        if brains is None:
+            brains = np.ones(images.shape, dtype=bool)
+        brains = np.asarray(brains, dtype=bool)
+        if brains.shape != images.shape or (config.conditional and (brains.sum((1, 2)) < 16).any()):
+            raise ValueError(f"brains: expected the images' shape {images.shape} with >= 16 pixels per slice, got "
+                             f"{brains.shape}")
         crop = min(config.crop, (min(images.shape[1:]) // 4) * 4)
         torch.manual_seed(config.seed)
-        network = SliceUNet(cond_channels=0, channels=config.channels)
+        network = SliceUNet(cond_channels=2 if config.conditional else 0, channels=config.channels)
         if crop % network.multiple:
             raise ValueError(f"images: slices of {images.shape[1:]} are too small for the prior's U-Net")
-        data = _Crops(torch.from_numpy(images)[:, None], crop, config.train_steps * config.batch_size, config.seed)
+        data = _Crops(torch.from_numpy(images)[:, None], brains, crop, config.train_steps * config.batch_size,
+                      config.seed, conditional=config.conditional, uncond_fraction=config.uncond_fraction)
         train = TrainConfig(steps=config.train_steps, batch_size=config.batch_size, lr=config.lr,
                             lr_schedule="cosine", warmup_steps=min(100, config.train_steps // 10), ema_decay=0.999,
                             seed=config.seed, device=config.device, progress=progress,
@@ -155,9 +228,25 @@ class SlicePrior:
         return self.model
 
     @property
+    def conditional(self) -> bool:
+        return self._require_model().cond_channels > 0
+
+    @property
     def denoiser(self):
+        """The unconditional prior (a conditional network with an empty condition)."""
         from polydiff.core import Denoiser
 
+        model = self._require_model()
+        return Denoiser(_Unconditional(model) if model.cond_channels else model, self.schedule, prediction="x0",
+                        clip_x0=1.5)
+
+    @property
+    def conditional_denoiser(self):
+        """The mask-conditional model: call with ``cond={"cond": (batch, 2, H, W)}`` (known image, known mask)."""
+        from polydiff.core import Denoiser
+
+        if not self.conditional:
+            raise ValueError("prior: trained without the inpainting condition (conditional=False)")
         return Denoiser(self._require_model(), self.schedule, prediction="x0", clip_x0=1.5)
 
     def save_pretrained(self, directory: str | Path) -> Path:
