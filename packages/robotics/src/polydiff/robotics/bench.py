@@ -47,9 +47,9 @@ def budgets(quick: bool) -> dict:
                 "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8, "episodes": 10,
                 "ddpm_episodes": 4, "latency_repeats": 5, "dppo_lr": 1e-4}
     return {"demos": 200, "policy_steps": 6000, "policy_batch": 256, "mlp_steps": 2000,
-            "diffuser_steps": 2000, "batch_size": 64, "dppo_fine_tune_steps": None,
+            "diffuser_steps": 1000, "batch_size": 64, "dppo_fine_tune_steps": None,
             "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 20, "dppo_noise": 0.0,
-            "dppo_pretrain_steps": 1000, "dppo_iterations": 24, "dppo_envs": 24, "episodes": 50, "ddpm_episodes": 50,
+            "dppo_pretrain_steps": 1000, "dppo_iterations": 20, "dppo_envs": 24, "episodes": 50, "ddpm_episodes": 50,
             "latency_repeats": 21, "dppo_lr": 1e-4}
 
 
