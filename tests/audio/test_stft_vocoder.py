@@ -41,8 +41,9 @@ def test_untrained_model_samples_the_prior_exactly(solver):
     assert y.abs().max() < 5 * float(sigma_min) * noise.abs().max()
 
 
-def test_encode_decode_round_trip_and_the_prior():
-    vocoder = _small(project_iters=0, residual_scale=0.5)
+@pytest.mark.parametrize("compression", [0.0, 0.5])
+def test_encode_decode_round_trip_and_the_prior(compression):
+    vocoder = _small(project_iters=0, residual_scale=0.5, compression=compression)
     wave = _speechlike()
     mel = mel_spectrogram(wave, vocoder.mel_config)[None]
     log_magnitude = stft_log_magnitude(wave, vocoder.mel_config, vocoder.floor)[None]
@@ -86,7 +87,8 @@ def test_mel_config_mismatch_and_bad_arguments():
         vocoder.vocode(mel, mel_config=other)
     with pytest.raises(ValueError, match="steps"):
         vocoder.vocode(mel_spectrogram(_speechlike(), vocoder.mel_config), steps=0)
-    for name, value in (("floor", 0.0), ("residual_scale", -1.0), ("dim", 0), ("kernel", 4), ("project_iters", -1)):
+    for name, value in (("floor", 0.0), ("residual_scale", -1.0), ("dim", 0), ("kernel", 4), ("project_iters", -1),
+                        ("compression", 2.0)):
         with pytest.raises(ValueError, match=name):
             _small(**{name: value})
 

@@ -2,7 +2,7 @@
 (nothing is downloaded); any folder written by ``save_pretrained`` loads the same way.
 
 A saved vocoder's ``metadata["sampling"]`` may hold its defaults: ``{"steps": 6, "solver": "dpmpp_2m",
-"grids": {"dpmpp_2m:6": [times...]}}`` (fitted core grids, see :func:`polydiff.core.fitted_grid.fit_grid`).
+"grids": {"dpmpp_2m:6": [times...]}, "temperature": 0.5}`` (temperature: STFT vocoder only) (fitted core grids, see :func:`polydiff.core.fitted_grid.fit_grid`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def apply_sampling_metadata(vocoder, folder: Path) -> None:
     vocoder.default_steps = int(sampling.get("steps", vocoder.default_steps))
     vocoder.default_solver = str(sampling.get("solver", vocoder.default_solver))
     vocoder.fitted_grids = dict(sampling.get("grids", {}))
+    if "temperature" in sampling:
+        vocoder.default_temperature = float(sampling["temperature"])
 
 
 def load_vocoder(name: str | Path = "default", *, device: str = "cpu"):

@@ -76,12 +76,15 @@ class _Block(nn.Module):
 
 
 class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
-    """mel -> STFT log-magnitude by a residual diffusion from the pseudo-inverse prior -> waveform by
-    Griffin-Lim (see the module doc).
+    """mel -> STFT magnitude by a residual diffusion from the pseudo-inverse prior -> waveform by Griffin-Lim (see
+    the module doc).
 
     Args:
         mel_config: the MelConfig (or its dict) of the conditioning mels.
         floor: magnitude floor of the log-magnitudes (target and prior).
+        compression: the residual's domain: 0 for the log-magnitude, else the compressed magnitude |S|^compression
+            (0.5: errors weigh by loudness, as Griffin-Lim and the ear do; the log weighs the valleys between
+            harmonics as much as the harmonics).
         residual_scale: the spread of log|S| - log P(mel) on training data (the diffusion runs on the residual
             divided by it).
         dim, hidden, blocks, kernel, time_dim: the ConvNeXt stack's width, MLP width, depth, depthwise kernel and
@@ -94,7 +97,8 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
 
     def __init__(self, mel_config: dict | MelConfig | None = None, floor: float = 1e-4, residual_scale: float = 1.0,
                  dim: int = 192, hidden: int = 576, blocks: int = 8, kernel: int = 7, time_dim: int = 128,
-                 phase_iters: int = 32, project_iters: int = 3, schedule: dict | None = None):
+                 phase_iters: int = 32, project_iters: int = 3, compression: float = 0.0,
+                 schedule: dict | None = None):
         super().__init__()
         mel = MelConfig() if mel_config is None else mel_config
         mel = MelConfig.from_dict(mel) if isinstance(mel, dict) else mel
@@ -107,6 +111,8 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
                             ("time_dim", time_dim), ("phase_iters", phase_iters)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if not (isinstance(compression, (int, float)) and 0 <= compression <= 1):
+            raise ValueError(f"compression: expected 0 (log) or a power in (0, 1], got {compression!r}")
         if isinstance(project_iters, bool) or not isinstance(project_iters, int) or project_iters < 0:
             raise ValueError(f"project_iters: expected a non-negative int, got {project_iters!r}")
         if kernel % 2 == 0:
@@ -119,8 +125,9 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
         self.config = {"mel_config": mel.to_dict(), "floor": self.floor, "residual_scale": self.residual_scale,
                        "dim": dim, "hidden": hidden, "blocks": blocks, "kernel": kernel, "time_dim": time_dim,
                        "phase_iters": phase_iters, "project_iters": project_iters,
+                       "compression": float(compression),
                        "schedule": self.schedule.config()}
-        self.project_iters = project_iters
+        self.project_iters, self.compression = project_iters, float(compression)
         self.bins = mel.n_fft // 2 + 1
         self.register_buffer("inverse", pseudo_inverse(mel), persistent=False)
         bank = _filterbank(mel)
@@ -144,23 +151,34 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
             magnitude = magnitude.clamp_min(0).square()
         return magnitude.clamp_min(self.floor).log()
 
+    def compress(self, log_magnitude: Tensor) -> Tensor:
+        """The domain the residual lives in: the log-magnitude (``compression`` 0) or |S|^compression."""
+        log_magnitude = log_magnitude.clamp_min(math.log(self.floor))
+        return log_magnitude if self.compression == 0 else (self.compression * log_magnitude).exp()
+
+    def expand(self, state: Tensor) -> Tensor:
+        """The inverse of :meth:`compress`, as a log-magnitude."""
+        if self.compression == 0:
+            return state
+        return state.clamp_min(self.floor ** self.compression).log() / self.compression
+
     def encode(self, log_magnitude: Tensor, mel: Tensor) -> Tensor:
         """Training target y from the true log-magnitude (batch, bins, frames)."""
-        return (log_magnitude.clamp_min(math.log(self.floor)) - self.prior_log_magnitude(mel)) / self.residual_scale
+        prior = self.compress(self.prior_log_magnitude(mel))
+        return (self.compress(log_magnitude) - prior) / self.residual_scale
 
     def decode(self, y: Tensor, mel: Tensor) -> Tensor:
         """The magnitude (batch, bins, frames) of a sampled y, projected back onto the given mel: ``project_iters``
         multiplicative corrections log|S| += share @ (mel - log mel(|S|)), each bin taking the convex combination
         of its mel bands' log-gains (the mel is known exactly, so the model only redistributes energy inside the
         bands: harmonics and valleys)."""
-        log_magnitude = self.prior_log_magnitude(mel) + self.residual_scale * y
-        floor = math.log(self.mel_config.log_floor)
+        log_magnitude = self.expand(self.compress(self.prior_log_magnitude(mel)) + self.residual_scale * y)
         for _ in range(self.project_iters):
             magnitude = log_magnitude.exp()
             if self.mel_config.power == 2.0:
                 magnitude = magnitude.square()
             current = torch.einsum("fm,bft->bmt", self.bank, magnitude).clamp_min(self.mel_config.log_floor).log()
-            gain = (mel - current).masked_fill(mel <= floor + 1e-3, 0.0)  # floored bands carry no level
+            gain = mel - current  # a floored band pulls its bins down to the floor too
             step = torch.einsum("fm,bmt->bft", self.share, gain)
             log_magnitude = log_magnitude + (step if self.mel_config.power == 1.0 else step / 2)
         return log_magnitude.exp()
@@ -177,6 +195,7 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
     # ---------------------------------------------------------------- the task API
     default_steps = 6
     default_solver = "dpmpp_2m"
+    default_temperature = 1.0
     fitted_grids: dict = {}
 
     def phase(self, magnitude: Tensor, seed: int | None) -> np.ndarray:
@@ -195,13 +214,15 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
 
     @torch.no_grad()
     def vocode(self, mel, steps: int | None = None, solver: str | None = None, *, mel_config: MelConfig | None = None,
-               grid=None, seed: int | None = 0, return_tensor: bool = False):
+               grid=None, seed: int | None = 0, temperature: float | None = None, return_tensor: bool = False):
         """Waveform (float32 numpy, samples = (frames - 1) * hop) from a log-mel (n_mels, frames) or a batch.
 
         steps, solver: the diffusion's sampling budget (defaults: ``default_steps`` / ``default_solver``); grid: a
         grid kind or explicit times (default: the shipped fitted grid for that solver and step count, else
         "logsnr"); mel_config: the MelConfig the mel was made with (checked when given); seed: the noise and
-        Griffin-Lim seed (None: random).
+        Griffin-Lim seed (None: random); temperature: the spread of the starting state around the prior's mean
+        (default ``default_temperature``; 1 samples the model's distribution, 0 starts every solver at the prior
+        mean itself and follows the probability-flow ODE from there).
         """
         mel = self.check_mel(mel, mel_config)
         single = mel.ndim == 2
@@ -211,7 +232,12 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         generator = torch.Generator(device=mel.device).manual_seed(seed) if seed is not None else None
-        noise = torch.randn((mel.shape[0], self.bins, mel.shape[-1]), generator=generator, device=mel.device)
+        temperature = self.default_temperature if temperature is None else temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+                math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature: expected a non-negative float, got {temperature!r}")
+        noise = temperature * torch.randn((mel.shape[0], self.bins, mel.shape[-1]), generator=generator,
+                                          device=mel.device)
         if grid is None:
             grid = self.fitted_grids.get(f"{solver}:{steps}", "logsnr")
             if not isinstance(grid, str):

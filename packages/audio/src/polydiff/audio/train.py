@@ -19,7 +19,8 @@ from .data import load_corpus, read_wav
 from .mel import MelConfig, mel_spectrogram, resample
 from .vocoder import DiffusionVocoder
 
-__all__ = ["training_segments", "stft_training_segments", "stft_vocoder_loss", "train_stft_vocoder", "fit_prior_scale", "vocoder_loss", "train_vocoder", "tts_dataset", "train_tts",
+__all__ = ["training_segments", "stft_training_segments", "stft_vocoder_loss", "train_stft_vocoder",
+           "fit_residual_scale", "ship_stft_vocoder", "fit_prior_scale", "vocoder_loss", "train_vocoder", "tts_dataset", "train_tts",
            "export_checkpoint", "fit_vocoder_grids"]
 
 
@@ -168,6 +169,17 @@ def stft_vocoder_loss(model, batch) -> torch.Tensor:
     return diffusion_loss(model, vocoder.schedule, target, prediction=vocoder.prediction, cond={"mel": mel})
 
 
+def fit_residual_scale(vocoder, magnitude: torch.Tensor, mel: torch.Tensor, gain: float) -> float:
+    """The StftVocoder's residual scale: the spread of log|S| - log P(mel) over the data, divided by ``gain``."""
+    if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
+        raise ValueError(f"gain: expected a positive float, got {gain!r}")
+    scale = vocoder.residual_scale
+    with torch.no_grad():
+        residual = torch.cat([vocoder.encode(magnitude[i:i + 256].float(), mel[i:i + 256]).flatten()
+                              for i in range(0, len(mel), 256)])
+    return float(residual.std()) * scale / gain
+
+
 def train_stft_vocoder(corpus, out, *, steps: int = 4000, batch_size: int = 16, frames: int = 64, lr: float = 1e-3,
                        checkpoint_dir=None, checkpoint_every: int = 100, mel_config: MelConfig | None = None,
                        model_options: dict | None = None, limit: int | None = None, seed: int = 0,
@@ -184,13 +196,8 @@ def train_stft_vocoder(corpus, out, *, steps: int = 4000, batch_size: int = 16, 
     options = dict(model_options or {})
     floor = float(options.get("floor", 1e-4))
     magnitude, mel = stft_training_segments(corpus, mel_config, frames=frames, floor=floor, limit=limit)
-    probe = StftVocoder(mel_config.to_dict(), **options)
-    with torch.no_grad():
-        residual = torch.cat([probe.encode(magnitude[i:i + 256].float(), mel[i:i + 256]).flatten()
-                              for i in range(0, len(mel), 256)])
-    if not (math.isfinite(gain) and gain > 0):
-        raise ValueError(f"gain: expected a positive float, got {gain!r}")
-    options["residual_scale"] = float(residual.std()) / gain
+    options["residual_scale"] = fit_residual_scale(StftVocoder(mel_config.to_dict(), **options), magnitude, mel,
+                                                   gain)
     torch.manual_seed(seed)
     model = StftVocoder(mel_config.to_dict(), **options)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, steps - 1),
@@ -284,8 +291,34 @@ def export_checkpoint(checkpoint, out, model, *, corpus, metadata: dict | None =
     return model
 
 
+def ship_stft_vocoder(corpus, checkpoint, out, *, frames: int = 64, gain: float = 4.0, model_options=None,
+                      grid_steps=(6, 12), solver: str = "dpmpp_2m", temperature: float = 1.0, half: bool = True):
+    """Write a shippable StftVocoder folder from a Trainer checkpoint of :func:`train_stft_vocoder` (same corpus,
+    ``frames``, ``gain`` and ``model_options``; the residual scale is fitted again, deterministically): EMA
+    weights (float16 when ``half``), fitted core grids of ``solver`` at ``grid_steps`` and the sampling defaults
+    in the metadata (``temperature``: the default spread of the starting state)."""
+    from polydiff.core.pretrained import read_config
+
+    from .stft_vocoder import StftVocoder
+
+    mel_config = MelConfig()
+    options = dict(model_options or {})
+    magnitude, mel = stft_training_segments(corpus, mel_config, frames=frames, floor=float(options.get("floor", 1e-4)))
+    options["residual_scale"] = fit_residual_scale(StftVocoder(mel_config.to_dict(), **options), magnitude, mel,
+                                                   gain)
+    model = StftVocoder(mel_config.to_dict(), **options)
+    export_checkpoint(checkpoint, out, model, corpus=corpus, metadata={"frames": frames, "gain": gain})
+    grids = fit_vocoder_grids(model, corpus, solver=solver, steps=tuple(grid_steps), batch=1, iterations=8,
+                              segment=32 * mel_config.hop, reference_steps=64)
+    metadata = read_config(out)["metadata"]
+    metadata["sampling"] = {"steps": int(grid_steps[0]), "solver": solver, "grids": grids,
+                            "temperature": float(temperature)}
+    (model.half() if half else model).save_pretrained(Path(out), metadata=metadata)
+    return model.float()
+
+
 def fit_vocoder_grids(vocoder, corpus, *, solver: str = "dpmpp_2m", steps=(6, 12), batch: int = 2,
-                      segment: int = 4096, seed: int = 0) -> dict:
+                      segment: int = 4096, seed: int = 0, iterations: int = 20, reference_steps: int = 128) -> dict:
     """Fitted core grids (``polydiff.core.fitted_grid.fit_grid``) of ``solver`` at each step count, on a
     calibration batch of training segments: {"solver:steps": [times]}."""
     from polydiff.core import Denoiser
@@ -308,7 +341,8 @@ def fit_vocoder_grids(vocoder, corpus, *, solver: str = "dpmpp_2m", steps=(6, 12
     grids = {}
     for count in steps:
         grid = fit_grid(denoiser, solver, count, data=data, solver_options={"cond": {"mel": mel}},
-                        generator=torch.Generator().manual_seed(seed), iterations=20, reference_steps=128)
+                        generator=torch.Generator().manual_seed(seed), iterations=iterations,
+                        reference_steps=reference_steps)
         grids[f"{solver}:{count}"] = [float(t) for t in grid]
     return grids
 
@@ -339,15 +373,25 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
     parser.add_argument("--blocks", type=int, default=8, help="STFT vocoder: ConvNeXt blocks")
     parser.add_argument("--frames", type=int, default=64, help="STFT vocoder: frames per training segment")
     parser.add_argument("--phase-iters", type=int, default=32, help="STFT vocoder: Griffin-Lim iterations")
+    parser.add_argument("--compression", type=float, default=0.0,
+                        help="STFT vocoder: residual domain, 0 = log-magnitude, else |S|^compression")
     parser.add_argument("--gain", type=float, default=4.0, help="STFT vocoder: residual spread / noise spread")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="STFT vocoder: default spread of the starting state written when shipping")
+    parser.add_argument("--ship-from", default=None,
+                        help="STFT vocoder: write OUT from this Trainer checkpoint (step-N folder) instead of training")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.model == "stft":
+    stft_options = {"dim": args.dim, "hidden": args.hidden, "blocks": args.blocks, "phase_iters": args.phase_iters,
+                    "compression": args.compression}
+    if args.model == "stft" and args.ship_from:
+        ship_stft_vocoder(args.corpus, args.ship_from, args.out, frames=args.frames, gain=args.gain,
+                          model_options=stft_options, temperature=args.temperature)
+    elif args.model == "stft":
         train_stft_vocoder(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, frames=args.frames,
                            lr=args.lr, checkpoint_dir=args.checkpoint_dir, gain=args.gain,
-                           model_options={"dim": args.dim, "hidden": args.hidden, "blocks": args.blocks,
-                                          "phase_iters": args.phase_iters})
+                           model_options=stft_options)
     elif args.model == "tts":
         train_tts(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   checkpoint_dir=args.checkpoint_dir)
