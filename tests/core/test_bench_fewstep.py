@@ -39,3 +39,30 @@ def test_goals_take_the_worst_problem_and_the_geometric_mean():
     assert fitting(found)["met"]  # every fit within 60 s
     assert not fitting(goals(_rows(ratios, fit_seconds=61.0), ["a", "b"]))["met"]
     assert found[-1]["met"] is None and "not measured" in found[-1]["detail"]  # no GPU in this benchmark
+
+
+def test_the_mixtures_part_writes_ratios_goals_and_overhead(tmp_path):
+    """A tiny run of `polydiff bench core` (the mixtures part): peer and fitted rows per NFE, each fitted row's
+    ratio to the best peer of its task, the per-problem table, the overhead rows and the goals."""
+    import json
+
+    pytest = __import__("pytest")
+    pytest.importorskip("diffusers")
+    from polydiff.core.cli import main
+
+    code = main(["bench", "core", "--quick", "--out", str(tmp_path), "--", "--problems", "gmm-d16-k8-iso-s0",
+                 "--nfe", "5", "--samples", "32", "--calibration", "24", "--validation", "16", "--fit-seconds",
+                 "0.5", "--rtol", "1e-6", "--repeats", "1", "--timing-batch", "8"])
+    document = json.loads((tmp_path / "core.json").read_text())
+    assert code == 0 and [p["name"] for p in document["problems"]] == ["gmm-d16-k8-iso-s0"]
+    task = [r for r in document["rows"] if r["task"] == "gmm-d16-k8-iso-s0/nfe5"]
+    peers, fitted = [r for r in task if r["peer"]], [r for r in task if not r["peer"]]
+    assert len(peers) > 10 and len(fitted) == 1
+    best = min(r["error"] for r in peers if r["nfe"] <= 5)
+    assert abs(fitted[0]["ratio_to_diffusers_best"] - fitted[0]["error"] / best) < 1e-9
+    assert fitted[0]["validation_error"] is not None and fitted[0]["fit_seconds"] > 0
+    assert {r["task"] for r in document["rows"] if r["task"].startswith("overhead/")} == {
+        "overhead/nfe5/b8", "overhead/nfe5/b1"}
+    assert [g["goal"].split(":")[0] for g in document["goals"]][:1] == ["NFE 5"]
+    text = (tmp_path / "core.md").read_text()
+    assert "| gmm-d16-k8-iso-s0 |" in text and "geometric mean" in text and "Per-step overhead" in text

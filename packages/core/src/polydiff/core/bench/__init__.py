@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="validation x_T per problem, which chooses the point of each fit kept; default 192 "
                                "(64)")
     mixtures.add_argument("--fit-seconds", type=float, default=None,
-                          help="CPU-time limit of each fit (seconds of the fitting thread); default 15 (3 with --quick)")
+                          help="CPU-time limit of each fit (seconds of the fitting thread); default 12 (3 with --quick)")
     mixtures.add_argument("--regularization", type=float, default=None,
                           help="weight of the pull of the fitted coefficients toward UniPC's (default 0)")
     mixtures.add_argument("--rtol", type=float, default=None, help="DOP853 tolerance of the references; default "
