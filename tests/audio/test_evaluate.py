@@ -50,3 +50,21 @@ def test_mrstft_of_a_scaled_signal_is_the_spectral_convergence_plus_log_ratio():
 ])
 def test_word_error_rate(references, hypotheses, expected):
     assert word_error_rate(references, hypotheses) == pytest.approx(expected)
+
+
+def test_bigram_language_model_is_valid_arpa(tmp_path):
+    from polydiff.audio.evaluate import write_bigram_lm
+    from polydiff.audio.text import make_sentences, vocabulary
+
+    words = vocabulary()
+    assert {"the", "farmer", "farmers", "carry", "nineteen"} <= set(words)
+    path = write_bigram_lm(tmp_path / "corpus.lm", make_sentences(50, seed=1), words)
+    text = open(path, encoding="utf-8").read()
+    header, body = text.split("\\1-grams:\n")
+    unigrams, bigrams = body.split("\\2-grams:\n")
+    declared = dict(line.split("=") for line in header.splitlines() if line.startswith("ngram"))
+    assert int(declared["ngram 1"]) == len(unigrams.strip().splitlines())
+    assert int(declared["ngram 2"]) == len(bigrams.replace("\\end\\", "").strip().splitlines())
+    assert set(words) <= {line.split()[1] for line in unigrams.strip().splitlines()}
+    with pytest.raises(ValueError, match="sentences, vocabulary"):
+        write_bigram_lm(tmp_path / "empty.lm", [], words)

@@ -1,4 +1,4 @@
-"""polydiff.audio: DiffWave / PriorGrad vocoders and Grad-TTS that ship working weights, measured against Griffin-Lim.
+"""polydiff.audio: an STFT diffusion vocoder from an informed prior, DiffWave / PriorGrad vocoders and Grad-TTS that ship working weights, measured against Griffin-Lim.
 
     from polydiff.audio import load_vocoder, load_tts
     vocoder = load_vocoder()
@@ -8,7 +8,8 @@
 
 from .mel import MelConfig, mel_spectrogram, resample
 
-__all__ = ["MelConfig", "mel_spectrogram", "resample", "load_vocoder", "load_tts", "DiffusionVocoder", "GradTTS",
+__all__ = ["MelConfig", "mel_spectrogram", "resample", "load_vocoder", "load_tts", "DiffusionVocoder", "StftVocoder",
+           "GradTTS",
            "make_corpus", "load_corpus", "read_wav", "write_wav"]
 
 
@@ -21,6 +22,10 @@ def __getattr__(name):  # heavier modules on first use
         from .vocoder import DiffusionVocoder
 
         return DiffusionVocoder
+    if name == "StftVocoder":
+        from .stft_vocoder import StftVocoder
+
+        return StftVocoder
     if name == "GradTTS":
         from .tts import GradTTS
 

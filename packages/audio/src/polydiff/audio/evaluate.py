@@ -15,7 +15,7 @@ import torch
 
 from .mel import MelConfig, as_waveform, mel_spectrogram, resample
 
-__all__ = ["BETTER", "pesq_wb", "stoi", "mrstft", "log_mel_l1", "mcd", "word_error_rate", "transcribe",
+__all__ = ["BETTER", "pesq_wb", "stoi", "mrstft", "log_mel_l1", "mcd", "word_error_rate", "transcribe", "write_bigram_lm",
            "speech_metrics"]
 
 BETTER = {"pesq": "max", "stoi": "max", "mrstft": "min", "log_mel_l1": "min", "mcd": "min", "rtf": "min", "rtf_cpu": "min",
@@ -95,19 +95,60 @@ def mcd(reference, estimate, config: MelConfig, n_coefficients: int = 13) -> flo
 _DECODER = {}
 
 
-def transcribe(waveform, sample_rate: int) -> str:
-    """Lower-case words recognised by pocketsphinx's bundled US English model (offline)."""
+def write_bigram_lm(path, sentences: list[str], vocabulary: list[str]) -> str:
+    """Write an ARPA bigram language model over ``vocabulary`` (every word at least once) with the bigrams of
+    ``sentences`` (Witten-Bell discounting, back-off to the unigrams); returns the path. Words outside
+    pocketsphinx's dictionary raise ValueError when the decoder loads it."""
+    import collections
+
+    words = [["<s>", *_words(s), "</s>"] for s in sentences]
+    if not vocabulary or not words:
+        raise ValueError("sentences, vocabulary: expected non-empty lists")
+    unigrams = collections.Counter(w for s in words for w in s[1:])
+    unigrams.update(set(_words(" ".join(vocabulary))))
+    total = sum(unigrams.values())
+    bigrams: dict = collections.defaultdict(collections.Counter)
+    for s in words:
+        for a, b in zip(s, s[1:], strict=False):
+            bigrams[a][b] += 1
+
+    def seen(a):  # (count of contexts a, distinct followers of a)
+        return sum(bigrams[a].values()), len(bigrams[a])
+
+    def backoff(a):
+        n, types = seen(a)
+        return math.log10(types / (n + types)) if types else 0.0
+
+    lines = ["\\data\\", f"ngram 1={len(unigrams) + 1}", f"ngram 2={sum(len(c) for c in bigrams.values())}", "",
+             "\\1-grams:", f"-99 <s> {backoff('<s>'):.4f}"]
+    lines += [f"{math.log10(c / total):.4f} {w} {backoff(w):.4f}" for w, c in sorted(unigrams.items())]
+    lines += ["", "\\2-grams:"]
+    for a, followers in sorted(bigrams.items()):
+        n, types = seen(a)
+        lines += [f"{math.log10(c / (n + types)):.4f} {a} {b}" for b, c in sorted(followers.items())]
+    lines += ["", "\\end\\", ""]
+    with open(path, "w", encoding="utf-8") as file:
+        file.write("\n".join(lines))
+    return str(path)
+
+
+def transcribe(waveform, sample_rate: int, language_model=None) -> str:
+    """Lower-case words recognised by pocketsphinx's bundled US English model (offline), with its general
+    language model or an ARPA file ``language_model`` (e.g. from :func:`write_bigram_lm`)."""
     from polydiff.core.optional import require
 
     pocketsphinx = require("pocketsphinx", "polydiff-audio[bench]", "the WER of the TTS rows")
     wave = as_waveform(waveform).numpy()
     if _check_rate(sample_rate) != 16000:
         wave = resample(torch.from_numpy(wave), sample_rate, 16000).numpy()
-    if "decoder" not in _DECODER:
+    key = "decoder" if language_model is None else str(language_model)
+    if key not in _DECODER:
         config = pocketsphinx.Decoder.default_config()
         config["loglevel"] = "FATAL"
-        _DECODER["decoder"] = pocketsphinx.Decoder(config)
-    decoder = _DECODER["decoder"]
+        if language_model is not None:
+            config["lm"] = str(language_model)
+        _DECODER[key] = pocketsphinx.Decoder(config)
+    decoder = _DECODER[key]
     pcm = (np.clip(wave, -1, 1) * 32767).astype(np.int16).tobytes()
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)

@@ -7,8 +7,9 @@ questions and exclamations), so a corpus is rebuilt exactly without downloading 
 from __future__ import annotations
 
 import random
+import re
 
-__all__ = ["make_sentences"]
+__all__ = ["make_sentences", "vocabulary"]
 
 _ADJECTIVES = ("quiet", "bright", "heavy", "little", "ancient", "yellow", "clever", "gentle", "sudden", "narrow",
                "broken", "golden", "silver", "curious", "hungry", "distant", "empty", "frozen", "careful", "noisy",
@@ -84,3 +85,12 @@ def make_sentences(count: int, seed: int = 0) -> list[str]:
             raise ValueError(f"count: the grammar cannot make {count} distinct sentences")
         seen.setdefault(_sentence(rng), None)
     return list(seen)
+
+
+def vocabulary() -> list[str]:
+    """The lower-case words of the sentence grammar (the corpus' word list, whatever the seed), sorted: its word
+    tuples plus the words of 20000 generated sentences (function words and the verbs' base forms)."""
+    rng = random.Random(0)
+    phrases = (*_ADJECTIVES, *_NOUNS, *_VERBS, *_PLACES, *_TIMES, *_NAMES, *_NUMBERS,
+               *(_sentence(rng) for _ in range(20000)))
+    return sorted({w for phrase in phrases for w in re.findall(r"[a-z']+", phrase.lower())})

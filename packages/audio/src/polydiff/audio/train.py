@@ -309,7 +309,7 @@ def ship_stft_vocoder(corpus, checkpoint, out, *, frames: int = 64, gain: float 
     model = StftVocoder(mel_config.to_dict(), **options)
     export_checkpoint(checkpoint, out, model, corpus=corpus, metadata={"frames": frames, "gain": gain})
     grids = fit_vocoder_grids(model, corpus, solver=solver, steps=tuple(grid_steps), batch=1, iterations=8,
-                              segment=32 * mel_config.hop, reference_steps=64)
+                              segment=32 * mel_config.hop, reference_steps=64, temperature=temperature)
     metadata = read_config(out)["metadata"]
     metadata["sampling"] = {"steps": int(grid_steps[0]), "solver": solver, "grids": grids,
                             "temperature": float(temperature)}
@@ -318,9 +318,11 @@ def ship_stft_vocoder(corpus, checkpoint, out, *, frames: int = 64, gain: float 
 
 
 def fit_vocoder_grids(vocoder, corpus, *, solver: str = "dpmpp_2m", steps=(6, 12), batch: int = 2,
-                      segment: int = 4096, seed: int = 0, iterations: int = 20, reference_steps: int = 128) -> dict:
+                      segment: int = 4096, seed: int = 0, iterations: int = 20, reference_steps: int = 128,
+                      temperature: float | None = None) -> dict:
     """Fitted core grids (``polydiff.core.fitted_grid.fit_grid``) of ``solver`` at each step count, on a
-    calibration batch of training segments: {"solver:steps": [times]}."""
+    calibration batch of training segments: {"solver:steps": [times]}. ``temperature``: calibrate from starting
+    states of that spread (as the vocoder samples them) instead of noised data."""
     from polydiff.core import Denoiser
     from polydiff.core.fitted_grid import fit_grid
 
@@ -340,7 +342,10 @@ def fit_vocoder_grids(vocoder, corpus, *, solver: str = "dpmpp_2m", steps=(6, 12
     denoiser = Denoiser(vocoder, vocoder.schedule, vocoder.prediction)
     grids = {}
     for count in steps:
-        grid = fit_grid(denoiser, solver, count, data=data, solver_options={"cond": {"mel": mel}},
+        start = {"data": data} if temperature is None else {
+            "x_start": temperature * torch.randn(data.shape, generator=torch.Generator().manual_seed(seed),
+                                                 dtype=torch.float64)}
+        grid = fit_grid(denoiser, solver, count, **start, solver_options={"cond": {"mel": mel}},
                         generator=torch.Generator().manual_seed(seed), iterations=iterations,
                         reference_steps=reference_steps)
         grids[f"{solver}:{count}"] = [float(t) for t in grid]
