@@ -263,3 +263,23 @@ def test_progress_bars_draw_only_on_a_terminal(monkeypatch, capsys):
     assert "0/8" in capsys.readouterr().err
     assert torch.equal(quiet, drawn)
 
+
+def test_samples_do_not_hold_the_networks_graph_unless_asked():
+    """sample() runs its loop without autograd even when the network's weights require grad; track_grad=True
+    keeps the graph for a loss through sampling, with the same samples."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    assert net.weight.requires_grad
+    denoiser = Denoiser(lambda x, t: net(torch.cat([x, t.expand(x.shape[0])[:, None]], dim=1)), VPCosineSchedule())
+    noise = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
+    plain = sample(denoiser, noise, "dpmpp_2m", 4)
+    assert not plain.requires_grad and plain.grad_fn is None
+    tracked = sample(denoiser, noise, "dpmpp_2m", 4, track_grad=True)
+    assert tracked.requires_grad
+    tracked.square().sum().backward()
+    assert net.weight.grad is not None and bool(net.weight.grad.abs().sum() > 0)
+    torch.testing.assert_close(plain, tracked.detach())
+    with torch.no_grad():  # track_grad does not override an outer no_grad
+        assert not sample(denoiser, noise, "dpmpp_2m", 4, track_grad=True).requires_grad
+    with pytest.raises(ValueError, match="track_grad"):
+        sample(denoiser, noise, "dpmpp_2m", 4, track_grad="yes")

@@ -229,7 +229,7 @@ def coef(value: Tensor, x: Tensor) -> Tensor:
 
 def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: int = 10, grid="logsnr", *,
            final_zero: bool = False, t_start: float | None = None, t_end: float | None = None,
-           cond: dict | None = None, **options) -> Tensor:
+           cond: dict | None = None, track_grad: bool = False, **options) -> Tensor:
     """Sample from a diffusion model: the one entry point over every solver and grid.
 
     Args:
@@ -243,6 +243,10 @@ def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: i
         final_zero: end the grid at t = 0, returning the denoised prediction at the last step.
         t_start, t_end: the grid's ends for a named ``grid`` kind (default: the schedule's t_max, t_min).
         cond: keyword arguments passed to the model on every call.
+        track_grad: run the solver loop with autograd on, to differentiate through sampling (e.g. a reward
+            fine-tuning loss). Default off: the loop runs under ``torch.no_grad()``, so the samples never hold the
+            graph of every model call, even when the network's weights require grad. Steps that need a gradient
+            of their own (DPS, the bridges' schedule derivatives) turn it on locally, as they do anyway.
         options: solver options (eta, order, generator, callback, progress, ...); every solver takes
             ``generator``, a ``torch.Generator`` that makes the stochastic ones reproducible.
     Returns:
@@ -276,7 +280,10 @@ def sample(denoiser: Denoiser, noise: Tensor, solver: str = "dpmpp_2m", steps: i
     else:
         alpha, sigma = schedule.alpha_sigma(times[0])
         x = noise * append_dims(torch.sqrt(alpha**2 + sigma**2), noise.ndim).to(noise.dtype)
-    out = fn(denoiser, x, times, cond=cond, **options)
+    if not isinstance(track_grad, bool):
+        raise ValueError(f"track_grad: expected True or False, got {track_grad!r}")
+    with torch.set_grad_enabled(track_grad and torch.is_grad_enabled()):
+        out = fn(denoiser, x, times, cond=cond, **options)
     samples = out[0] if isinstance(out, tuple) else out
     if not bool(torch.isfinite(samples).all()):  # the one check of the result, after the loop
         _explain_non_finite(denoiser, fn.solver_name, x, times, cond or {})
