@@ -122,6 +122,37 @@ def test_unet1d_conditioning_and_time_act_and_config_rebuilds():
     torch.testing.assert_close(model(x, 10.0, cond)[0], out[0])  # a scalar t is broadcast
 
 
+def test_unet1d_computes_every_blocks_film_at_once_as_each_block_would():
+    """UNet1D.forward computes all FiLM scales and shifts in one product; it must equal running each residual
+    block with its own FiLM layer (the weights stay in the blocks, so saved models load unchanged), gradients too."""
+    torch.manual_seed(0)
+    model = _small_unet()
+    for block in model._blocks():  # non-trivial FiLM weights in every block
+        torch.nn.init.normal_(block.film.linear.weight, std=0.3)
+        torch.nn.init.normal_(block.film.linear.bias, std=0.3)
+    x, t, cond = torch.randn(2, 3, 13), torch.tensor([3.0, 700.0]), torch.randn(2, 4)
+
+    def blockwise(x):
+        c = torch.cat([model.time_embedding(t), cond], dim=-1)
+        h, skips = torch.nn.functional.pad(x, (0, 3), mode="replicate"), []
+        for block1, block2, downsample in model.down:
+            h = block2(block1(h, c), c)
+            skips.append(h)
+            h = downsample(h)
+        for mid in model.mid:
+            h = mid(h, c)
+        for block1, block2, upsample in model.up:
+            h = upsample(block2(block1(torch.cat([h, skips.pop()], dim=1), c), c))
+        return model.head(h)[..., :13]
+
+    expected, got = blockwise(x), model(x, t, cond)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    weight = model.down[1][0].film.linear.weight
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), weight)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), weight)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-4, atol=1e-5)
+
+
 def test_unet1d_bad_shapes_name_the_argument():
     model = _small_unet()
     x, t, cond = torch.randn(2, 3, 8), torch.rand(2), torch.randn(2, 4)

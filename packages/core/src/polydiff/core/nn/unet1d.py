@@ -65,6 +65,13 @@ class ResidualBlock1D(nn.Module):
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         return self.block2(self.film(self.block1(x), c)) + self.residual(x)
 
+    def modulated(self, x: Tensor, scale_shift: Tensor) -> Tensor:
+        """forward with the FiLM output already computed: ``scale_shift`` (batch, 2 * out_channels, 1) is
+        ``self.film.linear(mish(c))``, as :class:`UNet1D` computes it for every block in one matrix product."""
+        h = self.block1(x)
+        scale, shift = scale_shift.chunk(2, dim=1)
+        return self.block2(torch.addcmul(shift, h, scale).add_(h)) + self.residual(x)  # (1 + scale) h + shift
+
 
 class UNet1D(PretrainedMixin, nn.Module):
     """Conditional 1-D U-Net (Diffusion Policy's ConditionalUnet1D).
@@ -140,15 +147,25 @@ class UNet1D(PretrainedMixin, nn.Module):
             raise ValueError("cond: this UNet1D was built with cond_dim=0 and takes no conditioning vector")
         pad = -length % self.multiple
         h = F.pad(x, (0, pad), mode="replicate") if pad else x
+        # every block's FiLM reads the same c: one Mish and one matrix product give all their scales and shifts
+        # (the per-block layers hold the weights; at batch 1 the dozen small products cost more than the convs)
+        films = [block.film.linear for block in self._blocks()]
+        modulation = F.linear(F.mish(c), torch.cat([f.weight for f in films]), torch.cat([f.bias for f in films]))
+        scale_shift = iter(modulation.unsqueeze(-1).split([f.out_features for f in films], dim=1))
         skips = []
         for block1, block2, downsample in self.down:
-            h = block2(block1(h, c), c)
+            h = block2.modulated(block1.modulated(h, next(scale_shift)), next(scale_shift))
             skips.append(h)
             h = downsample(h)
         for mid in self.mid:
-            h = mid(h, c)
+            h = mid.modulated(h, next(scale_shift))
         # as in Diffusion Policy, each up level joins the skip of the matching down level's output; the
         # full-resolution skip of the first level stays unused (the head sees the upsampled path only)
         for block1, block2, upsample in self.up:
-            h = upsample(block2(block1(torch.cat([h, skips.pop()], dim=1), c), c))
+            h = block1.modulated(torch.cat([h, skips.pop()], dim=1), next(scale_shift))
+            h = upsample(block2.modulated(h, next(scale_shift)))
         return self.head(h)[..., :length]
+
+    def _blocks(self) -> list[ResidualBlock1D]:
+        """The residual blocks in the order forward calls them."""
+        return [*(b for level in self.down for b in level[:2]), *self.mid, *(b for level in self.up for b in level[:2])]
