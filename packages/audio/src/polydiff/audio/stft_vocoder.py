@@ -3,17 +3,24 @@
 The mel fixes most of the STFT magnitude but not its fine structure (harmonics, formant peaks between mel
 centres); Griffin-Lim from the pseudo-inverse magnitude is the peer, and Griffin-Lim from the *true* magnitude is
 much better (on eSpeak speech at 16 kHz, n_fft 1024, hop 256: PESQ-WB about 3.5 against 2.5 at 32 iterations).
-So the diffusion runs where the information is missing, in the STFT log-magnitude, as a residual on that prior:
+So the diffusion runs where the information is missing, in the (compressed) STFT magnitude, as a residual on that
+prior:
 
-    log|S| = log P(mel) + residual_scale * y,   P(mel) = max(pinv(filterbank) exp(mel), floor),
+    C(|S|) = C(P(mel)) + residual_scale * y,   P(mel) = max(pinv(filterbank) exp(mel), floor),
 
-with y a plain core diffusion (VP cosine schedule, x0-prediction, the core loss) conditioned on the mel and the
+with C the power law |S|^compression (the shipped model: 0.5, so errors weigh by loudness as Griffin-Lim and the
+ear do) or the log (compression 0, which weighs the valleys between harmonics as much as the harmonics and, in a
+pilot, realised worse through Griffin-Lim than the prior itself),
+
+and y a plain core diffusion (VP cosine schedule, x0-prediction, the core loss) conditioned on the mel and the
 prior, in the spirit of PriorGrad's data-dependent prior (Lee et al., 2022) and the pseudo-inverse prior of FreeV
 and BridgeVoC: the model starts at the prior's quality. The network's output layer is zero-initialised and it
-predicts x0, so an untrained model samples y = 0 exactly (every core solver reduces to the prior) and training only
-has to improve on the prior. The network is a Vocos-style ConvNeXt stack at frame rate (STFT bins as channels,
-FiLM time conditioning): a small, cheap model, since the frame rate is 1 / hop of the sample rate. The phase comes
-from ``phase_iters`` iterations of fast Griffin-Lim (momentum 0.99) on the sampled magnitude.
+predicts x0, so an untrained model samples y = 0 (every core solver reduces to the prior, up to the noise the
+schedule leaves at t_min) and training only has to improve on the prior. Every sampled magnitude is projected back
+onto the given mel (``project_iters`` multiplicative corrections), so the model can only move energy inside mel
+bands. The network is a Vocos-style ConvNeXt stack at frame rate (STFT bins as channels, FiLM time conditioning):
+small and cheap, since the frame rate is 1 / hop of the sample rate. The phase comes from ``phase_iters``
+iterations of fast Griffin-Lim (momentum 0.99) on the sampled magnitude.
 """
 
 from __future__ import annotations
