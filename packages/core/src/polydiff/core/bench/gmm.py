@@ -50,6 +50,9 @@ class GaussianMixture:
             raise ValueError(f"variances: expected ({k}, {d}) positive eigenvalues")
         if self.bases is not None and self.bases.shape != (k, d, d):
             raise ValueError(f"bases: expected ({k}, {d}, {d}) orthonormal matrices or None")
+        # decided once here: a check inside score() would be a host sync on every model call
+        isotropic = self.bases is None and bool((self.variances == self.variances[:, :1]).all())
+        object.__setattr__(self, "_isotropic", isotropic)
 
     @property
     def dim(self) -> int:
@@ -58,7 +61,7 @@ class GaussianMixture:
     @property
     def isotropic(self) -> bool:
         """Every component a multiple of the identity (no bases, one variance per row)."""
-        return self.bases is None and bool((self.variances == self.variances[:, :1]).all())
+        return self._isotropic
 
     @property
     def components(self) -> int:
