@@ -180,13 +180,25 @@ def test_sample_to_stdout_with_solver_steps_and_seed(fitted, tmp_path, capsys, m
     assert set(pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))["y"]) == {"yes"}
 
 
-def test_one_labelled_progress_bar_for_sampling(fitted, tmp_path, capsys):
+def test_one_labelled_progress_bar_for_sampling(fitted, tmp_path, capsys, monkeypatch):
+    import polydiff.core.progress as progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
     assert main(["tabular", "sample", str(fitted / "model"), "-n", "300", "--out", str(tmp_path / "s.csv"),
                  "--steps", "2", "--batch-size", "128"]) == 0
     err = capsys.readouterr().err
     assert "sampling 300 rows" in err
     assert "sampling:" not in err  # no per-batch bar of the sampler's own
     assert "0/6" in err  # one bar over 3 batches x 2 steps
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(fitted, tmp_path, capsys, monkeypatch):
+    import polydiff.core.progress as progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: False)
+    assert main(["tabular", "sample", str(fitted / "model"), "-n", "300", "--out", str(tmp_path / "s.csv"),
+                 "--steps", "2", "--batch-size", "128"]) == 0
+    assert "sampling 300 rows" not in capsys.readouterr().err
 
 
 def test_evaluate_takes_train_and_test_and_says_which_way_is_better(fitted, tmp_path, capsys):

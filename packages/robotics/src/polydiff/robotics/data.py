@@ -153,9 +153,9 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
     attempt = 0
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from polydiff.core.progress import progress_bar
 
-        bar = tqdm(total=episodes, desc=f"{task} demos", leave=False)
+        bar = progress_bar(total=episodes, desc=f"{task} demos", leave=False)
     while kept < episodes:
         if attempt > 10 * episodes + 10:
             raise RuntimeError(f"collect_demos: the {task} expert succeeded only {kept} times in {attempt} tries")

@@ -308,8 +308,7 @@ def _sample(args: argparse.Namespace) -> int:
     if not args.quiet and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         # one labelled bar for the whole task (the sampler's own bars would show one unlabelled bar per batch);
         # opened at the first step, so that an input the model refuses leaves no bar behind
-        from tqdm.auto import tqdm
-
+        from polydiff.core.progress import progress_bar
         from polydiff.core.sampling import list_solvers
 
         adaptive = "adaptive" in solver or solver == "paradigms"
@@ -317,7 +316,7 @@ def _sample(args: argparse.Namespace) -> int:
 
         def step(info):
             if not bars:
-                bars.append(tqdm(total=total, desc=f"sampling {args.n:,} rows", unit="step", dynamic_ncols=True,
+                bars.append(progress_bar(total=total, desc=f"sampling {args.n:,} rows", unit="step", dynamic_ncols=True,
                                  leave=False, file=sys.stderr))
             bars[0].update(1)
 
