@@ -57,3 +57,20 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="^--methods"):
         bench._parse(["--methods", "Prophet"])
     assert bench._parse(["--", "--series", "co2"]).series == ["co2"]
+
+
+def test_csdi_budget_follows_the_amount_of_training_data():
+    from polydiff.timeseries.data import DATASETS
+
+    budget = bench.budgets(False)
+    windows = {name: bench.training_windows(DATASETS[name], points)
+               for name, points in (("co2", 526), ("airline", 144), ("sunspots", 309), ("taylor", 4032))}
+    assert windows == {"co2": 419, "airline": 37, "sunspots": 211, "taylor": 3601}
+    steps = {name: bench._series_budget(budget, name, w)["train_steps"] for name, w in windows.items()}
+    # 500 passes: airline's 37 windows fit one batch (500 steps); the others reach the ceiling (taylor's CPU cap)
+    assert steps == {"co2": 1500, "airline": 500, "sunspots": 1500, "taylor": 600}
+    key = bench._cache_key("CSDI", bench._series_budget(budget, "airline", 37), False, 0, 144)
+    assert key["budget"]["train_steps"] == 500 and "csdi_epochs" not in key["budget"]
+    assert bench._cache_key("DeepAR", bench._series_budget(budget, "airline", 37), False, 0, 144) == \
+        bench._cache_key("DeepAR", budget, False, 0, 144)
+    assert "500 passes over its training windows" in bench._preamble([], budget, False, 1.0, 0)

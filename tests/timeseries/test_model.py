@@ -165,3 +165,21 @@ def test_impute_recovers_a_sine_with_block_gaps():
     assert filled.loc[~filled["imputed"], "y"].equals(frame.loc[~filled["imputed"], "y"])
     inside = (filled["CSDI-lo-95"].to_numpy()[gaps] <= truth[gaps]) & (truth[gaps] <= filled["CSDI-hi-95"].to_numpy()[gaps])
     assert inside.mean() >= 0.5
+
+
+def test_epochs_rule_sets_the_number_of_optimizer_steps():
+    from polydiff.timeseries.model import epoch_train_steps
+
+    assert epoch_train_steps(37, 64, 500, 200, 1500) == 500       # one batch per pass
+    assert epoch_train_steps(211, 64, 500, 200, 1500) == 1500     # ceil(500 x 211 / 64) = 1649 > ceiling
+    assert epoch_train_steps(5, 64, 10, 200, 1500) == 200         # floor
+    assert epoch_train_steps(5, 64, 10, 200, 50) == 50            # the floor never exceeds the ceiling
+    assert epoch_train_steps(128, 64, 3, 1, 100) == 6
+    with pytest.raises(ValueError, match="epochs"):
+        epoch_train_steps(10, 64, 0, 1, 10)
+    with pytest.raises(ValueError, match="epochs"):
+        DiffusionForecaster(h=6, freq="MS", epochs=-1.0)
+    # 120 points, windows of 12 + 6 steps: 103 windows in batches of 64, 2 passes -> ceil(206 / 64) = 4 steps
+    fc = DiffusionForecaster(h=6, freq="MS", context_length=12, epochs=2, min_train_steps=1,
+                             **{**TINY, "train_steps": 50}).fit(sine_frame())
+    assert fc._state["train_steps_done"] == 4

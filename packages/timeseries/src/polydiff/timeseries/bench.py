@@ -68,18 +68,39 @@ def budgets(quick: bool) -> dict:
                 "deepar_batches": 20, "deepar_seeds": 2, "max_points": 240, "impute_series": ("co2",),
                 "sines": 200, "sines_steps": 60, "backbone_steps": 60, "discriminator_steps": 100,
                 "discriminator_repeats": 1}
-    # taylor's windows are 192 steps, four times the others': its CSDI gets the steps the CPU time allows
-    return {"train_steps": 1500, "series_train_steps": {"taylor": 600}, "guided_train_steps": 600, "dim": 64, "depth": 2, "num_samples": 100,
+    # CSDI: csdi_epochs passes over the series' training windows, floor min_train_steps, ceiling train_steps
+    # (see _series_budget); taylor's windows are 192 steps, four times the others': its ceiling is what the CPU
+    # time allows
+    return {"train_steps": 1500, "csdi_epochs": 500, "min_train_steps": 200, "series_train_steps": {"taylor": 600},
+            "guided_train_steps": 600, "dim": 64, "depth": 2, "num_samples": 100,
             "sample_steps": 20, "deepar_epochs": 3,
             "deepar_batches": 50, "deepar_seeds": 2, "max_points": None, "impute_series": ("co2",),
             "sines": 2000, "sines_steps": 1000, "backbone_steps": 300, "discriminator_steps": 500,
             "discriminator_repeats": 3}
 
 
-def _series_budget(budget: dict, name: str) -> dict:
-    """The budget of one series: ``series_train_steps`` overrides CSDI's ``train_steps``."""
-    steps = budget.get("series_train_steps", {}).get(name, budget["train_steps"])
-    return {k: v for k, v in budget.items() if k != "series_train_steps"} | {"train_steps": steps}
+def training_windows(info, points: int) -> int:
+    """How many windows CSDI trains on: those of context + h steps in the ``points`` before the first test window."""
+    from .model import ForecasterConfig
+
+    config = ForecasterConfig(h=info.h, freq=info.freq)
+    return max(1, points - info.h * N_WINDOWS - (config.resolved_context + info.h) + 1)
+
+
+def _series_budget(budget: dict, name: str, windows: int | None = None) -> dict:
+    """The budget of one series. CSDI's ``train_steps``: with ``csdi_epochs`` and ``windows`` (its number of
+    training windows), ceil(csdi_epochs x windows / batch) optimizer steps, clipped to [min_train_steps,
+    ceiling]; the ceiling is ``train_steps``, or ``series_train_steps[name]`` where given. Only the resolved
+    step count enters the cache key."""
+    from .model import ForecasterConfig, epoch_train_steps
+
+    ceiling = budget.get("series_train_steps", {}).get(name, budget["train_steps"])
+    steps = ceiling
+    if budget.get("csdi_epochs") and windows is not None:
+        steps = epoch_train_steps(windows, ForecasterConfig.batch_size, budget["csdi_epochs"],
+                                  budget["min_train_steps"], ceiling)
+    drop = ("series_train_steps", "csdi_epochs", "min_train_steps")
+    return {k: v for k, v in budget.items() if k not in drop} | {"train_steps": steps}
 
 
 def _cache_key(method: str, budget: dict, quick: bool, seed: int, points: int) -> dict:
@@ -301,7 +322,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
         if budget["max_points"]:  # quick mode: the last points only (taylor keeps four weeks for its weekly season)
             df = df.tail(max(budget["max_points"], 4 * max(info.seasons))).reset_index(drop=True)
         wanted = [m for m in args.methods]
-        series_budget = _series_budget(budget, name)
+        series_budget = _series_budget(budget, name, training_windows(info, len(df)))
+        budget.setdefault("csdi_steps", {})[name] = series_budget["train_steps"]
         pending = {}
         for method in wanted:
             key = _cache_key(method, series_budget, quick, seed, len(df))
@@ -424,6 +446,23 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _csdi_budget_text(budget: dict) -> str:
+    """CSDI's training budget in words: the rule and, once resolved, each series' step count."""
+    caps = "".join(f" ({k}: {v})" for k, v in budget.get("series_train_steps", {}).items())
+    if not budget.get("csdi_epochs"):
+        text = f"{budget['train_steps']} optimizer steps{caps}"
+    else:
+        caps = "; ".join(f"{k}: {v} for CPU time" for k, v in budget.get("series_train_steps", {}).items())
+        text = (f"{budget['csdi_epochs']} passes over its training windows (the windows of context + h steps "
+                f"before the first test window): ceil({budget['csdi_epochs']} x windows / batch) optimizer steps, "
+                f"batch min(64, windows), at least {budget['min_train_steps']} and at most {budget['train_steps']}"
+                + (f" ({caps})" if caps else ""))
+    steps = budget.get("csdi_steps")
+    if steps:
+        text += " — " + ", ".join(f"{k} {v}" for k, v in steps.items()) + " steps"
+    return text
+
+
 def _preamble(rows: list[dict], budget: dict, quick: bool, seconds: float, cached: int) -> str:
     forecast = [r for r in rows if r["task"] in SERIES]
     tasks = [s for s in SERIES if any(r["task"] == s for r in forecast)]
@@ -487,9 +526,7 @@ def _preamble(rows: list[dict], budget: dict, quick: bool, seconds: float, cache
     lines += ["", "Reference numbers (wQL, same protocol) from the issue that specified this benchmark, "
               "measured with statsforecast / gluonts: " + "; ".join(f"{k}: {v}" for k, v in REFERENCES.items()),
               "", "## Budgets and protocol", "",
-              f"- polydiff models: CSDI {budget['train_steps']} optimizer steps"
-              + "".join(f" ({k}: {v})" for k, v in budget.get("series_train_steps", {}).items())
-              + f", TSDiff and Diffusion-TS "
+              "- polydiff models: CSDI " + _csdi_budget_text(budget) + ", TSDiff and Diffusion-TS "
               f"{budget['guided_train_steps']} (batch 64, AdamW 1e-3 cosine, EMA 0.999, "
               f"core Trainer), transformer width {budget['dim']}, depth {budget['depth']}, CSDI's 50-step quad "
               f"schedule; {budget['num_samples']} sample paths, {budget['sample_steps']} solver steps; trained once "

@@ -33,7 +33,7 @@ from .diffusion import WindowLoss, csdi_schedule, sample_windows
 from .metrics import level_quantiles
 from .networks import CSDINetwork, DiffusionTSNetwork
 
-__all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS"]
+__all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS", "epoch_train_steps"]
 
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
 SCALINGS = ("window", "series", "trend")
@@ -58,6 +58,11 @@ class ForecasterConfig:
     as accurate as ancestral "ddpm" and closer to nominal coverage); guidance, zeta: how the
     unconditional models are steered to the observations ("dps" step size ``zeta``, or "repaint").
     train_steps, batch_size, lr: training (core Trainer, AdamW, cosine decay, EMA 0.999).
+    epochs, min_train_steps: None (default) trains exactly ``train_steps`` steps. A number makes the budget follow
+    the amount of training data: ``epochs`` passes over the training windows, i.e.
+    ceil(epochs x windows / batch) optimizer steps (batch = min(batch_size, windows)), clipped to
+    [min(min_train_steps, train_steps), train_steps] — ``train_steps`` becomes the ceiling (see
+    :func:`epoch_train_steps`).
     dim, depth, heads: network size. num_timesteps: diffusion steps of the CSDI schedule. scaling: "window"
     (per-window mean/std of the conditioning values), "trend" (per-window least-squares line through the
     conditioning values and the std around it; the line is extrapolated over the horizon) or "series"
@@ -81,6 +86,8 @@ class ForecasterConfig:
     zeta: float = 0.5
     seed: int = 0
     train_steps: int = 2000
+    epochs: float | None = None
+    min_train_steps: int = 200
     batch_size: int = 64
     lr: float = 1e-3
     dim: int = 64
@@ -103,8 +110,11 @@ class ForecasterConfig:
             raise ValueError(f"model: unknown model {self.model!r}; choices: {list(MODELS)}")
         if self.context_length is not None:
             _int(self.context_length, "context_length")
-        for name in ("num_samples", "train_steps", "batch_size", "dim", "depth", "heads"):
+        for name in ("num_samples", "train_steps", "min_train_steps", "batch_size", "dim", "depth", "heads"):
             _int(getattr(self, name), name)
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float))
+                                        or not math.isfinite(self.epochs) or self.epochs <= 0):
+            raise ValueError(f"epochs: expected a positive finite number or None, got {self.epochs!r}")
         _int(self.num_timesteps, "num_timesteps", 2)
         _int(self.seed, "seed", 0)
         if self.steps is not None:
@@ -154,6 +164,20 @@ class ForecasterConfig:
     @property
     def resolved_steps(self) -> int:
         return self.steps or min(20, self.num_timesteps)
+
+
+def epoch_train_steps(windows: int, batch_size: int, epochs: float, floor: int, ceiling: int) -> int:
+    """Optimizer steps for ``epochs`` passes over ``windows`` training windows in batches of
+    min(batch_size, windows): ceil(epochs x windows / batch), clipped to [min(floor, ceiling), ceiling].
+
+    A short series (airline: 144 monthly points, 37 windows of 48 steps, one batch per pass) gets few steps, a
+    long one (taylor: 4,032 half-hourly points, 3,601 windows) hits the ceiling."""
+    windows, batch_size = _int(windows, "windows"), _int(batch_size, "batch_size")
+    floor, ceiling = _int(floor, "floor"), _int(ceiling, "ceiling")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not math.isfinite(epochs) or epochs <= 0:
+        raise ValueError(f"epochs: expected a positive finite number, got {epochs!r}")
+    steps = math.ceil(epochs * windows / min(batch_size, windows) - 1e-9)
+    return int(min(ceiling, max(min(floor, ceiling), steps)))
 
 
 def _check_levels(level) -> list:
@@ -299,11 +323,13 @@ class DiffusionForecaster:
         network = self._network(num_series, tensors[2].shape[1])
         loss = WindowLoss(self._schedule(), self._prediction(), c.model == "csdi", c.h, stats=series_stats,
                           fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=c.scaling == "trend")
-        train = TrainConfig(steps=c.train_steps, batch_size=min(c.batch_size, len(tensors[0])), lr=c.lr,
-                            weight_decay=1e-4, warmup_steps=min(100, c.train_steps // 10), lr_schedule="cosine",
+        steps = c.train_steps if c.epochs is None else epoch_train_steps(
+            len(tensors[0]), c.batch_size, c.epochs, c.min_train_steps, c.train_steps)
+        train = TrainConfig(steps=steps, batch_size=min(c.batch_size, len(tensors[0])), lr=c.lr,
+                            weight_decay=1e-4, warmup_steps=min(100, steps // 10), lr_schedule="cosine",
                             ema_decay=0.999, checkpoint_dir=c.checkpoint_dir,
-                            checkpoint_every=max(1, c.train_steps // 4), seed=c.seed, device=c.device,
-                            progress=c.progress, log_every=max(1, min(100, c.train_steps)))
+                            checkpoint_every=max(1, steps // 4), seed=c.seed, device=c.device,
+                            progress=c.progress, log_every=max(1, min(100, steps)))
         trainer = Trainer(network, loss, tensors, train)
         trainer.fit()
         self.network = trainer.ema_model.eval()
