@@ -231,14 +231,8 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
         (default ``default_temperature``; 1 samples the model's distribution, 0 starts every solver at the prior
         mean itself and follows the probability-flow ODE from there).
         """
-        mel = self.check_mel(mel, mel_config)
-        single = mel.ndim == 2
-        mel = (mel[None] if single else mel).to(self.inverse.device)
-        steps = self.default_steps if steps is None else steps
-        solver = self.default_solver if solver is None else solver
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected a positive int, got {steps!r}")
-        generator = torch.Generator(device=mel.device).manual_seed(seed) if seed is not None else None
+        mel, single, steps, solver, generator = self._vocode_inputs(mel, mel_config, steps, solver, seed,
+                                                                    self.inverse.device)
         temperature = self.default_temperature if temperature is None else temperature
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
                 math.isfinite(temperature) and temperature >= 0):

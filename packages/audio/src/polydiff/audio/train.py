@@ -24,6 +24,15 @@ __all__ = ["training_segments", "stft_training_segments", "stft_vocoder_loss", "
            "export_checkpoint", "fit_vocoder_grids"]
 
 
+def _waves_and_mels(corpus, split: str, mel_config: MelConfig):
+    """(waveform at the config's rate, its log-mel) of each utterance of one split longer than one FFT window."""
+    for utterance in load_corpus(corpus, split):
+        wave, rate = read_wav(utterance.path)
+        wave = resample(wave, rate, mel_config.sample_rate)
+        if wave.shape[-1] > mel_config.n_fft:
+            yield wave, mel_spectrogram(wave, mel_config)
+
+
 def training_segments(corpus, mel_config: MelConfig, *, segment: int = 8192, stride: int | None = None,
                       split: str = "train", limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(audio (N, segment), log-mel (N, n_mels, segment / hop + 1)) from the utterances of one split."""
@@ -34,12 +43,7 @@ def training_segments(corpus, mel_config: MelConfig, *, segment: int = 8192, str
         raise ValueError(f"stride: expected a positive multiple of the hop ({mel_config.hop}), got {stride}")
     frames = segment // mel_config.hop + 1
     audio, mels = [], []
-    for utterance in load_corpus(corpus, split):
-        wave, rate = read_wav(utterance.path)
-        wave = resample(wave, rate, mel_config.sample_rate)
-        if wave.shape[-1] <= mel_config.n_fft:
-            continue
-        mel = mel_spectrogram(wave, mel_config)
+    for wave, mel in _waves_and_mels(corpus, split, mel_config):
         for start in range(0, wave.shape[-1] - segment + 1, stride):
             audio.append(wave[start:start + segment])
             mels.append(mel[:, start // mel_config.hop: start // mel_config.hop + frames])
@@ -144,12 +148,7 @@ def stft_training_segments(corpus, mel_config: MelConfig, *, frames: int = 64, s
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride: expected a positive int, got {stride!r}")
     magnitudes, mels = [], []
-    for utterance in load_corpus(corpus, split):
-        wave, rate = read_wav(utterance.path)
-        wave = resample(wave, rate, mel_config.sample_rate)
-        if wave.shape[-1] <= mel_config.n_fft:
-            continue
-        mel = mel_spectrogram(wave, mel_config)
+    for wave, mel in _waves_and_mels(corpus, split, mel_config):
         magnitude = stft_log_magnitude(wave, mel_config, floor)
         for start in range(0, mel.shape[-1] - frames + 1, stride):
             magnitudes.append(magnitude[:, start:start + frames].half())

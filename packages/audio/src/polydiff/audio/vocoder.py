@@ -107,6 +107,19 @@ class VocoderAPI:
                              f"(field: (given, vocoder's) = {diff})")
         return check_mel(mel, self.mel_config)
 
+    def _vocode_inputs(self, mel, mel_config, steps, solver, seed, device):
+        """What ``vocode`` starts from: the checked mel as a batch on ``device``, whether one mel was given, the
+        resolved ``steps`` and ``solver`` and the seeded generator (None for a random seed)."""
+        mel = self.check_mel(mel, mel_config)
+        single = mel.ndim == 2
+        mel = (mel[None] if single else mel).to(device)
+        steps = self.default_steps if steps is None else steps
+        solver = self.default_solver if solver is None else solver
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected a positive int, got {steps!r}")
+        generator = torch.Generator(device=mel.device).manual_seed(seed) if seed is not None else None
+        return mel, single, steps, solver, generator
+
     def real_time_factor(self, seconds: float = 2.0, steps: int | None = None, solver: str | None = None) -> float:
         """Wall time / audio time of vocoding ``seconds`` of audio (one call, after one warm-up)."""
         frames = int(seconds * self.sample_rate / self.mel_config.hop) + 1
@@ -259,15 +272,9 @@ class DiffusionVocoder(VocoderAPI, nn.Module, PretrainedMixin):
         count, else "logsnr"); mel_config: the MelConfig the mel was made with (checked when given);
         seed: the noise seed (None: random).
         """
-        mel = self.check_mel(mel, mel_config)
-        single = mel.ndim == 2
-        mel = (mel[None] if single else mel).to(self.basis.device)
-        steps = self.default_steps if steps is None else steps
-        solver = self.default_solver if solver is None else solver
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected a positive int, got {steps!r}")
+        mel, single, steps, solver, generator = self._vocode_inputs(mel, mel_config, steps, solver, seed,
+                                                                    self.basis.device)
         length = (mel.shape[-1] - 1) * self.mel_config.hop
-        generator = torch.Generator(device=mel.device).manual_seed(seed) if seed is not None else None
         noise = torch.randn((mel.shape[0], self.fold, length // self.fold), generator=generator, device=mel.device)
         if grid is None:
             grid = self.fitted_grids.get(f"{solver}:{steps}", "logsnr")
