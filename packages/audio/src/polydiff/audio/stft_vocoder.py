@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polydiff.core import Denoiser, sample
 from polydiff.core.nn.embeddings import FiLM
 from polydiff.core.nn.unet1d import TimeEmbedding
 from polydiff.core.pretrained import PretrainedMixin
@@ -239,12 +238,7 @@ class StftVocoder(VocoderAPI, nn.Module, PretrainedMixin):
             raise ValueError(f"temperature: expected a non-negative float, got {temperature!r}")
         noise = temperature * torch.randn((mel.shape[0], self.bins, mel.shape[-1]), generator=generator,
                                           device=mel.device)
-        if grid is None:
-            grid = self.fitted_grids.get(f"{solver}:{steps}", "logsnr")
-            if not isinstance(grid, str):
-                grid = torch.tensor(grid, dtype=torch.float64)
-        denoiser = Denoiser(self, self.schedule, self.prediction)
-        y = sample(denoiser, noise, solver=solver, steps=steps, grid=grid, cond={"mel": mel})
+        y = self._sample(noise, mel, solver, steps, grid)
         waves = self.phase(self.decode(y, mel), seed)
         out = torch.from_numpy(waves) if return_tensor else waves
         return out[0] if single else out

@@ -120,6 +120,16 @@ class VocoderAPI:
         generator = torch.Generator(device=mel.device).manual_seed(seed) if seed is not None else None
         return mel, single, steps, solver, generator
 
+    def _sample(self, noise: Tensor, mel: Tensor, solver: str, steps: int, grid) -> Tensor:
+        """The model's sample from ``noise`` given ``mel`` through the core solver; ``grid`` None takes the fitted
+        grid shipped for that solver and step count, else "logsnr"."""
+        if grid is None:
+            grid = self.fitted_grids.get(f"{solver}:{steps}", "logsnr")
+            if not isinstance(grid, str):
+                grid = torch.tensor(grid, dtype=torch.float64)
+        return sample(Denoiser(self, self.schedule, self.prediction), noise, solver=solver, steps=steps, grid=grid,
+                      cond={"mel": mel})
+
     def real_time_factor(self, seconds: float = 2.0, steps: int | None = None, solver: str | None = None) -> float:
         """Wall time / audio time of vocoding ``seconds`` of audio (one call, after one warm-up)."""
         frames = int(seconds * self.sample_rate / self.mel_config.hop) + 1
@@ -276,12 +286,7 @@ class DiffusionVocoder(VocoderAPI, nn.Module, PretrainedMixin):
                                                                     self.basis.device)
         length = (mel.shape[-1] - 1) * self.mel_config.hop
         noise = torch.randn((mel.shape[0], self.fold, length // self.fold), generator=generator, device=mel.device)
-        if grid is None:
-            grid = self.fitted_grids.get(f"{solver}:{steps}", "logsnr")
-            if not isinstance(grid, str):
-                grid = torch.tensor(grid, dtype=torch.float64)
-        denoiser = Denoiser(self, self.schedule, self.prediction)
-        y = sample(denoiser, noise, solver=solver, steps=steps, grid=grid, cond={"mel": mel})
+        y = self._sample(noise, mel, solver, steps, grid)
         x = self.decode(y, mel).clamp(-1, 1)
         x = x[0] if single else x
         return x if return_tensor else x.cpu().numpy()
