@@ -399,6 +399,14 @@ def _json(value):
     return value
 
 
+def _goal_of_checks(text: str, items: list, source: str, reference: str, need: int | None = None) -> dict:
+    """A goal met when at least ``need`` (default: all) of its (task, ok, detail) checks pass; None without any."""
+    passed = sum(ok for _, ok, _ in items)
+    met = bool(items) and passed >= (need if need is not None else len(items))
+    detail = f"{passed}/{len(items)}: " + "; ".join(f"{t} {'✓' if ok else '✗'} {v}" for t, ok, v in items)
+    return benchkit.goal(text, met if items else None, detail, f"{source}; reference: {reference}")
+
+
 def _goals(rows: list[dict], quick: bool = False) -> list[dict]:
     """The goals of the tabular benchmark (source: GOALS_SOURCE), each checked against this run's rows."""
     by = {(r["task"], r["method"]): r for r in rows}
@@ -429,10 +437,7 @@ def _goals(rows: list[dict], quick: bool = False) -> list[dict]:
         checks["fit"].append((task, ours["fit_seconds"] <= 300, f"{ours['fit_seconds']:.0f} s"))
 
     def check(text, items, reference, need=None):
-        passed = sum(ok for _, ok, _ in items)
-        met = bool(items) and passed >= (need if need is not None else len(items))
-        detail = f"{passed}/{len(items)}: " + "; ".join(f"{t} {'✓' if ok else '✗'} {v}" for t, ok, v in items)
-        return benchkit.goal(text, met if items else None, detail, f"{GOALS_SOURCE}; reference: {reference}")
+        return _goal_of_checks(text, items, GOALS_SOURCE, reference, need)
 
     need_peers = max(len(checks["ml_peers"]) - 1, 0)
     return [*_seed_aware_goals(rows, by, tasks, quick),
@@ -488,10 +493,7 @@ def _seed_aware_goals(rows: list[dict], by: dict, tasks: list[str], quick: bool)
                                         f"{ours_detection:.3f} vs best peer {peer_detection:.3f}"))
 
     def check(text, items, reference, need=None):
-        passed = sum(ok for _, ok, _ in items)
-        met = bool(items) and passed >= (need if need is not None else len(items))
-        detail = f"{passed}/{len(items)}: " + "; ".join(f"{t} {'✓' if ok else '✗'} {v}" for t, ok, v in items)
-        return benchkit.goal(text, met if items else None, detail, f"{SEED_GOALS_SOURCE}; reference: {reference}")
+        return _goal_of_checks(text, items, SEED_GOALS_SOURCE, reference, need)
 
     need = max(len(checks["peers"]) - 1, 0)
     return [
