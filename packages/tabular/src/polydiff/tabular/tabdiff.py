@@ -67,8 +67,6 @@ class TabDiffConfig:
     def __post_init__(self):
         from polydiff.core.schedules import check_real
 
-        if isinstance(self.hidden, list):
-            object.__setattr__(self, "hidden", tuple(self.hidden))
         check_common_config(self)
         check_real("weight_decay", self.weight_decay, low=0.0)
         check_real("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)

@@ -84,7 +84,8 @@ class _Rows(torch.utils.data.Dataset):
 
 
 def check_common_config(config) -> None:
-    """Validate the fields every table model's config has: positive integers, lr, nan, seed and progress."""
+    """Validate the fields every table model's config has: positive integers, lr, nan, seed and progress; a tuple
+    field given as a list (as JSON reads it back) becomes a tuple."""
     from polydiff.core.schedules import check_real
 
     from .transform import NAN_MODES
@@ -95,6 +96,9 @@ def check_common_config(config) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field.name}: expected a positive integer, got {value!r}")
         if field.type in ("tuple", tuple):
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(config, field.name, value)
             if not (isinstance(value, tuple) and value and all(isinstance(h, int) and not isinstance(h, bool)
                                                                and h > 0 for h in value)):
                 raise ValueError(f"{field.name}: expected positive integers, got {value!r}")

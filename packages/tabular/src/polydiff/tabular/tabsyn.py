@@ -74,8 +74,6 @@ class TabSynConfig:
         from polydiff.core.grids import GRIDS
         from polydiff.core.schedules import check_real
 
-        if isinstance(self.hidden, list):
-            object.__setattr__(self, "hidden", tuple(self.hidden))
         check_common_config(self)
         if self.d_token % self.vae_heads:
             raise ValueError(f"vae_heads: must divide d_token={self.d_token}, got {self.vae_heads}")
