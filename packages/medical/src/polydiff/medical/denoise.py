@@ -381,9 +381,8 @@ def sample_from_matched(model, schedule, noisy: Tensor, cond: Tensor, times: Ten
         grid = torch.stack([make_grid(schedule, steps, "logsnr", t_start=float(t), final_zero=True)
                             for t in times[start:stop]], dim=1).to(device)
         x = (alpha[start:stop, None, None, None].float() * chunk).to(device)
-        kwargs = {"generator": generator} if "generator" in function.__code__.co_varnames else {}
         with torch.no_grad():
-            out = function(denoiser, x, grid, cond={"cond": condition.to(device)}, **kwargs)
+            out = function(denoiser, x, grid, cond={"cond": condition.to(device)}, generator=generator)
         outputs.append(out[..., :size[0], :size[1]].double().cpu())
     return torch.cat(outputs)
 
