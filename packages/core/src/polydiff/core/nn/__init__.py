@@ -8,9 +8,11 @@ so ``type(module)(**module.config)`` rebuilds it. The denoising networks (``MLPD
 
 from .embeddings import FiLM, GaussianFourierEmbedding, SinusoidalEmbedding
 from .mlp import MLPDenoiser
+from .traced import TracedNetwork
 from .transformer import TransformerDenoiser, TransformerDenoiserBlock
 from .unet1d import ResidualBlock1D, TimeEmbedding, UNet1D
 from .wavenet import WaveNetDenoiser, interpolate_frames
 
 __all__ = ["SinusoidalEmbedding", "GaussianFourierEmbedding", "FiLM", "TimeEmbedding", "ResidualBlock1D", "UNet1D",
-           "MLPDenoiser", "TransformerDenoiserBlock", "TransformerDenoiser", "WaveNetDenoiser", "interpolate_frames"]
+           "MLPDenoiser", "TransformerDenoiserBlock", "TransformerDenoiser", "WaveNetDenoiser", "interpolate_frames",
+           "TracedNetwork"]
