@@ -85,8 +85,8 @@ VERSIONS = ("polydiff-core", "polydiff-tabular", "torch", "pandas", "scikit-lear
 def budgets(quick: bool) -> dict:
     """Training budgets of every method (the markdown lists them)."""
     if quick:
-        return {"TabDDPM_steps": 200, "TabDDPM_batch": 256, "TabDDPM_sample_steps": 50, "TabSyn_vae_steps": 100,
-                "TabSyn_steps": 100, "TabSyn_sample_steps": 20, "TabDiff_steps": 200, "TabDiff_sample_steps": 20,
+        return {"TabDDPM_steps": 200, "TabDDPM_batch": 256, "TabDDPM_sample_steps": 50, "TabSyn_vae_steps": 50,
+                "TabSyn_steps": 50, "TabSyn_sample_steps": 20, "TabDiff_steps": 100, "TabDiff_sample_steps": 20,
                 "CTGAN_epochs": 5, "TVAE_epochs": 5, "catboost_iterations": 50, "ml_seeds": 3,
                 # one training seed: --quick checks the plumbing within make bench's budget; seed-aware wins
                 # need the full run (or --train-seeds 3)
