@@ -7,7 +7,7 @@ from polydiff.medical.data import make_phantom, read_kspace_h5, read_nifti, thre
 from polydiff.medical.denoise import DenoiseConfig, denoise_dwi
 from polydiff.medical.evaluate import brats_metrics
 from polydiff.medical.inpainting import inpaint, tumour_mask
-from polydiff.medical.prior import PriorConfig
+from polydiff.medical.prior import PriorConfig, training_set
 from polydiff.medical.recon import reconstruct
 
 DWI = np.ones((8, 8, 2, 4), dtype=np.float32)
@@ -36,6 +36,11 @@ CASES = [
     ("patch_radius", lambda: DenoiseConfig(patch_radius=3), "patch_radius"),
     ("max_time", lambda: DenoiseConfig(max_time=2.0), "max_time"),
     ("prior lr", lambda: PriorConfig(lr=-1.0), "lr"),
+    ("prior prediction", lambda: PriorConfig(prediction="eps"), "prediction"),
+    ("prior fill", lambda: PriorConfig(fill="mean"), "fill"),
+    ("training slices", lambda: training_set((0, 7)), "slices"),
+    ("recon num_samples", lambda: reconstruct(KSPACE, LINES, method="zero-filled", num_samples=0), "num_samples"),
+    ("recon t_start", lambda: reconstruct(KSPACE, LINES, method="zero-filled", t_start=1.5), "t_start"),
     ("phantom snr", lambda: make_phantom(0), "snr"),
     ("gradients per_shell", lambda: three_shell_gradients(per_shell=100), "per_shell"),
     ("inpaint 3-D image", lambda: inpaint(np.ones((4, 4, 4)), np.ones((4, 4, 4), bool)), "image"),

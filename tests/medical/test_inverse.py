@@ -99,6 +99,28 @@ def test_ddnm_reconstruction_is_consistent_with_the_measured_lines(tiny_prior):
     assert dps.shape == image.shape and np.isfinite(dps).all()
 
 
+@pytest.mark.parametrize("options", [{}, {"t_start": 0.3}, {"num_samples": 3}, {"diffpir_zeta": 0.0}])
+def test_diffpir_reconstruction_keeps_the_measured_lines_exactly(tiny_prior, options):
+    image = np.random.default_rng(1).uniform(0, 1, (16, 16))
+    kspace, lines = undersample(image, 4, seed=1)
+    out = reconstruct(kspace, lines, tiny_prior, method="diffpir", steps=3, **options)
+    measured = np.fft.fftshift(np.fft.fft2(out, norm="ortho")) * lines[:, None]
+    np.testing.assert_allclose(measured, kspace, atol=1e-4)
+    np.testing.assert_array_equal(out, reconstruct(kspace, lines, tiny_prior, method="diffpir", steps=3, **options))
+
+
+def test_training_set_never_holds_a_test_slice():
+    from polydiff.medical.data import load_b0_slices
+    from polydiff.medical.prior import TEST_SLICES, normalise, training_set
+
+    images, brains = training_set()
+    assert images.shape == brains.shape and images.shape[1:] == (128, 128) and len(images) > 40
+    b0 = load_b0_slices()
+    for z in TEST_SLICES:
+        held_out = normalise(b0[:, :, z])[0]
+        assert min(np.abs(images - held_out).max(axis=(1, 2))) > 0.1
+
+
 def test_prior_save_load_round_trip(tiny_prior, tmp_path):
     tiny_prior.save_pretrained(tmp_path / "prior")
     loaded = SlicePrior.from_pretrained(tmp_path / "prior")
@@ -121,6 +143,8 @@ def test_conditional_prior_inpaints_and_doubles_as_an_unconditional_prior():
     mask = tumour_mask(brains[0], 0.1, seed=0)
     filled = inpaint(image, mask, prior, steps=2, num_samples=2)  # default method for a conditional prior
     assert np.array_equal(filled[~mask], image[~mask]) and np.isfinite(filled).all()
+    warm = inpaint(image, mask, prior, steps=2, num_samples=2, t_start=0.4)  # SDEdit from the harmonic fill
+    assert np.array_equal(warm[~mask], image[~mask]) and np.isfinite(warm).all()
     ddnm = inpaint(image, mask, prior, method="ddnm", steps=2)
     assert np.array_equal(ddnm[~mask], image[~mask])
     with pytest.raises(ValueError, match="brains"):

@@ -63,7 +63,7 @@ def budgets(quick: bool) -> dict:
                 "denoise_sample_steps": 1, "prior_train_steps": 10, "prior_crop": 32, "sample_steps": 4,
                 "repaint_jumps": "length 2 x 2", "inpaint_samples": 2, "test_images": 1, "cs_iterations": 60}
     return {"phantom": "64x64x10x64 crop", "denoise_train_steps": 200, "denoise_batch": 16, "denoise_sample_steps": 1,
-            "prior_train_steps": 1260, "prior_crop": 64, "sample_steps": 20, "repaint_jumps": "length 5 x 2",
+            "prior_train_steps": 3600, "prior_crop": 64, "sample_steps": 20, "repaint_jumps": "length 5 x 2",
             "inpaint_samples": 4, "test_images": 2, "cs_iterations": 60}
 
 

@@ -69,17 +69,20 @@ def _check(image, mask):
 
 
 def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 50, jump_length: int = 5,
-            jump_n_sample: int = 4, seed: int = 0, num_samples: int = 1, solver: str = "ddim") -> np.ndarray:
+            jump_n_sample: int = 4, seed: int = 0, num_samples: int = 1, solver: str = "ddim",
+            t_start: float | None = None) -> np.ndarray:
     """Fill ``mask`` (True = unknown) of a 2-D ``image`` with the diffusion ``prior`` (a fitted
     :class:`~polydiff.medical.prior.SlicePrior`; H and W multiples of 4). method: "conditional" (the prior's
     mask-conditional model sampled by the core solver ``solver``; the default for a conditional prior), "repaint"
     (resampling path of ``jump_length`` / ``jump_n_sample``; the default otherwise) or "ddnm"; ``steps`` grid
-    steps ending at t = 0; ``num_samples`` > 1 averages that many posterior samples. Known pixels are returned
-    unchanged; the output has image's dtype (integers rounded and clipped)."""
+    steps ending at t = 0; ``num_samples`` > 1 averages that many posterior samples. t_start (conditional only):
+    None starts from pure noise at the schedule's t_max; a time in (0, t_max] starts there from the harmonic
+    fill noised to that level (SDEdit-style). Known pixels are returned unchanged; the output has image's dtype
+    (integers rounded and clipped)."""
     from polydiff.core import make_grid, sample
     from polydiff.core.inverse import Mask, sample_ddnm, sample_repaint
 
-    from .prior import SlicePrior, denormalise, normalise
+    from .prior import SlicePrior, denormalise, known_channel, normalise
 
     image, mask = _check(image, mask)
     if method is not None and method not in INPAINT_METHODS:
@@ -92,6 +95,8 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
+    if t_start is not None and not (isinstance(t_start, (int, float)) and 0 < t_start <= 1):
+        raise ValueError(f"t_start: expected None or a time in (0, 1], got {t_start!r}")
     values = image.astype(np.float64)
     scaled, bounds = normalise(values, ~mask)
     denoiser = prior.denoiser
@@ -103,9 +108,16 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
     grid = make_grid(prior.schedule, steps, "logsnr", final_zero=True)
     if method == "conditional":
         known = torch.from_numpy(~mask).float()[None, None]
-        cond = torch.cat([x_known * known, known], dim=1).expand(num_samples, -1, -1, -1)
+        given = torch.from_numpy(known_channel(scaled, mask, prior.config.fill)).float()[None, None]
+        cond = torch.cat([given, known], dim=1).expand(num_samples, -1, -1, -1)
+        start = None
+        if t_start is not None:
+            start = min(float(t_start), prior.schedule.t_max)
+            level = torch.tensor(start, dtype=torch.float64)
+            harmonic = torch.from_numpy(known_channel(scaled, mask, "harmonic")).float()[None, None]
+            noise = float(prior.schedule.alpha(level)) * harmonic + float(prior.schedule.sigma(level)) * noise
         out = sample(prior.conditional_denoiser, noise, solver, steps, "logsnr", final_zero=True, cond={"cond": cond},
-                     generator=generator)
+                     generator=generator, t_start=start)
     elif method == "repaint":
         out = sample_repaint(denoiser, noise, grid, operator, y, jump_length=min(jump_length, steps),
                              jump_n_sample=jump_n_sample, generator=generator)

@@ -1,7 +1,7 @@
 """A 2-D slice prior for inpainting and k-space reconstruction, unconditional and mask-conditional in one network.
 
 ``SlicePrior.fit(images, brains)`` trains a :class:`~polydiff.medical.models.SliceUNet` with core's ``Trainer``
-and ``DiffusionLoss`` (VP cosine schedule, x0 prediction) on random crops of the training slices, each slice
+and ``DiffusionLoss`` (VP cosine schedule, v prediction) on random crops of the training slices, each slice
 mapped to [-1, 1] by its own 0.5 / 99.5 percentiles. With ``conditional=True`` (the default) the network also
 sees two condition channels, the known image (zero where unknown) and the known-pixel mask, after "Multitask
 Brain Tumor Inpainting with Diffusion Models" (Kim & Park, 2023): each training crop carries a seeded
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PriorConfig", "SlicePrior", "training_slices", "training_set", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
+__all__ = ["PriorConfig", "SlicePrior", "known_channel", "training_slices", "training_set", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
            "normalise", "denormalise"]
 
 TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
@@ -48,22 +48,48 @@ def training_slices(slices=TRAIN_SLICES) -> np.ndarray:
     return training_set(slices)[0]
 
 
-def training_set(slices=TRAIN_SLICES) -> tuple[np.ndarray, np.ndarray]:
-    """(images (count, 128, 128) float64 in [-1, 1], brain masks (count, 128, 128) bool): the real b0 slices
-    ``slices`` of dipy's ``S0_10slices``, the noise-free phantom DWI volumes at those slices (every 2nd volume:
-    b0, b = 1000 / 2000 / 3500 contrasts of the same anatomy) and dipy's real T1 coronal slice (resampled to
-    128 x 128, its brain by Otsu's threshold), each normalised by its own percentiles."""
+def _real_anatomy() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every real brain slice that dipy installs besides ``S0_10slices``, resampled to 128 x 128, with its brain
+    (Otsu's threshold, holes filled): the T1 coronal slice, the axial slices of ``aniso_vox`` (4 x 4 x 5 mm) and
+    ``test_piesno`` (a noisy DWI volume), each kept when its brain covers at least 8 % of the slice."""
     from scipy.ndimage import binary_fill_holes, zoom
     from skimage.filters import threshold_otsu
 
-    from .data import load_t1_slice, make_phantom
+    from .data import _nibabel, dipy_file, load_t1_slice
 
+    slices = [load_t1_slice()]
+    for name in ("aniso_vox.nii.gz", "test_piesno.nii.gz"):
+        volume = np.asarray(_nibabel().load(str(dipy_file(name))).dataobj, dtype=np.float64)
+        slices += [volume[:, :, z] for z in range(volume.shape[2])]
+    out = []
+    for image in slices:
+        image = zoom(image, (128 / image.shape[0], 128 / image.shape[1]), order=1)
+        if np.ptp(image) <= 0:
+            continue
+        brain = binary_fill_holes(image > threshold_otsu(image))
+        if brain.mean() >= 0.08:
+            out.append((image, brain))
+    return out
+
+
+def training_set(slices=TRAIN_SLICES, contrasts: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(images (count, 128, 128) float64 in [-1, 1], brain masks (count, 128, 128) bool): the real b0 slices
+    ``slices`` of dipy's ``S0_10slices``, ``contrasts`` noise-free phantom DWI volumes at those slices (evenly
+    spaced over the 64: b0, b = 1000 / 2000 / 3500 contrasts of the same anatomy) and every other real brain
+    slice dipy installs (:func:`_real_anatomy`: the T1 slice, ``aniso_vox``, ``test_piesno``), each normalised
+    by its own percentiles. Nothing from the held-out :data:`TEST_SLICES` of ``S0_10slices`` is used."""
+    from .data import load_b0_slices, make_phantom
+
+    if any(z in TEST_SLICES for z in slices):
+        raise ValueError(f"slices: {tuple(slices)} overlaps the held-out test slices {TEST_SLICES}")
     phantom = make_phantom(20.0, seed=0)
-    images = [phantom.clean[:, :, z, v] for z in slices for v in range(0, phantom.clean.shape[-1], 2)]
-    brains = [phantom.mask[:, :, z] for z in slices for v in range(0, phantom.clean.shape[-1], 2)]
-    t1 = zoom(load_t1_slice(), 128 / 256, order=1)
-    images.append(t1)
-    brains.append(binary_fill_holes(t1 > threshold_otsu(t1)))
+    b0 = load_b0_slices()
+    volumes = np.linspace(0, phantom.clean.shape[-1] - 1, contrasts).round().astype(int)
+    images = [b0[:, :, z] for z in slices] + [phantom.clean[:, :, z, v] for z in slices for v in volumes]
+    brains = [phantom.mask[:, :, z] for z in slices] + [phantom.mask[:, :, z] for z in slices for _ in volumes]
+    for image, brain in _real_anatomy():
+        images.append(image)
+        brains.append(brain)
     return (np.stack([normalise(image.astype(np.float64))[0] for image in images]),
             np.stack(brains).astype(bool))
 
@@ -88,16 +114,21 @@ def test_slices(slices=TEST_SLICES, volumes=(0, 20, 45)) -> tuple[np.ndarray, np
 @dataclass(frozen=True)
 class PriorConfig:
     """train_steps, batch_size, crop, lr: Trainer budget on crop x crop patches; channels: U-Net widths;
-    conditional: add the (known image, known mask) condition channels; uncond_fraction: share of training crops
-    with an empty condition; seed; device (None: CUDA when available); checkpoint_dir: Trainer checkpoints (a
-    rerun resumes there)."""
+    prediction: the network's target, "v" (alpha eps - sigma x0: at low noise the x0 estimate stays close to
+    x_t, which plug-and-play and data-consistent samplers need) or "x0"; conditional: add the (known image,
+    known mask) condition channels; fill: what the known-image channel holds inside the hole, "harmonic" (the
+    Laplace fill from the hole's border) or "zero"; uncond_fraction: share of
+    training crops with an empty condition; seed; device (None: CUDA when available); checkpoint_dir: Trainer
+    checkpoints (a rerun resumes there)."""
 
     train_steps: int = 1500
     batch_size: int = 8
     crop: int = 64
     lr: float = 1e-3
     channels: tuple[int, ...] = (16, 32, 64)
+    prediction: str = "v"
     conditional: bool = True
+    fill: str = "harmonic"
     uncond_fraction: float = 0.5
     seed: int = 0
     device: str | None = None
@@ -110,20 +141,34 @@ class PriorConfig:
                 raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr: expected a finite value > 0, got {self.lr!r}")
+        if self.prediction not in ("v", "x0"):
+            raise ValueError(f"prediction: expected 'v' or 'x0', got {self.prediction!r}")
+        if self.fill not in ("harmonic", "zero"):
+            raise ValueError(f"fill: expected 'harmonic' or 'zero', got {self.fill!r}")
         if not isinstance(self.uncond_fraction, (int, float)) or not 0 <= self.uncond_fraction <= 1:
             raise ValueError(f"uncond_fraction: expected a value in [0, 1], got {self.uncond_fraction!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 
 
+def known_channel(image: np.ndarray, hole: np.ndarray, fill: str) -> np.ndarray:
+    """The condition's known-image channel: ``image`` outside ``hole`` and, inside it, 0 (fill "zero") or the
+    harmonic fill from the hole's border (fill "harmonic")."""
+    from .peers import inpaint_peer
+
+    if fill == "harmonic":
+        return inpaint_peer("harmonic", image, hole)
+    return np.where(hole, 0.0, image)
+
+
 class _Crops(torch.utils.data.Dataset):
-    """Random crops (flipped at random along each axis). Conditional: items (crop, {"cond": (2, c, c)}) with the
-    known image and mask of a tumour-shaped region drawn on the whole slice (the crop is placed around it), or
-    an empty condition with probability ``uncond_fraction``."""
+    """Random crops (flipped at random along each axis and transposed). Conditional: items (crop, {"cond": (2, c,
+    c)}) with the known-image channel (:func:`known_channel`) and known mask of a tumour-shaped region drawn on
+    the whole slice (the crop is placed around it), or an empty condition with probability ``uncond_fraction``."""
 
     def __init__(self, images: Tensor, brains: np.ndarray | None, crop: int, length: int, seed: int,
-                 conditional: bool = False, uncond_fraction: float = 0.5):
+                 conditional: bool = False, uncond_fraction: float = 0.5, fill: str = "zero"):
         self.images, self.crop, self.length, self.seed, self.draws = images, crop, length, seed, 0
-        self.brains, self.conditional, self.uncond_fraction = brains, conditional, uncond_fraction
+        self.brains, self.conditional, self.uncond_fraction, self.fill = brains, conditional, uncond_fraction, fill
 
     def __len__(self):
         return self.length
@@ -136,12 +181,14 @@ class _Crops(torch.utils.data.Dataset):
         k = int(torch.randint(self.images.shape[0], (1,), generator=generator))
         height, width = self.images.shape[-2:]
         known = torch.zeros((1, height, width), dtype=torch.bool)
+        source = None
         inpainting = self.conditional and bool(torch.rand((), generator=generator) >= self.uncond_fraction)
         if inpainting:
             fraction = float(0.01 + 0.11 * torch.rand((), generator=generator))
             hole = tumour_mask(self.brains[k], fraction, seed=int(torch.randint(2**31, (1,), generator=generator)))
             rows, cols = np.nonzero(hole)
             known = ~torch.from_numpy(hole)[None]
+            source = torch.from_numpy(known_channel(self.images[k, 0].double().numpy(), hole, self.fill))[None]
             low_i, high_i = max(0, int(rows.max()) - self.crop + 1), min(height - self.crop, int(rows.min()))
             low_j, high_j = max(0, int(cols.max()) - self.crop + 1), min(width - self.crop, int(cols.min()))
             i = int(torch.randint(low_i, max(low_i, high_i) + 1, (1,), generator=generator))
@@ -151,14 +198,18 @@ class _Crops(torch.utils.data.Dataset):
             j = int(torch.randint(width - self.crop + 1, (1,), generator=generator))
         crop = self.images[k, :, i:i + self.crop, j:j + self.crop]
         known = known[:, i:i + self.crop, j:j + self.crop].to(crop.dtype)
+        given = (torch.zeros_like(crop) if source is None
+                 else source[:, i:i + self.crop, j:j + self.crop].to(crop.dtype))
         if not inpainting:
             known = torch.zeros_like(crop)
         for axis in (-1, -2):
             if bool(torch.rand((), generator=generator) < 0.5):
-                crop, known = crop.flip(axis), known.flip(axis)
+                crop, known, given = crop.flip(axis), known.flip(axis), given.flip(axis)
+        if bool(torch.rand((), generator=generator) < 0.5):
+            crop, known, given = crop.transpose(-1, -2), known.transpose(-1, -2), given.transpose(-1, -2)
         if not self.conditional:
             return crop
-        return crop, {"cond": torch.cat([crop * known, known])}
+        return crop, {"cond": torch.cat([given, known])}
 
 
 class _Unconditional(torch.nn.Module):
@@ -212,13 +263,14 @@ class SlicePrior:
         if crop % network.multiple:
             raise ValueError(f"images: slices of {images.shape[1:]} are too small for the prior's U-Net")
         data = _Crops(torch.from_numpy(images)[:, None], brains, crop, config.train_steps * config.batch_size,
-                      config.seed, conditional=config.conditional, uncond_fraction=config.uncond_fraction)
+                      config.seed, conditional=config.conditional, uncond_fraction=config.uncond_fraction,
+                      fill=config.fill)
         train = TrainConfig(steps=config.train_steps, batch_size=config.batch_size, lr=config.lr,
                             lr_schedule="cosine", warmup_steps=min(100, config.train_steps // 10), ema_decay=0.999,
                             seed=config.seed, device=config.device, progress=progress,
                             checkpoint_dir=config.checkpoint_dir, checkpoint_every=max(50, config.train_steps // 10),
                             log_every=max(1, config.train_steps // 20))
-        trainer = Trainer(network, DiffusionLoss(self.schedule, prediction="x0"), data, train).fit()
+        trainer = Trainer(network, DiffusionLoss(self.schedule, prediction=config.prediction), data, train).fit()
         self.model = trainer.ema_model.eval()
         return self
 
@@ -237,7 +289,7 @@ class SlicePrior:
         from polydiff.core import Denoiser
 
         model = self._require_model()
-        return Denoiser(_Unconditional(model) if model.cond_channels else model, self.schedule, prediction="x0",
+        return Denoiser(_Unconditional(model) if model.cond_channels else model, self.schedule, prediction=self.config.prediction,
                         clip_x0=1.5)
 
     @property
@@ -247,7 +299,7 @@ class SlicePrior:
 
         if not self.conditional:
             raise ValueError("prior: trained without the inpainting condition (conditional=False)")
-        return Denoiser(self._require_model(), self.schedule, prediction="x0", clip_x0=1.5)
+        return Denoiser(self._require_model(), self.schedule, prediction=self.config.prediction, clip_x0=1.5)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         return self._require_model().save_pretrained(directory, metadata={"prior": asdict(self.config)})
@@ -259,7 +311,7 @@ class SlicePrior:
         from .models import SliceUNet
 
         document = read_config(directory)
-        settings = dict(document["metadata"].get("prior", {}))
+        settings = {"fill": "zero", "prediction": "x0", **document["metadata"].get("prior", {})}
         prior = cls(PriorConfig(**{k: tuple(v) if k == "channels" else v for k, v in settings.items()}))
         prior.model = SliceUNet.from_pretrained(directory, device=device)
         return prior

@@ -1,5 +1,5 @@
-"""Single-coil Cartesian k-space reconstruction with a diffusion prior: core's DDNM (Wang et al., 2023) or DPS
-(Chung et al., 2023) on :class:`polydiff.core.inverse.SubsampledFourier` with a
+"""Single-coil Cartesian k-space reconstruction with a diffusion prior: core's DiffPIR (Zhu et al., 2023), DDNM
+(Wang et al., 2023) or DPS (Chung et al., 2023) on :class:`polydiff.core.inverse.SubsampledFourier` with a
 :class:`~polydiff.medical.prior.SlicePrior`, against the zero-filled inverse FFT and compressed sensing (FISTA-TV,
 :func:`polydiff.medical.peers.cs_tv`).
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["reconstruct", "RECON_METHODS", "undersample"]
+__all__ = ["reconstruct", "RECON_METHODS", "PRIOR_METHODS", "undersample"]
 
-RECON_METHODS = ("ddnm", "dps", "zero-filled", "cs-tv")
+RECON_METHODS = ("diffpir", "ddnm", "dps", "zero-filled", "cs-tv")
+PRIOR_METHODS = ("diffpir", "ddnm", "dps")
 
 
 def undersample(image: np.ndarray, acceleration: float, *, seed: int = 0, center_fraction: float = 0.08):
@@ -31,16 +32,24 @@ def undersample(image: np.ndarray, acceleration: float, *, seed: int = 0, center
     return np.fft.fftshift(kspace), np.fft.fftshift(lines)
 
 
-def reconstruct(kspace, line_mask, prior=None, *, method: str = "ddnm", steps: int = 50, centered: bool = True,
-                zeta: float = 1.0, tv_weight: float = 0.01, seed: int = 0) -> np.ndarray:
+def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps: int = 50, centered: bool = True,
+                zeta: float = 1.0, tv_weight: float = 0.01, seed: int = 0, num_samples: int = 1,
+                t_start: float | None = None, diffpir_zeta: float = 0.3) -> np.ndarray:
     """Reconstruct a real (H, W) image from undersampled single-coil k-space.
 
-    kspace: (H, W) complex; line_mask: (H,) bool (True = sampled row); prior: a fitted SlicePrior (for "ddnm" and
-    "dps"; H, W multiples of 4). method: one of :data:`RECON_METHODS`. The image is normalised by the
-    percentiles of its zero-filled reconstruction (measured data only) and mapped back. Returns float64 (H, W).
+    kspace: (H, W) complex; line_mask: (H,) bool (True = sampled row); prior: a fitted SlicePrior (for the
+    :data:`PRIOR_METHODS`; H, W multiples of 4). method: one of :data:`RECON_METHODS`: "diffpir" (core's
+    DiffPIR, noise-free: the measured lines are put back exactly at every step; ``diffpir_zeta`` its share of
+    fresh noise), "ddnm", "dps" (step ``zeta``), "zero-filled" or "cs-tv" (FISTA-TV, ``tv_weight``).
+    t_start: None starts the prior methods from pure noise at the schedule's t_max; a time in (0, t_max] starts
+    them there from the CS-TV estimate noised to that level (a warm start: the prior only refines what the
+    measured lines already determine). num_samples > 1 averages that many samples (the posterior-mean estimate
+    that PSNR rewards). The image is normalised by the percentiles of its zero-filled reconstruction (measured
+    data only) and mapped back. Returns float64 (H, W).
     """
     from polydiff.core import make_grid
     from polydiff.core.inverse import SubsampledFourier, sample_ddnm, sample_dps
+    from polydiff.core.inverse.diffpir import sample_diffpir
 
     from .peers import cs_tv
     from .prior import SlicePrior, normalise
@@ -56,7 +65,13 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "ddnm", steps: i
                          f"{line_mask.dtype} {line_mask.shape}")
     if method not in RECON_METHODS:
         raise ValueError(f"method: expected one of {RECON_METHODS}, got {method!r}")
-    if method in ("ddnm", "dps") and not isinstance(prior, SlicePrior):
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
+    if t_start is not None and not (isinstance(t_start, (int, float)) and 0 < t_start <= 1):
+        raise ValueError(f"t_start: expected None or a time in (0, 1], got {t_start!r}")
+    if method in PRIOR_METHODS and not isinstance(prior, SlicePrior):
         raise ValueError(f"prior: method {method!r} needs a fitted SlicePrior, got {type(prior).__name__}")
     if centered:
         kspace, line_mask = np.fft.ifftshift(kspace), np.fft.ifftshift(line_mask)
@@ -70,17 +85,28 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "ddnm", steps: i
     a, b = 2 / (high - low), -2 * low / (high - low) - 1  # x' = a x + b; F(b) adds b sqrt(HW) at DC
     y_scaled = a * y.clone()
     y_scaled[..., 0, 0] += b * np.sqrt(height * width)
+    if method == "cs-tv" or t_start is not None:
+        cs = cs_tv(operator, y_scaled.to(torch.complex128), weight=tv_weight)
     if method == "cs-tv":
-        out = cs_tv(operator, y_scaled.to(torch.complex128), weight=tv_weight)
+        out = cs
     else:
+        schedule = prior.schedule
         denoiser = prior.denoiser
         generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn((1, 1, height, width), generator=generator)
-        grid = make_grid(prior.schedule, steps, "logsnr", final_zero=True)
+        noise = torch.randn((num_samples, 1, height, width), generator=generator)
+        start = schedule.t_max if t_start is None else min(float(t_start), schedule.t_max)
+        grid = make_grid(schedule, steps, "logsnr", t_start=start, final_zero=True)
+        x = noise
+        if t_start is not None:
+            level = torch.tensor(start, dtype=torch.float64)
+            x = float(schedule.alpha(level)) * cs.float() + float(schedule.sigma(level)) * noise
         y_float = y_scaled.to(torch.complex64)
-        if method == "ddnm":
-            out = sample_ddnm(denoiser, noise, grid, operator, y_float, generator=generator)
+        if method == "diffpir":
+            out = sample_diffpir(denoiser, x, grid, operator, y_float, zeta=diffpir_zeta, generator=generator)
+        elif method == "ddnm":
+            out = sample_ddnm(denoiser, x, grid, operator, y_float, generator=generator)
         else:
-            out = sample_dps(denoiser, noise, grid, operator, y_float, zeta=zeta, generator=generator)
+            out = sample_dps(denoiser, x, grid, operator, y_float, zeta=zeta, generator=generator)
             out = out - operator.pinv(operator.forward(out) - y_float)  # final data consistency
+        out = out.mean(0, keepdim=True)
     return (out[0, 0].double().numpy() - b) / a
