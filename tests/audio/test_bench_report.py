@@ -41,3 +41,16 @@ def test_report_only_rewrites_the_markdown(tmp_path):
     assert "**not met** — heldout_sentences" in text and "Budgets: tiny." in text and "**not checked** — TTS" in text
     with pytest.raises(ValueError, match="out"):
         run(tmp_path / "empty", quick=True, argv=["--report-only"])
+
+
+@pytest.mark.parametrize("pesq, met", [(3.0, True), (2.0, False)])
+def test_real_speech_goal_is_judged_from_its_rows_and_unchecked_without_them(pesq, met):
+    rows = _rows(3.0, 0.1)
+    goal = next(g for g in _goals(rows, "PriorGrad-MDCT") if g["goal"].startswith("real_speech"))
+    assert goal["met"] is None and "pysptk" in goal["detail"]
+    rows += [{"task": "real_speech", "method": "griffin-lim-60", "peer": True, "pesq": 2.6, "stoi": 0.95,
+              "log_mel_l1": 0.1, "rtf_cpu": 0.3, "utterances": 1},
+             {"task": "real_speech", "method": "PriorGrad-MDCT-6", "peer": False, "pesq": pesq, "stoi": 0.96,
+              "log_mel_l1": 0.09, "rtf_cpu": 0.2, "utterances": 1}]
+    goal = next(g for g in _goals(rows, "PriorGrad-MDCT") if g["goal"].startswith("real_speech"))
+    assert goal["met"] is met and "arctic_a0007" in goal["detail"]

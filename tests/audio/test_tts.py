@@ -67,3 +67,32 @@ def test_save_load_round_trip(tmp_path):
     a = loaded.tts.mel_from_text("A short test.", steps=3)
     b = tts.mel_from_text("A short test.", steps=3)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_an_untrained_x0_decoder_samples_the_encoder_mean():
+    tts = _small_tts()  # prediction "x0" by default; the decoder's output layer starts at zero
+    ids = phonemes_to_ids("hɛloʊ ðɛɹ")
+    mean = tts.mel_from_ids(ids, steps=0)
+    for solver in ("ddim", "dpmpp_2m"):
+        torch.testing.assert_close(tts.mel_from_ids(ids, steps=4, solver=solver), mean, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="steps"):
+        tts.mel_from_ids(ids, steps=-1)
+
+
+def test_initialise_copies_only_the_encoder(tmp_path):
+    from polydiff.audio.train import _initialise
+
+    source = _small_tts()
+    torch.nn.init.normal_(source.decoder.out.weight, std=0.1)
+    torch.nn.init.normal_(source.encoder.mu.weight, std=0.1)
+    source.save_pretrained(tmp_path / "source")
+    torch.manual_seed(5)
+    target = GradTTS(MelConfig().to_dict(), hidden=16, encoder_layers=1, heads=2, decoder_channels=8,
+                     decoder_layers=2, decoder_cycle=2)
+    _initialise(target, tmp_path / "source", "encoder.")
+    torch.testing.assert_close(target.encoder.mu.weight, source.encoder.mu.weight)
+    assert float(target.decoder.out.weight.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="init_from"):
+        _initialise(target, tmp_path / "source", "nothing.")
+    with pytest.raises(ValueError, match="init_from"):
+        _initialise(target, tmp_path, "encoder.")

@@ -20,7 +20,8 @@ from .mel import MelConfig, mel_spectrogram, resample
 from .vocoder import DiffusionVocoder
 
 __all__ = ["training_segments", "stft_training_segments", "stft_vocoder_loss", "train_stft_vocoder",
-           "fit_residual_scale", "ship_stft_vocoder", "fit_prior_scale", "vocoder_loss", "train_vocoder", "tts_dataset", "train_tts",
+           "fit_residual_scale", "ship_stft_vocoder", "fit_prior_scale", "vocoder_loss", "train_vocoder", "tts_dataset",
+           "tts_validation", "train_tts", "ship_tts",
            "export_checkpoint", "fit_vocoder_grids"]
 
 
@@ -239,10 +240,60 @@ def tts_dataset(corpus, mel_config: MelConfig, *, split: str = "train", limit: i
     return id_pad, id_lengths, mel_pad, mel_lengths
 
 
+def tts_validation(corpus, vocoder, *, count: int = 8, steps: int = 10, temperature: float = 1.5, seed: int = 0):
+    """``eval_fn(trainer) -> {"wer", "wer_mu", "log_mel_l1"}`` for the Trainer: Grad-TTS (the EMA weights) + the
+    vocoder on the last ``count`` sentences of the corpus's test split (the bench scores the first ones), read by
+    pocketsphinx with the bigram language model of the training sentences; ``wer_mu`` vocodes the encoder's mean
+    alone (no diffusion), ``log_mel_l1`` is against the eSpeak recording after DTW alignment."""
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from .evaluate import transcribe, word_error_rate, write_bigram_lm
+    from .text import vocabulary
+
+    utterances = load_corpus(corpus, "test")[-count:]
+    if not utterances:
+        raise ValueError(f"corpus: no test sentences in {str(corpus)!r} to validate on")
+    meta = json.loads((Path(corpus) / "corpus.json").read_text(encoding="utf-8"))
+    sentences = meta.get("train_sentences") or [u.text for u in load_corpus(corpus, "train")]
+    language_model = write_bigram_lm(Path(tempfile.mkdtemp(prefix="polydiff-audio-lm-")) / "bigram.lm", sentences,
+                                     vocabulary())
+    references = [u.text for u in utterances]
+    reference_mels = [vocoder.mel(*read_wav(u.path)) for u in utterances]
+
+    def evaluate(trainer) -> dict:
+        from .bench import _dtw_l1
+        from .tts import text_to_ids
+
+        tts = trainer.ema_model
+        heard, heard_mu, distances = [], [], []
+        for utterance, reference in zip(utterances, reference_mels, strict=True):
+            ids = text_to_ids(utterance.text, tts.voice)
+            for count_steps, out in ((steps, heard), (0, heard_mu)):
+                mel = tts.mel_from_ids(ids, steps=count_steps, temperature=temperature, seed=seed)
+                audio = vocoder.vocode(mel, seed=seed)
+                out.append(transcribe(audio, vocoder.sample_rate, language_model))
+                if count_steps:
+                    distances.append(_dtw_l1(reference, vocoder.mel(audio, vocoder.sample_rate)))
+        return {"wer": word_error_rate(references, heard), "wer_mu": word_error_rate(references, heard_mu),
+                "log_mel_l1": float(np.mean(distances))}
+
+    return evaluate
+
+
 def train_tts(corpus, out, *, steps: int = 3000, batch_size: int = 16, lr: float = 1e-3, checkpoint_dir=None,
               checkpoint_every: int = 50, mel_config: MelConfig | None = None, model_options: dict | None = None,
-              limit: int | None = None, seed: int = 0, log_every: int = 25, warmup_steps: int = 100):
-    """Train Grad-TTS on the corpus's train split with the core Trainer; save the EMA weights to ``out``."""
+              limit: int | None = None, seed: int = 0, log_every: int = 25, warmup_steps: int = 100,
+              init_from=None, init_prefix: str = "encoder.", eval_every: int | None = None, keep_last: int = 2,
+              vocoder="default"):
+    """Train Grad-TTS on the corpus's train split with the core Trainer; save the EMA weights to ``out``.
+
+    ``init_from``: a saved GradTTS folder or a Trainer checkpoint (``step-N``) whose weights under
+    ``init_prefix`` ("encoder.": the phoneme encoder and duration predictor; "": everything) start the run (a
+    resumed run loads its own checkpoint instead). ``eval_every``: validate with :func:`tts_validation` (and
+    ``vocoder``) every so many steps, logged as ``eval/wer`` etc. in ``checkpoint_dir/metrics.jsonl``."""
     from polydiff.core.training import TrainConfig, Trainer
 
     from .tts import GradTTS, tts_loss
@@ -251,16 +302,59 @@ def train_tts(corpus, out, *, steps: int = 3000, batch_size: int = 16, lr: float
     data = tts_dataset(corpus, mel_config, limit=limit)
     torch.manual_seed(seed)
     model = GradTTS(mel_config.to_dict(), **(model_options or {}))
+    if init_from is not None:
+        _initialise(model, Path(init_from), init_prefix)
+    eval_fn = None
+    if eval_every:
+        from .pretrained import load_vocoder
+
+        eval_fn = tts_validation(corpus, vocoder if hasattr(vocoder, "vocode") else load_vocoder(vocoder))
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, steps - 1),
                          lr_schedule="cosine", ema_decay=0.995, grad_clip=1.0, log_every=log_every,
-                         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-                         checkpoint_every=checkpoint_every, keep_last=2, seed=seed, device="cpu")
-    trainer = Trainer(model, tts_loss, data, config)
+                         eval_every=eval_every, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                         checkpoint_every=checkpoint_every, keep_last=keep_last, seed=seed, device="cpu")
+    trainer = Trainer(model, tts_loss, data, config, eval_fn=eval_fn)
     trainer.fit()
     trainer.ema_model.save_pretrained(Path(out), metadata={"steps": trainer.step, "utterances": int(data[0].shape[0]),
                                                            "corpus": Path(corpus).name, "lr": lr,
                                                            "batch_size": batch_size})
     return trainer.ema_model
+
+
+def _initialise(model, source: Path, prefix: str) -> None:
+    """Copy the weights of ``source`` (a saved model folder or a Trainer checkpoint) whose names start with
+    ``prefix`` into ``model``; shapes must match."""
+    from safetensors.torch import load_file
+
+    for name in ("ema.safetensors", "model.safetensors"):
+        if (source / name).is_file():
+            weights = load_file(str(source / name))
+            break
+    else:
+        raise ValueError(f"init_from: no ema.safetensors or model.safetensors in {str(source)!r}")
+    own = model.state_dict()
+    chosen = {k: v for k, v in weights.items() if k.startswith(prefix) and k in own}
+    if not chosen:
+        raise ValueError(f"init_from: no weights named {prefix}* in {str(source)!r}")
+    wrong = [k for k, v in chosen.items() if v.shape != own[k].shape]
+    if wrong:
+        raise ValueError(f"init_from: shapes differ from the model's for {wrong[:3]}")
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in chosen.items()}})
+
+
+def ship_tts(corpus, checkpoint, out, *, model_options: dict | None = None, half: bool = True,
+             metadata: dict | None = None):
+    """Write a shippable GradTTS folder (EMA weights, float16 when ``half``) from a Trainer checkpoint of
+    :func:`train_tts` built with the same ``model_options``."""
+    from .tts import GradTTS
+
+    model = GradTTS(MelConfig().to_dict(), **(model_options or {}))
+    export_checkpoint(checkpoint, out, model, corpus=corpus, metadata=metadata)
+    if half:
+        from polydiff.core.pretrained import read_config
+
+        (model.half()).save_pretrained(Path(out), metadata=read_config(out)["metadata"])
+    return model.float()
 
 
 def _corpus_config(corpus) -> dict:
@@ -383,7 +477,15 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="STFT vocoder: default spread of the starting state written when shipping")
     parser.add_argument("--ship-from", default=None,
-                        help="STFT vocoder: write OUT from this Trainer checkpoint (step-N folder) instead of training")
+                        help="STFT vocoder, TTS: write OUT from this Trainer checkpoint (step-N folder) instead of "
+                             "training")
+    parser.add_argument("--prediction", default="x0", choices=("x0", "v", "eps"), help="TTS: decoder target")
+    parser.add_argument("--init-from", default=None,
+                        help="TTS: start from the encoder weights of this model folder or Trainer checkpoint")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="TTS: validation WER (last 8 test sentences) every so many steps")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between Trainer checkpoints")
+    parser.add_argument("--keep-last", type=int, default=2, help="Trainer checkpoints kept on disk")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -396,9 +498,13 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
         train_stft_vocoder(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, frames=args.frames,
                            lr=args.lr, checkpoint_dir=args.checkpoint_dir, gain=args.gain,
                            model_options=stft_options)
+    elif args.model == "tts" and args.ship_from:
+        ship_tts(args.corpus, args.ship_from, args.out, model_options={"prediction": args.prediction})
     elif args.model == "tts":
         train_tts(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                  checkpoint_dir=args.checkpoint_dir)
+                  checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+                  keep_last=args.keep_last, eval_every=args.eval_every, init_from=args.init_from,
+                  model_options={"prediction": args.prediction})
     else:
         train_vocoder(args.corpus, args.out, prior=args.prior, steps=args.steps, batch_size=args.batch_size,
                       segment=args.segment, stride=args.segment * 3 // 4, lr=args.lr,
