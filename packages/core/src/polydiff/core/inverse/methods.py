@@ -7,6 +7,7 @@ grids allowed) with the denoiser's (x0, eps) prediction and a DDIM step (eta = 1
     DDNM      (Wang et al., 2023)      null-space projection of the x0 prediction, eq. 13
     DDNM+     (Wang et al., 2023)      noise-aware projection with scaled lambda_t / gamma_t, eq. 17-19, time travel
     DPS       (Chung et al., 2023)     gradient of ||y - A x0(x_t)||^2 through the denoiser, Algorithm 1
+    DiffPIR   (Zhu et al., 2023)       half-quadratic split: closed-form data step on x0 (module ``diffpir``)
 ``callback`` receives {"i", "x", "t", "x0"} after every denoising move. End the grid at t = 0 (``final_zero``) to
 return the final corrected x0 itself.
 """
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from ..sampling import coef, noise_like, step_range
 from .common import check_problem, ddim_noise_scale, ddim_step, renoise, resampling_path
+from .diffpir import sample_diffpir
 
 __all__ = ["sample_repaint", "sample_ilvr", "sample_ddnm", "sample_ddnm_plus", "sample_dps", "INVERSE_METHODS"]
 
@@ -160,4 +162,4 @@ def sample_dps(denoiser, x, grid, operator, y, *, zeta: float = 1.0, eta: float 
 
 
 INVERSE_METHODS = {"repaint": sample_repaint, "ilvr": sample_ilvr, "ddnm": sample_ddnm,
-                   "ddnm_plus": sample_ddnm_plus, "dps": sample_dps}
+                   "ddnm_plus": sample_ddnm_plus, "dps": sample_dps, "diffpir": sample_diffpir}
