@@ -72,7 +72,8 @@ CONFIG_CASES = [
     (dict(steps=100), "steps"), (dict(scaling="minmax"), "scaling"), (dict(lr=-1.0), "lr"),
     (dict(dim=30, heads=4), "heads"), (dict(guidance="cfg"), "guidance"), (dict(zeta=float("nan")), "zeta"),
     (dict(seed=-1), "seed"), (dict(alias=""), "alias"), (dict(train_steps=0), "train_steps"),
-    (dict(transform="log"), "transform"), (dict(season=0), "season"),
+    (dict(transform="log"), "transform"), (dict(season=0), "season"), (dict(log="yes"), "log"),
+    (dict(log=1), "log"),
 ]
 
 

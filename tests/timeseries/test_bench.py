@@ -32,14 +32,17 @@ def test_goals_verdicts():
     rows = []
     for task, ours, peer in (("co2", 0.1, 0.2), ("airline", 0.1, 0.2), ("sunspots", 0.1, 0.2), ("taylor", 0.3, 0.2)):
         rows += [row(task, "CSDI", False, ours, 0.78, 0.93, val_wql=0.1), row(task, "AutoARIMA", True, peer)]
-    text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
-    assert "**met** — polydiff's best model per series" in text and "3/4" in text
-    assert "**met** — its mean coverage" in text
+    goals = bench._goals(rows, False, 10.0, 0)
+    best = [g for g in goals if g["goal"].startswith("polydiff's best model per series")]
+    assert [g["met"] for g in best] == [True, True] and best[0]["detail"].startswith("3/4")
+    assert all(g["source"] == bench.GOALS_SOURCE for g in goals)
     rows[-2]["wql"] = rows[-4]["wql"] = 0.5  # now loses on sunspots and taylor
-    text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
-    assert "**NOT met** — polydiff's best model" in text
-    quick = bench._preamble(rows, bench.budgets(True), True, 200.0, 0)
-    assert "**NOT met** — `--quick` ≤ 3 minutes" in quick
+    goals = bench._goals(rows, False, 10.0, 0)
+    assert [g["met"] for g in goals if g["goal"].startswith("polydiff's best model")][0] is False
+    assert [g["met"] for g in goals if g["goal"].startswith("`--quick`")] == [None]  # a full run cannot tell
+    quick = bench._goals(rows, True, 200.0, 0)
+    assert [g["met"] for g in quick if g["goal"].startswith("`--quick`")] == [False]
+    assert [g["met"] for g in bench._goals(rows, True, 100.0, 0) if g["goal"].startswith("`--quick`")] == [True]
 
 
 def test_best_model_is_chosen_by_validation_not_by_test():
@@ -47,8 +50,8 @@ def test_best_model_is_chosen_by_validation_not_by_test():
     for task in bench.SERIES:
         rows += [row(task, "A", False, 0.1, val_wql=0.3),  # better on test, worse on validation
                  row(task, "B", False, 0.3, val_wql=0.2), row(task, "AutoARIMA", True, 0.2)]
-    text = bench._preamble(rows, bench.budgets(False), False, 10.0, 0)
-    assert "co2: B" in text and "0/4" in text
+    goal = bench._goals(rows, False, 10.0, 0)[0]
+    assert "co2: B" in goal["goal"] and goal["detail"].startswith("0/4") and goal["met"] is False
 
 
 def test_options_are_checked():
@@ -73,4 +76,19 @@ def test_csdi_budget_follows_the_amount_of_training_data():
     assert key["budget"]["train_steps"] == 500 and "csdi_epochs" not in key["budget"]
     assert bench._cache_key("DeepAR", bench._series_budget(budget, "airline", 37), False, 0, 144) == \
         bench._cache_key("DeepAR", budget, False, 0, 144)
-    assert "500 passes over its training windows" in bench._preamble([], budget, False, 1.0, 0)
+    assert "500 passes over its training windows" in bench._preamble(budget, False, [])
+
+
+def test_model_scale_of_the_bench_series():
+    """The automatic rules on the data before the first test window: airline (multiplicative seasonality) on the
+    log scale, taylor's weekly season (336 > the 144-step context) removed by a seasonal-naive residual; co2 and
+    sunspots as is, so their cache keys keep the form they had before the rules."""
+    from polydiff.timeseries.data import DATASETS, load_dataset
+
+    scales = {name: bench.model_scale(DATASETS[name], load_dataset(name)) for name in bench.SERIES}
+    assert scales == {"co2": {"lag": 0, "log": False}, "airline": {"lag": 0, "log": True},
+                      "sunspots": {"lag": 0, "log": False}, "taylor": {"lag": 336, "log": False}}
+    budget = bench.budgets(False)
+    assert "scale" not in bench._cache_key("CSDI", budget, False, 0, 526, scales["co2"])["budget"]
+    assert bench._cache_key("CSDI", budget, False, 0, 144, scales["airline"])["budget"]["scale"] == scales["airline"]
+    assert "scale" not in bench._cache_key("TSDiff", budget, False, 0, 144, scales["airline"])["budget"]

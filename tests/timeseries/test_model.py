@@ -183,3 +183,46 @@ def test_epochs_rule_sets_the_number_of_optimizer_steps():
     fc = DiffusionForecaster(h=6, freq="MS", context_length=12, epochs=2, min_train_steps=1,
                              **{**TINY, "train_steps": 50}).fit(sine_frame())
     assert fc._state["train_steps_done"] == 4
+
+
+def test_calendar_seasons_and_the_log_rule():
+    from polydiff.timeseries.data import calendar_seasons, prefers_log
+
+    assert calendar_seasons("30min") == (48, 336) and calendar_seasons("h") == (24, 168)
+    assert calendar_seasons("MS") == (12,) and calendar_seasons("D") == (7,)
+    steps = np.arange(144)
+    level = 100 * np.exp(0.01 * steps)
+    seasonal = np.sin(2 * np.pi * steps / 12)
+    assert prefers_log(level * (1 + 0.2 * seasonal), 12)  # the spread grows with the level: multiplicative
+    assert not prefers_log(level + 20 * seasonal + np.random.default_rng(0).normal(0, 1, 144), 12)  # additive
+    assert not prefers_log(level * (1 + 0.2 * seasonal) - 150, 12)  # not positive: no log
+    assert not prefers_log(level[:30] * (1 + 0.2 * seasonal[:30]), 12)  # fewer than 4 seasons to judge by
+
+
+def test_auto_transform_removes_the_season_the_context_cannot_see():
+    """DiffusionForecaster(h=24, freq="h"): context 72 sees the day but not the week (168), which "auto" removes
+    with a seasonal-naive residual when the series is long enough; a short series is modelled as is."""
+    fc = DiffusionForecaster(h=24, freq="h")
+    hours = np.arange(3000)
+    y = 50 + 10 * np.sin(2 * np.pi * hours / 24) + 5 * np.sin(2 * np.pi * hours / 168)
+    assert fc.config.resolved_context == 72 and fc._choose([y]) == (168, False)
+    assert fc._choose([y[:400]]) == (0, False)  # needs context + h + 2 weeks = 432 points
+    assert fc._choose([y], impute=True) == (0, False)
+    assert DiffusionForecaster(h=24, freq="h", transform="none")._choose([y]) == (0, False)
+    assert DiffusionForecaster(h=12, freq="MS")._choose([y]) == (0, False)  # no season beyond the main one
+
+
+def test_log_scale_forecaster_is_in_data_units():
+    steps = np.arange(96)
+    frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2000-01-01", periods=96, freq="MS"),
+                          "y": 100 * np.exp(0.02 * steps) * (1 + 0.3 * np.sin(2 * np.pi * steps / 12))})
+    fc = DiffusionForecaster(h=6, freq="MS", context_length=12, **(TINY | dict(train_steps=300, steps=20))).fit(frame)
+    assert fc.log and fc.lag == 0  # log="auto" picks the log scale for multiplicative seasonality
+    samples = fc.predict_samples()
+    assert np.all(samples > 0)
+    last_year = frame["y"].to_numpy()[-12:]
+    median = np.median(samples[0], 0)
+    assert np.all(median < 2 * last_year.max()) and np.all(median > 0.5 * last_year.min())
+    with pytest.raises(ValueError, match="^log"):
+        DiffusionForecaster(h=6, freq="MS", context_length=12, log=True, **TINY).fit(frame.assign(y=frame["y"] - 200))
+    assert not DiffusionForecaster(h=6, freq="MS", context_length=12, log=False, **TINY).fit(frame).log

@@ -103,8 +103,20 @@ def _series_budget(budget: dict, name: str, windows: int | None = None) -> dict:
     return {k: v for k, v in budget.items() if k not in drop} | {"train_steps": steps}
 
 
-def _cache_key(method: str, budget: dict, quick: bool, seed: int, points: int) -> dict:
-    """What a cached (series, method) result depends on: its own budget only."""
+def model_scale(info, df: pd.DataFrame) -> dict:
+    """How the default CSDI models a series (``transform="auto"``, ``log="auto"``, resolved on the data before
+    the first test window): {"lag": seasonal-difference lag or 0, "log": bool}."""
+    forecaster = _ours_forecaster("csdi", info, {"train_steps": 1, "dim": 8, "depth": 1, "num_samples": 1,
+                                                 "sample_steps": 1}, 0)
+    before_test = df["y"].to_numpy(np.float64)[:len(df) - info.h * N_WINDOWS]
+    lag, log = forecaster._choose([before_test])
+    return {"lag": int(lag), "log": bool(log)}
+
+
+def _cache_key(method: str, budget: dict, quick: bool, seed: int, points: int, scale: dict | None = None) -> dict:
+    """What a cached (series, method) result depends on: its own budget only and, for CSDI, the model scale
+    (:func:`model_scale`) where it is not the series itself (so a series the automatic rules leave alone keeps
+    the key it had before they existed)."""
     if method in STAT_PEERS:
         own = {}
     elif method == "DeepAR":
@@ -113,6 +125,8 @@ def _cache_key(method: str, budget: dict, quick: bool, seed: int, points: int) -
         steps = "guided_train_steps" if method in GUIDED else "train_steps"
         own = {k: budget[k] for k in (steps, "dim", "depth", "num_samples", "sample_steps")}
         own["validation"] = VALIDATION
+        if method not in GUIDED and scale and (scale["lag"] or scale["log"]):
+            own["scale"] = scale
     return {"quick": quick, "seed": seed, "budget": own, "points": points}
 
 
@@ -120,7 +134,9 @@ def _ours_forecaster(model: str, info, budget: dict, seed: int, solver: str | No
     from .model import DiffusionForecaster
 
     steps = budget["train_steps"] if model == "csdi" else budget["guided_train_steps"]
-    return DiffusionForecaster(model=model, h=info.h, freq=info.freq, train_steps=steps,
+    # the guided models keep the series' own scale (their rows predate the automatic transform and log rules)
+    fixed = {} if model == "csdi" else {"transform": "none", "log": False}
+    return DiffusionForecaster(model=model, h=info.h, freq=info.freq, train_steps=steps, **fixed,
                                dim=budget["dim"], depth=budget["depth"], num_samples=budget["num_samples"],
                                steps=budget["sample_steps"], solver=solver, seed=seed)
 
@@ -152,7 +168,7 @@ def _ours_cv(model: str, df: pd.DataFrame, info, budget: dict, seed: int, solver
             seconds = time.perf_counter() - start
             result = from_interval_frame(cv, forecaster.name)
             result.fit_seconds, result.predict_seconds = fit_seconds, seconds
-            room = len(before_test) - forecaster.length - forecaster.config.lag
+            room = len(before_test) - forecaster.length - forecaster.lag
             windows = min(N_WINDOWS, room // info.h)
             if windows >= 1:
                 held = from_interval_frame(forecaster.cross_validation(before_test, n_windows=windows,
@@ -310,7 +326,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     began = time.perf_counter()
     torch.set_num_threads(int(os.environ.get("POLYDIFF_THREADS", "1")))
     args = _parse(argv)
-    cached, not_run = 0, []
+    cached, not_run, from_cache = 0, [], []
     budget = budgets(quick)
     out = Path(out_dir)
     cache = out / "timeseries-runs"
@@ -324,15 +340,18 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
         wanted = [m for m in args.methods]
         series_budget = _series_budget(budget, name, training_windows(info, len(df)))
         budget.setdefault("csdi_steps", {})[name] = series_budget["train_steps"]
+        scale = model_scale(info, df)
+        budget.setdefault("csdi_scale", {})[name] = scale
         pending = {}
         for method in wanted:
-            key = _cache_key(method, series_budget, quick, seed, len(df))
+            key = _cache_key(method, series_budget, quick, seed, len(df), scale)
             path = cache / f"{'quick' if quick else 'full'}-{name}-{method}.json"
             if path.exists() and not args.fresh:
                 saved = json.loads(path.read_text())
                 if saved.get("key") == key:
                     rows.extend(saved["rows"])
                     cached += 1
+                    from_cache.append(f"{name} / {method}")
                     continue
             if args.assemble:
                 not_run.append(f"{name} / {method}")
@@ -354,11 +373,12 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
                 computed["DeepAR"].append({"task": name, "method": f"DeepAR (seed {s})", "peer": True,
                                            **_metrics(result, df, info)})
         impute_path = cache / f"{'quick' if quick else 'full'}-{name}-impute.json"
-        impute_key = _cache_key("CSDI", series_budget, quick, seed, len(df))
+        impute_key = _cache_key("CSDI", series_budget, quick, seed, len(df), scale)
         impute_cached = _cached(impute_path, impute_key, args.fresh)
         want_impute = not args.no_extras and name in budget["impute_series"] and "CSDI" in wanted
         if want_impute and impute_cached is not None:
             rows.extend(impute_cached)
+            from_cache.append(f"{name} / imputation")
             want_impute = False
         want_impute = want_impute and not args.assemble
         need_csdi = "CSDI" in pending or "CSDI-dpmpp_2m" in pending or want_impute
@@ -398,6 +418,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
                                                               "discriminator_steps", "discriminator_repeats", "dim",
                                                               "depth")}}
         found = _cached(sines_path, sines_key, args.fresh)
+        if found is not None:
+            from_cache.append("sines generation")
         if found is None and args.assemble:
             found, _ = [], not_run.append("sines generation")
         if found is None:
@@ -410,11 +432,13 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
         if (out / png).exists() and png not in figures:
             figures.append(png)
     rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in rows]
-    preamble = _preamble(rows, budget, quick, time.perf_counter() - began, cached)
+    seconds = time.perf_counter() - began
+    preamble = _preamble(budget, quick, from_cache)
     if not_run:
         preamble += "\n- Not run (CPU budget of this run): " + ", ".join(not_run) + "."
     return benchkit.write_report(out, "timeseries", quick=quick, seed=seed, versions=benchkit.versions(VERSIONS),
                                  better=BETTER, rows=rows, preamble=preamble, figures=figures,
+                                 goals=_goals(rows, quick, seconds, cached),
                                  title="polydiff-timeseries: diffusion forecasters against statsforecast and DeepAR",
                                  extra={"budgets": {k: list(v) if isinstance(v, tuple) else v
                                                                       for k, v in budget.items()}})
@@ -463,10 +487,14 @@ def _csdi_budget_text(budget: dict) -> str:
     return text
 
 
-def _preamble(rows: list[dict], budget: dict, quick: bool, seconds: float, cached: int) -> str:
+GOALS_SOURCE = "polydiff issue #10, the Time series specification"
+
+
+def _goals(rows: list[dict], quick: bool, seconds: float, cached: int) -> list[dict]:
+    """The issue's targets as :func:`polydiff.core.benchkit.goal` dicts, each checked against this run's rows."""
     forecast = [r for r in rows if r["task"] in SERIES]
     tasks = [s for s in SERIES if any(r["task"] == s for r in forecast)]
-    lines = ["## Goals", ""]
+    goals = []
     ours = sorted({r["method"] for r in forecast if not r["peer"]})
     if ours and tasks:
         # per series, the polydiff row with the lowest validation wQL (windows before the first test window)
@@ -500,30 +528,49 @@ def _preamble(rows: list[dict], budget: dict, quick: bool, seconds: float, cache
                 cov95.append(mine["coverage_95"])
             names = "; ".join(f"{t}: {r['method']}" for t, r in picks.items())
             label = title.format(names if "per series" in title else next(iter(picks.values()))["method"])
-            met = wins >= 3 and len(details) == 4
-            lines.append(f"- **{'met' if met else 'NOT met'}** — {label} beats the best peer's wQL "
-                         f"on at least 3 of 4 series: {wins}/{len(details)} ({'; '.join(details)})")
+            goals.append(benchkit.goal(f"{label} beats the best peer's wQL on at least 3 of 4 series",
+                                       wins >= 3 and len(details) == 4,
+                                       f"{wins}/{len(details)} ({'; '.join(details)})", GOALS_SOURCE))
             if cov80:
                 m80, m95 = float(np.mean(cov80)), float(np.mean(cov95))
-                ok = abs(m80 - 0.8) <= 0.05 and abs(m95 - 0.95) <= 0.05
-                lines.append(f"- **{'met' if ok else 'NOT met'}** — its mean coverage within ±5 points of nominal: "
-                             f"80 % → {m80:.3f}, 95 % → {m95:.3f}")
+                goals.append(benchkit.goal(f"{label}: mean coverage within ±5 points of nominal",
+                                           abs(m80 - 0.8) <= 0.05 and abs(m95 - 0.95) <= 0.05,
+                                           f"80 % → {m80:.3f}, 95 % → {m95:.3f}", GOALS_SOURCE))
     sines = [r for r in rows if r["task"] == "sines" and not r["peer"]]
     if sines:
         top = min(sines, key=lambda r: r["discriminative"])
         floor = [r["discriminative"] for r in rows if r["task"] == "sines" and r["peer"]]
         floor_text = f"; real data against an independent real draw scores {floor[0]:.3f}, the noise floor of " \
                      "this protocol" if floor else ""
-        lines.append(f"- **{'met' if top['discriminative'] <= 0.05 else 'NOT met'}** — sines discriminative score "
-                     f"≤ 0.05: {top['discriminative']:.3f} ({top['method']}; Diffusion-TS paper: .006{floor_text})")
+        goals.append(benchkit.goal("sines discriminative score ≤ 0.05", bool(top["discriminative"] <= 0.05),
+                                   f"{top['discriminative']:.3f} ({top['method']}; Diffusion-TS paper: "
+                                   f".006{floor_text})", GOALS_SOURCE))
     timing = f"this invocation took {seconds:.0f} s wall-clock" + (
         f", {cached} (series, method) results taken from the cache" if cached else "")
     if quick:
-        lines.append(f"- **{'met' if seconds <= 180 and not cached else 'NOT met'}** — `--quick` ≤ 3 minutes: "
-                     f"{timing}")
+        goals.append(benchkit.goal("`--quick` ≤ 3 minutes", bool(seconds <= 180 and not cached), timing,
+                                   GOALS_SOURCE))
     else:
-        lines.append(f"- `--quick` ≤ 3 minutes: not measured by this full run ({timing})")
-    lines += ["", "Reference numbers (wQL, same protocol) from the issue that specified this benchmark, "
+        goals.append(benchkit.goal("`--quick` ≤ 3 minutes", None, f"not measured by this full run ({timing})",
+                                   GOALS_SOURCE))
+    return goals
+
+
+def _scale_text(budget: dict) -> str:
+    """CSDI's automatic model scale per series in words (``transform="auto"``, ``log="auto"``)."""
+    scales = budget.get("csdi_scale") or {}
+    parts = []
+    for name, scale in scales.items():
+        what = [w for w, on in (("log scale", scale["log"]), (f"residual of seasonal naive at {scale['lag']}",
+                                                              scale["lag"])) if on]
+        parts.append(f"{name}: {' + '.join(what) if what else 'as is'}")
+    return "; ".join(parts)
+
+
+def _preamble(budget: dict, quick: bool, from_cache: list[str]) -> str:
+    """Reference numbers, budgets and protocol (the goals come from :func:`_goals`)."""
+    lines = []
+    lines += ["Reference numbers (wQL, same protocol) from the issue that specified this benchmark, "
               "measured with statsforecast / gluonts: " + "; ".join(f"{k}: {v}" for k, v in REFERENCES.items()),
               "", "## Budgets and protocol", "",
               "- polydiff models: CSDI " + _csdi_budget_text(budget) + ", TSDiff and Diffusion-TS "
@@ -531,7 +578,12 @@ def _preamble(rows: list[dict], budget: dict, quick: bool, seconds: float, cache
               f"core Trainer), transformer width {budget['dim']}, depth {budget['depth']}, CSDI's 50-step quad "
               f"schedule; {budget['num_samples']} sample paths, {budget['sample_steps']} solver steps; trained once "
               "on each series before the first test window (cross_validation(refit=False)); context "
-              "max(3 h, 3 x season) steps, per-window scaling by the context's mean and std.",
+              "max(3 h, 3 x season) steps, per-window scaling by the context's mean and std. CSDI runs its "
+              "defaults transform='auto' and log='auto', resolved on the data before the first test window: "
+              "the log scale where Guerrero's rule finds the seasonal spread growing with the level, and the "
+              "residual of a seasonal-naive forecast at a calendar season the context cannot see (the week of "
+              "sub-daily data)" + (f" — {_scale_text(budget)}" if _scale_text(budget) else "") + "; TSDiff and "
+              "Diffusion-TS model every series as is.",
               "- val_wql: the wQL of the same trained network and solver on up to 5 windows of h that end at the "
               "first test cutoff (airline: 3, as its length allows), forecast like the test windows. The network "
               "was trained on those windows, so the score is in-sample for its weights, but no test window is "
@@ -552,6 +604,9 @@ def _preamble(rows: list[dict], budget: dict, quick: bool, seconds: float, cache
               "per-point mean in data units; coverage: share of test points inside the 80 % / 95 % intervals "
               "(closest to nominal is best).",
               "- Every method ran with one torch thread on a shared machine; seconds are wall-clock under load."]
+    if from_cache:
+        lines.append("- Taken from the cache of an earlier run with the same protocol, budget and code path (the "
+                     "rest was computed in this run): " + ", ".join(from_cache) + ".")
     if quick:
         lines.append(f"- quick mode: tiny budgets, each series cut to its last {budget['max_points']} points (taylor: "
                      "four weeks); the "

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DATASETS", "DatasetInfo", "load_dataset", "make_sines", "check_frame", "season_length",
-           "calendar_features", "read_frame", "write_frame", "wide_to_long", "long_to_wide", "check_freq"]
+           "calendar_seasons", "prefers_log", "calendar_features", "read_frame", "write_frame", "wide_to_long", "long_to_wide", "check_freq"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,34 @@ def season_length(freq) -> int:
         nanos = pd.Timedelta(offset).value
         return max(1, int(round(86_400e9 / nanos)))
     return {"day": 7, "week": 52, "month": 12, "quarter": 4, "year": 1}[kind]
+
+
+def calendar_seasons(freq) -> tuple[int, ...]:
+    """Every calendar period of ``freq`` that calendar_features encodes, shortest first: (per day, per week) for
+    sub-daily frequencies (48 and 336 for 30min, 24 and 168 for hourly), else (season_length(freq),)."""
+    main = season_length(freq)
+    return (main, 7 * main) if _kind(check_freq(freq)) == "subdaily" else (main,)
+
+
+def prefers_log(y, season: int, margin: float = 0.5) -> bool:
+    """Whether a series should be modelled on the log scale: Guerrero's (1993) choice between Box-Cox lambda 1 (as
+    is) and 0 (log) with a margin. The series is cut into consecutive blocks of ``season`` steps (2 when the season
+    is 1), each with its mean m_k and standard deviation s_k; the log is chosen when every value is positive, there
+    are at least 4 blocks and the coefficient of variation of s_k / m_k is at most ``margin`` times that of s_k —
+    the spread grows with the level (multiplicative seasonality, e.g. airline: .15 against .53). The margin keeps
+    a series whose spread barely changes with its level on its own scale (co2: .077 against .086)."""
+    y = np.asarray(y, np.float64)
+    y = y[np.isfinite(y)]
+    block = max(2, int(season))
+    count = len(y) // block
+    if count < 4 or not (y > 0).all():
+        return False
+    blocks = y[len(y) - count * block:].reshape(count, block)
+    mean, spread = blocks.mean(1), blocks.std(1, ddof=1)
+    if not (spread > 0).all():
+        return False
+    variation = lambda a: a.std(ddof=1) / a.mean()  # noqa: E731
+    return bool(variation(spread / mean) <= margin * variation(spread))
 
 
 def calendar_features(ds, freq) -> np.ndarray:

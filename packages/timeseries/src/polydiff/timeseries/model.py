@@ -28,7 +28,7 @@ from polydiff.core.pretrained import load_pretrained, read_config, save_pretrain
 from polydiff.core.sampling import list_solvers
 from polydiff.core.training import TrainConfig, Trainer
 
-from .data import calendar_features, check_frame, check_freq, season_length
+from .data import calendar_features, calendar_seasons, check_frame, check_freq, prefers_log, season_length
 from .diffusion import WindowLoss, csdi_schedule, sample_windows
 from .metrics import level_quantiles
 from .networks import CSDINetwork, DiffusionTSNetwork
@@ -37,7 +37,8 @@ __all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS", "epoch_train_ste
 
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
 SCALINGS = ("window", "series", "trend")
-TRANSFORMS = ("none", "seasonal_diff")
+TRANSFORMS = ("auto", "none", "seasonal_diff")
+LOGS = ("auto", True, False)
 GUIDANCE = ("dps", "repaint")
 
 
@@ -66,9 +67,15 @@ class ForecasterConfig:
     dim, depth, heads: network size. num_timesteps: diffusion steps of the CSDI schedule. scaling: "window"
     (per-window mean/std of the conditioning values), "trend" (per-window least-squares line through the
     conditioning values and the std around it; the line is extrapolated over the horizon) or "series"
-    (training-series mean/std). transform: "none" or "seasonal_diff" (the model sees y_t - y_{t-season}; sample
-    paths are integrated back from the observed history, so forecasts are in data units). season: the lag of
-    "seasonal_diff" (None: the main season of ``freq``, see :func:`.data.season_length`).
+    (training-series mean/std). transform: "none", "seasonal_diff" (the model sees y_t - y_{t-season}, the
+    residual of a seasonal-naive forecast; sample paths are integrated back from the observed history, so
+    forecasts are in data units) or "auto" (default): the residual at the longest calendar season beyond the main
+    one that the context cannot see (see :func:`.data.calendar_seasons`: the week of sub-daily data — 336 steps at
+    30min with a context of 144, 168 hourly with 72; daily and coarser data have no such season and are not
+    differenced), provided every series holds context + h + 2 such seasons, else "none". season: the lag of "seasonal_diff"
+    (None: the main season of ``freq``, see :func:`.data.season_length`). log: True models log(y) (sample paths
+    are exponentiated back), False y itself, "auto" (default) decides from the training data by
+    :func:`.data.prefers_log` (Guerrero's rule: positive series whose seasonal spread grows with the level).
     multivariate: model the series jointly (they must share timestamps). alias: the output column name.
     checkpoint_dir: Trainer checkpoints (a killed fit resumes there). device: torch device for training and
     sampling.
@@ -95,8 +102,9 @@ class ForecasterConfig:
     heads: int = 4
     num_timesteps: int = 50
     scaling: str = "window"
-    transform: str = "none"
+    transform: str = "auto"
     season: int | None = None
+    log: str | bool = "auto"
     multivariate: bool = False
     alias: str | None = None
     checkpoint_dir: str | None = None
@@ -127,6 +135,8 @@ class ForecasterConfig:
             raise ValueError(f"transform: expected one of {TRANSFORMS}, got {self.transform!r}")
         if self.season is not None:
             _int(self.season, "season")
+        if not any(self.log is choice for choice in LOGS) and self.log != "auto":
+            raise ValueError(f"log: expected one of {LOGS}, got {self.log!r}")
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling: expected one of {SCALINGS}, got {self.scaling!r}")
         if self.guidance not in GUIDANCE:
@@ -152,7 +162,8 @@ class ForecasterConfig:
 
     @property
     def lag(self) -> int:
-        """The seasonal-difference lag (0 without ``transform="seasonal_diff"``)."""
+        """The seasonal-difference lag of ``transform="seasonal_diff"`` (0 otherwise; "auto" is resolved by
+        :meth:`DiffusionForecaster.fit`, see :attr:`DiffusionForecaster.lag`)."""
         if self.transform != "seasonal_diff":
             return 0
         return self.season or season_length(self.freq)
@@ -227,6 +238,42 @@ class DiffusionForecaster:
     def length(self) -> int:
         return self.config.resolved_context + self.config.h
 
+    @property
+    def lag(self) -> int:
+        """The seasonal-difference lag in use: resolved at fit for ``transform="auto"``."""
+        if self._state and "lag" in self._state:
+            return int(self._state["lag"])
+        return self.config.lag
+
+    @property
+    def log(self) -> bool:
+        """Whether the model works on log(y): resolved at fit for ``log="auto"``."""
+        if self._state and "log" in self._state:
+            return bool(self._state["log"])
+        return self.config.log is True
+
+    def _choose(self, raw: list, impute: bool = False) -> tuple[int, bool]:
+        """(lag, log) for the series ``raw`` (arrays in data units): the config's choices with "auto" resolved."""
+        c = self.config
+        main = season_length(c.freq)
+        log = all(prefers_log(y, main) for y in raw) if c.log == "auto" else bool(c.log)
+        if c.transform == "auto" and not impute:
+            hidden = [s for s in calendar_seasons(c.freq)[1:] if s > c.resolved_context]
+            lag = max(hidden, default=0)
+            if lag and any(len(y) < self.length + 2 * lag for y in raw):
+                lag = 0
+        else:
+            lag = c.lag
+        return lag, log
+
+    def _forward(self, y: np.ndarray, uid) -> np.ndarray:
+        """y on the model's scale (log(y) when :attr:`log`); NaN passes through."""
+        if not self.log:
+            return y
+        if (y[np.isfinite(y)] <= 0).any():
+            raise ValueError(f"log: series {uid!r} has values <= 0; the log scale needs positive y (log=False)")
+        return np.log(y)
+
     def _check_fitted(self) -> None:
         if self.network is None:
             raise ValueError("fit: the forecaster is not fitted; call fit(df) first")
@@ -273,20 +320,22 @@ class DiffusionForecaster:
             return ()
         return tuple(c for c in df.columns if c not in ("unique_id", "ds", "y"))
 
-    def _fit(self, frame: pd.DataFrame) -> DiffusionForecaster:
+    def _fit(self, frame: pd.DataFrame, impute: bool = False) -> DiffusionForecaster:
         c = self.config
         exog = list(self._exog_columns(frame))
         stats = [[float(frame[col].mean()), float(frame[col].std(ddof=0)) or 1.0] for col in exog]
         self._state = {"exog": exog, "exog_stats": stats}
         ids, raw, stamps, exogs = self._series(frame)
-        length, lag = self.length, c.lag
+        lag, log = self._choose(raw, impute)
+        self._state.update(lag=lag, log=log)
+        length = self.length
         for uid, y in zip(ids, raw, strict=True):
             if len(y) < length + lag:
                 extra = f" + season {lag}" if lag else ""
                 raise ValueError(f"df: series {uid!r} has {len(y)} points, fewer than context_length + h{extra} = "
                                  f"{c.resolved_context} + {c.h}{extra and ' + ' + str(lag)} = {length + lag}; "
                                  "shorten context_length")
-        values = [_difference(y, lag) for y in raw]
+        values = [_difference(self._forward(y, uid), lag) for uid, y in zip(ids, raw, strict=True)]
         if lag:
             stamps = [ds[lag:] for ds in stamps]
             exogs = [x if x is None else x[lag:] for x in exogs]
@@ -388,11 +437,12 @@ class DiffusionForecaster:
         offset = check_freq(c.freq)
         values, cond, sides, futures = [], [], [], []
         for uid in ids:
-            history = np.asarray(tails[uid], np.float64)[-(c.resolved_context + c.lag):]
-            if len(history) < c.resolved_context + c.lag:
+            lag = self.lag
+            history = np.asarray(tails[uid], np.float64)[-(c.resolved_context + lag):]
+            if len(history) < c.resolved_context + lag:
                 raise ValueError(f"df: series {uid!r} has {len(history)} points, fewer than context_length = "
-                                 f"{c.resolved_context}" + (f" + season {c.lag}" if c.lag else ""))
-            history = _difference(history, c.lag)
+                                 f"{c.resolved_context}" + (f" + season {lag}" if lag else ""))
+            history = _difference(self._forward(history, uid), lag)
             stamps = pd.date_range(end=pd.Timestamp(last_ds[uid]), periods=c.resolved_context, freq=offset)
             future = pd.date_range(stamps[-1] + offset, periods=c.h, freq=offset)
             exog = None
@@ -415,9 +465,11 @@ class DiffusionForecaster:
         else:
             samples = self._sample(values[:, None], cond[:, None], sides, ids)[:, :, 0]
         samples = samples[:, :, -self.config.h:]
-        if self.config.lag:
-            history = np.stack([np.asarray(tails[uid], np.float64)[-self.config.lag:] for uid in ids])
+        if self.lag:
+            history = np.stack([self._forward(np.asarray(tails[uid], np.float64)[-self.lag:], uid) for uid in ids])
             samples = _integrate(history, samples)
+        if self.log:
+            samples = np.exp(samples)
         return ids, futures, samples[:, :, :h]
 
     def _check_h(self, h) -> int:
@@ -488,14 +540,16 @@ class DiffusionForecaster:
             position = frame.groupby("unique_id", sort=False).cumcount(ascending=False)
             history = frame[position >= back]
             if window == 0 or refit:
-                short = sizes[sizes - back < self.length + self.config.lag]
+                lag = self._choose([y for y in history.groupby("unique_id", sort=False)["y"]
+                                    .apply(lambda col: col.to_numpy(np.float64))])[0]
+                short = sizes[sizes - back < self.length + lag]
                 if len(short):
                     raise ValueError(f"df: series {short.index[0]!r} is too short for {n_windows} windows of h={h} "
                                      f"after a training part of at least context_length + h = {self.length}"
-                                     + (f" + season {self.config.lag}" if self.config.lag else ""))
+                                     + (f" + season {lag}" if lag else ""))
                 self._fit(history.reset_index(drop=True))
             ids, values, stamps, exogs = self._series(history)
-            tails = {uid: y[-(self.config.resolved_context + self.config.lag):]
+            tails = {uid: y[-(self.config.resolved_context + self.lag):]
                      for uid, y in zip(ids, values, strict=True)}
             last = {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)}
             tail_exog = {uid: x for uid, x in zip(ids, exogs, strict=True)}
@@ -512,11 +566,12 @@ class DiffusionForecaster:
         <name>-lo/hi interval columns (equal to y on observed rows). An unfitted forecaster is first fitted on
         ``df`` itself (its NaN entries are left out of the loss)."""
         levels = _check_levels(level)
-        if self.config.lag:
-            raise ValueError("transform: impute works on models of the series itself; use transform='none'")
+        if self.config.transform == "seasonal_diff" or (self.network is not None and self.lag):
+            raise ValueError("transform: impute works on models of the series itself; use transform='none' or "
+                             "'auto' (which impute resolves to 'none')")
         frame = check_frame(df, self.config.freq, allow_nan=True, exog=self._exog_columns(df))
         if self.network is None:
-            self._fit(frame)
+            self._fit(frame, impute=True)
         if self.config.multivariate:
             raise ValueError("multivariate: impute works on univariate models; fit with multivariate=False")
         ids, values, stamps, exogs = self._series(frame)
@@ -538,8 +593,10 @@ class DiffusionForecaster:
                 if missing[part].all():
                     raise ValueError(f"df: series {uid!r} has {length} consecutive NaN from {ds[start]}; nothing "
                                      "to condition on")
-                samples = self._sample(y[part][None, None], (~missing[part]).astype(np.float64)[None, None],
-                                       side[:, part][None], [uid])[0, :, 0]
+                samples = self._sample(self._forward(y[part], uid)[None, None],
+                                       (~missing[part]).astype(np.float64)[None, None], side[:, part][None],
+                                       [uid])[0, :, 0]
+                samples = np.exp(samples) if self.log else samples
                 gap = np.where(missing[part])[0] + start
                 median[gap] = np.median(samples[:, gap - start], 0)
                 for j, lv in enumerate(levels):
@@ -560,8 +617,9 @@ class DiffusionForecaster:
                              f"{self.config.model!r}")
         if self.config.multivariate:
             raise ValueError("multivariate: components() works on univariate models")
-        if self.config.lag or self.config.scaling == "trend":
-            raise ValueError("transform: components() needs transform='none' and scaling 'window' or 'series'")
+        if self.lag or self.log or self.config.scaling == "trend":
+            raise ValueError("transform: components() needs a model fitted without seasonal differencing or log "
+                             "scale (transform='none', log=False) and scaling 'window' or 'series'")
         s, c = self._state, self.config
         ids, values, cond, sides, _ = self._forecast_windows(s["tails"], s["last_ds"], X_df, c.h, s["tail_exog"])
         samples = self.predict_samples(X_df=X_df)
