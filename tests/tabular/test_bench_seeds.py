@@ -77,3 +77,31 @@ def test_seed_aware_goals_count_ties_as_not_losing():
     assert len(verdicts) == 4
     # rows without seeds (an older report) get no issue-15 goals
     assert bench._seed_aware_goals([{k: v for k, v in r.items() if k != "seeds"} for r in rows], {}, [], False) == []
+
+
+def test_the_fit_goal_reads_cpu_time_when_the_row_has_it():
+    # CPU time (the one-thread fit's own cost) decides when present; wall-clock only for rows without it
+    assert bench._fit_time({"fit_seconds": 900.0, "fit_cpu_seconds": 240.0}) == (240.0, "CPU")
+    assert bench._fit_time({"fit_seconds": 200.0}) == (200.0, "wall")
+    assert bench._fit_time({"fit_seconds": 200.0, "fit_cpu_seconds": math.nan}) == (200.0, "wall")
+
+
+def test_run_one_measures_the_fit_in_cpu_and_wall_time(monkeypatch):
+    class Busy:
+        def fit(self, train, target=None):
+            total = 0
+            for k in range(300_000):  # CPU work: its process time is nonzero and at most its wall time (+ rounding)
+                total += k * k
+            self.total = total
+
+        def sample(self, n, seed=None):
+            return "synthetic"
+
+    monkeypatch.setattr(bench, "_generator", lambda *a: Busy())
+    monkeypatch.setattr(bench, "evaluate", lambda *a, **k: {"ml_efficiency": 0.5})
+
+    class Task:
+        target, task = "y", "regression"
+
+    row = bench._run_one(Task(), [0] * 10, [0] * 5, "TabDDPM", {"ml_seeds": 1, "catboost_iterations": 1}, 0)
+    assert 0 < row["fit_cpu_seconds"] <= row["fit_seconds"] + 0.02

@@ -11,7 +11,8 @@ Seeds: every generator (polydiff models and peers) is fit with ``train_seeds`` t
 its row holds the mean over seeds of every metric, ``<metric>_seed_sd`` for the ranked headline metrics, and
 ``wins``: the number of other methods whose ML efficiency it beats by more than the combined seed sd
 (sqrt(sd_a^2 + sd_b^2)); a gap inside the seed noise is a tie. ``fit_seconds`` is the mean wall-clock fit over the
-seeds and ``fit_peak_mb`` the largest growth of the process's resident memory during a fit. The full run's
+seeds, ``fit_cpu_seconds`` the mean CPU time of the fitting process (one torch thread: the time the fit needs of
+one core, which other jobs on a shared machine do not inflate; the fit-time goal is judged on it when present) and ``fit_peak_mb`` the largest growth of the process's resident memory during a fit. The full run's
 "diamonds_full" rows (all 53,940 rows, one seed) are the fit-time and peak-memory check of every model at full size.
 
 Options after the package name (``polydiff bench tabular --out DIR -- --datasets hmda,wage``):
@@ -209,16 +210,26 @@ def _run_one(task, train, test, method: str, budget: dict, seed: int) -> dict:
         metrics.update(ml_efficiency(train, test, task.target, task.task, seeds=seeds, iterations=iterations))
         return {**metrics, "fit_seconds": math.nan, "sample_seconds": math.nan}
     generator = _generator(method, budget, seed, len(train))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with _PeakMemory() as memory:
         generator.fit(train, target=task.target)
-    fit_seconds = time.perf_counter() - start
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     start = time.perf_counter()
     synthetic = generator.sample(min(len(train), MAX_SYNTHETIC_ROWS), seed=seed)
     sample_seconds = time.perf_counter() - start
     metrics = evaluate(train, test, synthetic, task.target, task.task, seeds=seeds, iterations=iterations,
                        **options)
-    return {**metrics, "fit_seconds": fit_seconds, "fit_peak_mb": memory.megabytes, "sample_seconds": sample_seconds}
+    return {**metrics, "fit_seconds": fit_seconds, "fit_cpu_seconds": fit_cpu_seconds, "fit_peak_mb": memory.megabytes,
+            "sample_seconds": sample_seconds}
+
+
+def _fit_time(row: dict) -> tuple[float, str]:
+    """(seconds, label) the fit-time goal judges: the fitting process's CPU time when the row has it (one thread,
+    not inflated by other jobs), else the wall-clock fit."""
+    cpu = row.get("fit_cpu_seconds", math.nan)
+    if isinstance(cpu, (int, float)) and math.isfinite(cpu):
+        return float(cpu), "CPU"
+    return float(row.get("fit_seconds", math.nan)), "wall"
 
 
 def _combined_gap(a: dict, b: dict, metric: str = "ml_efficiency") -> float:
@@ -434,7 +445,8 @@ def _goals(rows: list[dict], quick: bool = False) -> list[dict]:
         if smote is not None:
             checks["dcr"].append((task, ours["dcr_median"] > smote["dcr_median"],
                                   f"{ours['dcr_median']:.3f} vs SMOTENC {smote['dcr_median']:.3f}"))
-        checks["fit"].append((task, ours["fit_seconds"] <= 300, f"{ours['fit_seconds']:.0f} s"))
+        seconds, kind = _fit_time(ours)
+        checks["fit"].append((task, seconds <= 300, f"{seconds:.0f} s {kind}"))
 
     def check(text, items, reference, need=None):
         return _goal_of_checks(text, items, GOALS_SOURCE, reference, need)
@@ -451,7 +463,7 @@ def _goals(rows: list[dict], quick: bool = False) -> list[dict]:
               checks["dcr"], "the SMOTENC row of this run"),
         check("fit ≤ 5 minutes per dataset at full size on the 2-core development machine"
               + (" (this --quick run: its own reduced sizes and budgets)" if quick else ""), checks["fit"],
-              "wall-clock fit_seconds of this run"),
+              "fit_cpu_seconds of this run (the fitting process's CPU time), wall-clock fit_seconds for older rows"),
     ]
 
 
@@ -468,9 +480,10 @@ def _seed_aware_goals(rows: list[dict], by: dict, tasks: list[str], quick: bool)
         ours = [by[(task, m)] for m in OURS if (task, m) in by]
         peers = [by[(task, p)] for p in PEERS if (task, p) in by]
         for row in ours:
-            if math.isfinite(row.get("fit_seconds", math.nan)):
-                checks["fit"].append((f"{task}/{row['method']}", row["fit_seconds"] <= 300,
-                                      f"{row['fit_seconds']:.0f} s, {row.get('fit_peak_mb', math.nan):.0f} MB"))
+            seconds, kind = _fit_time(row)
+            if math.isfinite(seconds):
+                checks["fit"].append((f"{task}/{row['method']}", seconds <= 300,
+                                      f"{seconds:.0f} s {kind}, {row.get('fit_peak_mb', math.nan):.0f} MB"))
         scored = [r for r in ours if math.isfinite(r.get("ml_efficiency", math.nan))]
         if not scored or task == "diamonds_full":
             continue
@@ -506,7 +519,7 @@ def _seed_aware_goals(rows: list[dict], by: dict, tasks: list[str], quick: bool)
               checks["detection"], "the peers' rows of this run"),
         check("fit ≤ 5 minutes for every polydiff model on every dataset (peak resident-memory growth shown)"
               + (" (this --quick run: its own reduced sizes and budgets)" if quick else ""), checks["fit"],
-              "wall-clock fit_seconds of this run"),
+              "fit_cpu_seconds of this run (the fitting process's CPU time), wall-clock fit_seconds for older rows"),
     ]
 
 

@@ -85,7 +85,8 @@ METRICS = {
 METRICS_BETTER = {
     "ml_efficiency": "max", "ml_efficiency_sd": "min", "ml_auc": "max", "fidelity_ks_tvd": "min",
     "correlation_diff": "min", "detection_auc": "min", "dcr_median": "max", "dcr_p5": "max",
-    "closer_to_train_share": "min", "fit_seconds": "min", "sample_seconds": "min", "detection_score": "max",
+    "closer_to_train_share": "min", "fit_seconds": "min", "fit_cpu_seconds": "min", "sample_seconds": "min",
+    "detection_score": "max",
     "column_shape_score": "max", "pair_trend_score": "max", "alpha_precision": "max", "beta_recall": "max",
 }
 
