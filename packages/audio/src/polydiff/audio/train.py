@@ -346,8 +346,19 @@ def ship_tts(corpus, checkpoint, out, *, model_options: dict | None = None, half
              metadata: dict | None = None):
     """Write a shippable GradTTS folder (EMA weights, float16 when ``half``) from a Trainer checkpoint of
     :func:`train_tts` built with the same ``model_options``."""
+    import json
+
     from .tts import GradTTS
 
+    metadata = dict(metadata or {})
+    checkpoint = Path(checkpoint)
+    log = checkpoint.parent / "metrics.jsonl"
+    if log.is_file() and checkpoint.name.startswith("step-"):  # the validation of this step, when one was logged
+        step = int(checkpoint.name.split("-")[-1])
+        for line in log.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if record.get("step") == step and "eval/wer" in record:
+                metadata["validation"] = {k[5:]: v for k, v in record.items() if k.startswith("eval/")}
     model = GradTTS(MelConfig().to_dict(), **(model_options or {}))
     export_checkpoint(checkpoint, out, model, corpus=corpus, metadata=metadata)
     if half:
