@@ -77,7 +77,7 @@ def _inpaint(args: argparse.Namespace) -> int:
     for z in range(volume.shape[2]):
         if mask3[:, :, z].any():
             result[:, :, z] = inpaint(volume[:, :, z], mask3[:, :, z], prior, method=args.method, steps=args.steps,
-                                      seed=args.seed)
+                                      seed=args.seed, num_samples=args.samples, t_start=args.t_start)
     write_nifti(out, result.reshape(data.shape), image, force=args.force)
     print(f"wrote {out}")
     return 0
@@ -87,13 +87,14 @@ def _reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import read_kspace_h5, write_nifti
-    from .recon import reconstruct
+    from .recon import PRIOR_METHODS, reconstruct
 
     out = _check_out(args.out, args.force)
     kspace = read_kspace_h5(args.input)
     sampled = np.abs(kspace).sum(axis=(0, 2)) > 0  # rows with data in any slice
-    prior = _load_prior(args.prior) if args.method in ("ddnm", "dps") else None
-    slices = [reconstruct(k, sampled, prior, method=args.method, steps=args.steps, seed=args.seed) for k in kspace]
+    prior = _load_prior(args.prior) if args.method in PRIOR_METHODS else None
+    slices = [reconstruct(k, sampled, prior, method=args.method, steps=args.steps, seed=args.seed,
+                          num_samples=args.samples, t_start=args.t_start) for k in kspace]
     write_nifti(out, np.stack(slices, axis=-1).astype(np.float32), None, force=args.force)
     print(f"wrote {out} ({len(slices)} slices, {int(sampled.sum())} of {sampled.size} lines sampled)")
     return 0
@@ -147,6 +148,9 @@ def register(subparsers) -> None:
     inpaint.add_argument("--method", default=None, choices=("conditional", "repaint", "ddnm"),
                          help="conditional (default for a conditional prior) or a core inverse method")
     inpaint.add_argument("--steps", type=int, default=50, help="sampling grid steps")
+    inpaint.add_argument("--samples", type=int, default=4, help="posterior samples averaged")
+    inpaint.add_argument("--t-start", type=float, default=None,
+                         help="conditional only: start at this time from the noised harmonic fill (default: noise)")
     common(inpaint, "output NIfTI (the input's affine, header and dtype)")
     inpaint.set_defaults(func=_inpaint)
 
@@ -154,15 +158,18 @@ def register(subparsers) -> None:
     recon.add_argument("input", help="HDF5 file with a complex 'kspace' dataset (slices, height, width), centred; "
                                      "unsampled rows are zero")
     recon.add_argument("--prior", default=None, help="folder written by `polydiff medical train-prior` "
-                                                     "(needed by ddnm and dps)")
-    recon.add_argument("--method", default="ddnm", choices=("ddnm", "dps", "zero-filled", "cs-tv"),
+                                                     "(needed by diffpir, ddnm and dps)")
+    recon.add_argument("--method", default="diffpir", choices=("diffpir", "ddnm", "dps", "zero-filled", "cs-tv"),
                        help="reconstruction method")
-    recon.add_argument("--steps", type=int, default=50, help="sampling grid steps (ddnm, dps)")
+    recon.add_argument("--steps", type=int, default=50, help="sampling grid steps (diffpir, ddnm, dps)")
+    recon.add_argument("--samples", type=int, default=4, help="samples averaged (diffpir, ddnm, dps)")
+    recon.add_argument("--t-start", type=float, default=0.1,
+                       help="warm start: begin at this time from the noised CS-TV estimate (diffpir, ddnm, dps)")
     common(recon, "output NIfTI of the real images (height, width, slices), identity affine")
     recon.set_defaults(func=_reconstruct)
 
     train = sub.add_parser("train-prior", help="train the slice prior on the bundled training slices")
-    train.add_argument("--steps", type=int, default=1500, help="training steps")
+    train.add_argument("--steps", type=int, default=1400, help="training steps")
     train.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when available)")
     common(train, "output folder (safetensors + JSON)")
     train.set_defaults(func=_train_prior)
