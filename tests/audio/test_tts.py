@@ -96,3 +96,17 @@ def test_initialise_copies_only_the_encoder(tmp_path):
         _initialise(target, tmp_path / "source", "nothing.")
     with pytest.raises(ValueError, match="init_from"):
         _initialise(target, tmp_path, "encoder.")
+
+
+def test_load_tts_applies_the_sampling_defaults_of_the_metadata(tmp_path):
+    from polydiff.audio import load_tts
+
+    tts = _small_tts()
+    torch.nn.init.normal_(tts.decoder.out.weight, std=0.1)
+    tts.save_pretrained(tmp_path / "tts", metadata={"sampling": {"temperature": 4.0, "steps": 3}})
+    vocoder = DiffusionVocoder(MelConfig().to_dict(), fold=4, residual_channels=8, layers=2, dilation_cycle=2,
+                               cond_hidden=8, time_dim=8)
+    loaded = load_tts(tmp_path / "tts", vocoder=vocoder)
+    assert (loaded.tts.default_temperature, loaded.tts.default_steps) == (4.0, 3)
+    torch.testing.assert_close(loaded.mel("A short test."), tts.mel_from_text("A short test.", steps=3,
+                                                                                temperature=4.0), rtol=0, atol=0)

@@ -122,11 +122,12 @@ def register(subparsers) -> None:
     tts.add_argument("output", help="audio file to write (.wav or .flac)")
     tts.add_argument("--model", default="tts", help="shipped TTS name or a saved folder (default: tts)")
     tts.add_argument("--vocoder", default="default", help="vocoder name or folder (default: the shipped one)")
-    tts.add_argument("--steps", type=positive_int, default=10, help="Grad-TTS decoder steps (default 10)")
+    tts.add_argument("--steps", type=positive_int, default=None, help="Grad-TTS decoder steps (default: the model's)")
     tts.add_argument("--solver", default="dpmpp_2m", help="core solver of the decoder (default dpmpp_2m)")
     tts.add_argument("--vocoder-steps", type=positive_int, default=None,
                      help="vocoder steps (default: the vocoder's)")
-    tts.add_argument("--temperature", type=float, default=1.5, help="Grad-TTS prior temperature (default 1.5)")
+    tts.add_argument("--temperature", type=float, default=None,
+                     help="Grad-TTS prior temperature (default: the model's)")
     tts.add_argument("--length-scale", type=float, default=1.0, help="speaking-time factor (default 1.0)")
     tts.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     tts.add_argument("--force", action="store_true", help="replace the output file when it exists")

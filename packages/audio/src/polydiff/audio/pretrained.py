@@ -90,16 +90,21 @@ class TextToSpeech:
     def mel_config(self) -> MelConfig:
         return self.tts.mel_config
 
-    def mel(self, text: str, *, steps: int = 10, solver: str = "dpmpp_2m", temperature: float = 1.5,
+    def mel(self, text: str, *, steps: int | None = None, solver: str = "dpmpp_2m", temperature: float | None = None,
             length_scale: float = 1.0, seed: int | None = 0):
+        """Grad-TTS log-mel of ``text``; ``steps`` / ``temperature`` default to the model's (``default_steps``,
+        ``default_temperature``: 10 and 1.5 unless its metadata's "sampling" says otherwise)."""
+        steps = getattr(self.tts, "default_steps", 10) if steps is None else steps
+        temperature = getattr(self.tts, "default_temperature", 1.5) if temperature is None else temperature
         return self.tts.mel_from_text(text, steps=steps, solver=solver, temperature=temperature,
                                       length_scale=length_scale, seed=seed)
 
-    def synthesize(self, text: str, *, steps: int = 10, solver: str = "dpmpp_2m", vocoder_steps: int | None = None,
-                   vocoder_solver: str | None = None, temperature: float = 1.5, length_scale: float = 1.0,
-                   seed: int | None = 0) -> np.ndarray:
-        """Waveform (float32 numpy at ``sample_rate``) of ``text``: Grad-TTS mel (``steps`` of ``solver``) then
-        the vocoder (``vocoder_steps`` of ``vocoder_solver``, its defaults when None)."""
+    def synthesize(self, text: str, *, steps: int | None = None, solver: str = "dpmpp_2m",
+                   vocoder_steps: int | None = None, vocoder_solver: str | None = None,
+                   temperature: float | None = None, length_scale: float = 1.0, seed: int | None = 0) -> np.ndarray:
+        """Waveform (float32 numpy at ``sample_rate``) of ``text``: Grad-TTS mel (``steps`` of ``solver`` at
+        ``temperature``, the model's defaults when None) then the vocoder (``vocoder_steps`` of
+        ``vocoder_solver``, its defaults when None)."""
         mel = self.mel(text, steps=steps, solver=solver, temperature=temperature, length_scale=length_scale,
                        seed=seed)
         return self.vocoder.vocode(mel, steps=vocoder_steps, solver=vocoder_solver, seed=seed,
@@ -109,9 +114,14 @@ class TextToSpeech:
 def load_tts(name: str | Path = "tts", *, vocoder: str | Path = "default", device: str = "cpu") -> TextToSpeech:
     """The shipped Grad-TTS (or a saved folder) paired with ``vocoder`` (a name/folder for load_vocoder or a
     vocoder object)."""
+    from polydiff.core.pretrained import read_config
+
     from .tts import GradTTS
 
     folder = _folder(name, "TTS model")
     tts = GradTTS.from_pretrained(folder, device=device)
+    sampling = read_config(folder).get("metadata", {}).get("sampling", {})  # chosen on validation sentences
+    tts.default_steps = int(sampling.get("steps", 10))
+    tts.default_temperature = float(sampling.get("temperature", 1.5))
     voc = vocoder if hasattr(vocoder, "vocode") else load_vocoder(vocoder, device=device)
     return TextToSpeech(tts, voc)

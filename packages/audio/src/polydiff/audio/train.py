@@ -343,14 +343,15 @@ def _initialise(model, source: Path, prefix: str) -> None:
 
 
 def ship_tts(corpus, checkpoint, out, *, model_options: dict | None = None, half: bool = True,
-             metadata: dict | None = None):
+             metadata: dict | None = None, temperature: float = 1.5, steps: int = 10):
     """Write a shippable GradTTS folder (EMA weights, float16 when ``half``) from a Trainer checkpoint of
-    :func:`train_tts` built with the same ``model_options``."""
+    :func:`train_tts` built with the same ``model_options``; ``temperature`` and ``steps`` are stored as the
+    sampling defaults that :func:`~polydiff.audio.load_tts` applies."""
     import json
 
     from .tts import GradTTS
 
-    metadata = dict(metadata or {})
+    metadata = {**(metadata or {}), "sampling": {"temperature": float(temperature), "steps": int(steps)}}
     checkpoint = Path(checkpoint)
     log = checkpoint.parent / "metrics.jsonl"
     if log.is_file() and checkpoint.name.startswith("step-"):  # the validation of this step, when one was logged
@@ -486,7 +487,9 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
                         help="STFT vocoder: residual domain, 0 = log-magnitude, else |S|^compression")
     parser.add_argument("--gain", type=float, default=4.0, help="STFT vocoder: residual spread / noise spread")
     parser.add_argument("--temperature", type=float, default=1.0,
-                        help="STFT vocoder: default spread of the starting state written when shipping")
+                        help="STFT vocoder, TTS: default spread (TTS: prior temperature) written when shipping")
+    parser.add_argument("--sampling-steps", type=int, default=10, help="TTS: default decoder steps written when "
+                                                                         "shipping")
     parser.add_argument("--ship-from", default=None,
                         help="STFT vocoder, TTS: write OUT from this Trainer checkpoint (step-N folder) instead of "
                              "training")
@@ -510,7 +513,8 @@ if __name__ == "__main__":  # pragma: no cover - the background training entry
                            lr=args.lr, checkpoint_dir=args.checkpoint_dir, gain=args.gain,
                            model_options=stft_options)
     elif args.model == "tts" and args.ship_from:
-        ship_tts(args.corpus, args.ship_from, args.out, model_options={"prediction": args.prediction})
+        ship_tts(args.corpus, args.ship_from, args.out, model_options={"prediction": args.prediction},
+                 temperature=args.temperature, steps=args.sampling_steps)
     elif args.model == "tts":
         train_tts(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
