@@ -67,7 +67,9 @@ CASES = [
     ("stats", lambda: Diffuser(4, 2).plan(np.zeros((1, 6)))),
     ("policy", lambda: dppo_finetune(object(), "obstacle")),
     ("envs", lambda: dppo_finetune(_policy(), "obstacle", envs=1)),
-    ("eta", lambda: dppo_finetune(_policy(), "obstacle", eta=0.0)),
+    ("min_std", lambda: dppo_finetune(_policy(), "obstacle", min_std=0.0)),
+    ("shaping", lambda: dppo_finetune(_policy(), "obstacle", shaping=-1.0)),
+    ("gae_lambda", lambda: dppo_finetune(_policy(), "obstacle", gae_lambda=1.5)),
     ("path", lambda: write_video("a.avi", [np.zeros((4, 4, 3))])),
     ("frames", lambda: write_video("a.gif", [])),
 ]

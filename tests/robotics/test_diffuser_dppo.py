@@ -4,7 +4,7 @@ import torch
 
 from polydiff.core.training import TrainConfig
 from polydiff.robotics.diffuser import Diffuser
-from polydiff.robotics.dppo import dppo_finetune
+from polydiff.robotics.dppo import chain_log_prob, dppo_finetune, sample_chain
 from polydiff.robotics.evaluate import rollout
 from polydiff.robotics.policy import DiffusionPolicy
 
@@ -61,3 +61,32 @@ def test_dppo_can_restrict_the_loss_to_the_last_chain_steps(demos):
     assert len(history) == 1
     with pytest.raises(ValueError, match="fine_tune_steps"):
         dppo_finetune(policy, "obstacle", iterations=1, envs=4, steps=3, fine_tune_steps=4)
+    with pytest.raises(ValueError, match="min_std"):
+        dppo_finetune(policy, "obstacle", iterations=1, envs=4, steps=3, min_std=0.0)
+
+
+def test_dppo_chain_without_noise_is_the_evaluated_ddim_sampler(demos):
+    from polydiff.core import make_grid
+
+    torch.manual_seed(0)
+    policy = DiffusionPolicy.from_episodes(demos, channels=(16, 32), horizon=8, n_action_steps=4)
+    policy.fit(demos, TrainConfig(steps=5, batch_size=32, device="cpu"))
+    policy.eval()
+    obs = np.stack([demos.obs[[0, 0]], demos.obs[[5, 6]]])  # (2, To, obs_dim)
+    features = torch.as_tensor(policy.obs_normalizer.normalize(obs), dtype=torch.float32).flatten(1)
+    grid = make_grid(policy.schedule, 10, "trailing", final_zero=True)
+    states = sample_chain(policy, features, grid, 0.0, torch.Generator().manual_seed(3))
+    chunk = policy.action_normalizer.unnormalize(
+        states[-1].clamp(-1, 1).transpose(1, 2)[:, :4].double().numpy())
+    expected = policy.predict_action_chunk(obs, solver="ddim", steps=10, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(chunk, expected, atol=1e-4)
+
+
+def test_chain_log_prob_is_the_mean_clipped_gaussian_density():
+    mean = torch.zeros(2, 3, 4)
+    x = mean.clone()
+    x[1] = 10.0  # far out: every element's density is clipped at the floor
+    lp = chain_log_prob(x, mean, 0.1, floor=-5.0)
+    assert lp.shape == (2,)
+    assert float(lp[0]) == pytest.approx(-np.log(0.1) - 0.5 * np.log(2 * np.pi), rel=1e-5)
+    assert float(lp[1]) == pytest.approx(-5.0)

@@ -69,3 +69,24 @@ def test_render_draws_agent_and_goal():
     frame = env.render(64)
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
     assert (frame == (50, 75, 200)).all(-1).any() and (frame == (60, 170, 60)).all(-1).any()
+
+
+def test_path_distance_goes_round_the_wall_and_is_straight_where_clear():
+    from polydiff.robotics.envs.obstacle import (
+        AGENT_RADIUS,
+        WALL_HALF_THICKNESS,
+        WALL_HALF_WIDTH,
+        path_distance,
+    )
+
+    corner = np.array([WALL_HALF_WIDTH + AGENT_RADIUS, WALL_HALF_THICKNESS + AGENT_RADIUS])
+    start, goal = np.array([0.0, -0.6]), np.array([0.0, 0.6])
+    # round either side: start -> lower corner -> upper corner -> goal
+    expected = 2 * np.linalg.norm([corner[0], 0.6 - corner[1]]) + 2 * corner[1]
+    assert path_distance(start, goal) == pytest.approx(expected, rel=1e-5)
+    assert path_distance([0.0, 0.3], goal) == pytest.approx(0.3)  # above the wall: a straight line
+    assert path_distance([0.9, 0.0], goal) == pytest.approx(np.linalg.norm([0.9, -0.6]))  # beside it: clear
+    # moving sideways along the wall's face brings the agent closer by this measure, never into the wall
+    assert path_distance([0.2, -0.2], goal) < path_distance([0.0, -0.2], goal)
+    # an agent pressed into the wall's face (contacts penetrate a little) still has a finite path length
+    assert np.isfinite(path_distance([0.0, -corner[1] + 0.01], goal))
