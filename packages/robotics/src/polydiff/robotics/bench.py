@@ -35,6 +35,10 @@ VERSIONS = ("polydiff-core", "polydiff-robotics", "torch", "numpy", "mujoco", "g
 BETTER = {"success": "max", "mode_minority": "max", "overlap": "max", "latency_ms": "min", "nfe": "min",
           "train_minutes": "min"}
 TASK = "ObstacleReach"
+# DPPO's settings (polydiff.robotics.dppo.dppo_finetune keywords): DDIM-10 chain, exploration noise 0.1 on the
+# fine-tuned steps, PPO clip, actor / critic learning rates, sparse success reward plus potential-based shaping
+DPPO = {"steps": 10, "fine_tune_steps": 4, "min_std": 0.1, "clip_range": 0.1, "lr": 1e-4, "critic_lr": 1e-3,
+        "update_epochs": 5, "shaping": 1.0, "gamma": 0.99, "gae_lambda": 0.95}
 
 
 def budgets(quick: bool) -> dict:
@@ -42,15 +46,13 @@ def budgets(quick: bool) -> dict:
     policy = {"channels": [32, 64], "horizon": 8, "n_action_steps": 4}
     if quick:
         return {"demos": 30, "policy_steps": 150, "policy_batch": 64, "mlp_steps": 150, "diffuser_steps": 150,
-                "batch_size": 64, "dppo_fine_tune_steps": None,
-                "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10, "dppo_noise": 0.0,
-                "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8, "episodes": 10,
-                "ddpm_episodes": 4, "latency_repeats": 5, "dppo_lr": 1e-4}
+                "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10,
+                "dppo_noise": 0.0, "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8,
+                "dppo": dict(DPPO, update_epochs=2), "episodes": 10, "ddpm_episodes": 4, "latency_repeats": 5}
     return {"demos": 200, "policy_steps": 6000, "policy_batch": 256, "mlp_steps": 2000,
-            "diffuser_steps": 1000, "batch_size": 64, "dppo_fine_tune_steps": None,
-            "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 20, "dppo_noise": 0.0,
-            "dppo_pretrain_steps": 1000, "dppo_iterations": 20, "dppo_envs": 24, "episodes": 50, "ddpm_episodes": 50,
-            "latency_repeats": 21, "dppo_lr": 1e-4}
+            "diffuser_steps": 1000, "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32],
+            "dppo_demos": 20, "dppo_noise": 0.0, "dppo_pretrain_steps": 1000, "dppo_iterations": 20, "dppo_envs": 50,
+            "dppo": dict(DPPO), "episodes": 50, "ddpm_episodes": 50, "latency_repeats": 21}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,8 +179,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
           flush=True)
     start = time.perf_counter()
     history = dppo_finetune(start_policy, "obstacle", iterations=budget["dppo_iterations"], envs=budget["dppo_envs"],
-                            lr=budget["dppo_lr"], fine_tune_steps=budget["dppo_fine_tune_steps"],
-                            log=lambda r: print(f"[robotics]   dppo {json.dumps(r)}", flush=True))
+                            **budget["dppo"], log=lambda r: print(f"[robotics]   dppo {json.dumps(r)}", flush=True))
     tune_minutes = (time.perf_counter() - start) / 60
     after = _evaluate_row(start_policy, "DPPO after", episodes, paths)
     row("DPPO after (fine-tuned, DDIM-10)", after, nfe=10, train_minutes=minutes + tune_minutes, episodes=episodes)
@@ -188,6 +189,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     preamble = _preamble(rows, budget, quick, wall, modes, history)
     return benchkit.write_report(out, "robotics", quick=quick, seed=seed, versions=benchkit.versions(VERSIONS),
                                  better=BETTER, rows=rows, preamble=preamble, figures=figures,
+                                 goals=_goals(rows, budget, quick, wall),
                                  title="polydiff-robotics: Diffusion Policy, regression baselines, Diffuser and DPPO",
                                  extra={"budgets": budget, "wall_minutes": wall, "dppo_history": history,
                                         "demo_mode_left": float(np.mean(modes == -1))})
@@ -239,7 +241,11 @@ def _figures(out: Path, paths: dict) -> list[str]:
     return names
 
 
-def _preamble(rows, budget, quick, wall, modes, history) -> str:
+ISSUE = "issue 11"
+
+
+def _goals(rows, budget, quick, wall) -> list[dict]:
+    """The issue's targets, each judged from this run's rows (benchkit goals)."""
     by = {r["method"]: r for r in rows}
     dp = [r for r in rows if r["method"].startswith("Diffusion Policy")]
     few = [r for r in dp if r["nfe"] <= 10]
@@ -247,54 +253,64 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
                                    -r["latency_ms"])) if few else None
     mlp, chunk = by.get("MLP BC (1-step MSE)"), by.get("chunked MLP (Ta-step MSE)")
     before = next((r for r in rows if r["method"].startswith("DPPO before")), None)
-    after = by.get("DPPO after (fine-tuned, DDIM-10)")
-    lines = ["## Goals", ""]
-
-    def goal(met, text):
-        lines.append(f"- **{'met' if met else 'NOT met'}** — {text}")
-
+    after = next((r for r in rows if r["method"].startswith("DPPO after")), None)
+    goals = []
     if best is not None:
-        ok = best["success"] >= 0.95 and best["mode_minority"] >= 0.3
-        goal(ok, f"ObstacleReach success ≥ 0.95 with each mode ≥ 30 % (issue 11): {best['method']} "
-                 f"{best['success']:.2f}, left/right {best['mode_left']:.2f}/{1 - best['mode_left']:.2f} "
-                 f"(DDPM-100: {by['Diffusion Policy (DDPM-100)']['success']:.2f}).")
+        ddpm = by.get("Diffusion Policy (DDPM-100)")
+        goals.append(benchkit.goal(
+            "ObstacleReach success ≥ 0.95 with each mode ≥ 30 %",
+            bool(best["success"] >= 0.95 and best["mode_minority"] >= 0.3),
+            f"{best['method']} {best['success']:.2f}, left/right {best['mode_left']:.2f}/{1 - best['mode_left']:.2f}"
+            + (f" (DDPM-100: {ddpm['success']:.2f})" if ddpm else ""), ISSUE))
 
         def worse(r):  # lower success, or it loses a mode the diffusion policy keeps
             return r["success"] <= best["success"] - 0.05 or r["mode_minority"] < 0.3 <= best["mode_minority"]
 
         if mlp and chunk:
-            goal(worse(mlp) and worse(chunk),
-                 f"both MLP baselines visibly worse (success at least 5 points lower, or a mode under 30 % that the "
-                 f"diffusion policy keeps): "
-                 f"MLP BC {mlp['success']:.2f} (minority mode {mlp['mode_minority']:.2f}), chunked MLP "
-                 f"{chunk['success']:.2f} (minority mode {chunk['mode_minority']:.2f}). Reference measured on the "
-                 "issue's own quick obstacle task (issue 11): diffusion policy 1.00, MLP 1-step 0.94, chunked MLP 0.66.")
+            goals.append(benchkit.goal(
+                "both MLP baselines visibly worse (success at least 5 points lower, or a mode under 30 % that the "
+                "diffusion policy keeps)", bool(worse(mlp) and worse(chunk)),
+                f"MLP BC {mlp['success']:.2f} (minority mode {mlp['mode_minority']:.2f}), chunked MLP "
+                f"{chunk['success']:.2f} (minority mode {chunk['mode_minority']:.2f})",
+                f"{ISSUE}; reference on the issue's own quick obstacle task: diffusion policy 1.00, MLP 1-step 0.94, "
+                "chunked MLP 0.66"))
         # the fastest few-step sampler that keeps the best few-step success (within 5 points)
         good = [r for r in few if r["success"] >= max(q["success"] for q in few) - 0.05]
         fastest = min(good, key=lambda r: r["latency_ms"])
-        latency = fastest["latency_ms"]
-        goal(latency <= 10, f"≤ 10-NFE chunk latency ≤ 10 ms on one thread (the fastest sampler within 5 points of "
-                            f"the best few-step success): {fastest['method']} {latency:.1f} ms "
-                            f"(median, batch 1; DDPM-100 {by['Diffusion Policy (DDPM-100)']['latency_ms']:.0f} ms). "
-                            "References: the issue's measurement, DDPM-100 577 ms and DDIM-10 57 ms (issue 11); "
-                            "lerobot's async server, ~0.35 s per chunk (lerobot #146 / #2486 as cited by issue 11).")
+        goals.append(benchkit.goal(
+            "≤ 10-NFE chunk latency ≤ 10 ms on one thread (the fastest sampler within 5 points of the best few-step "
+            "success)", bool(fastest["latency_ms"] <= 10),
+            f"{fastest['method']} {fastest['latency_ms']:.1f} ms (median, batch 1"
+            + (f"; DDPM-100 {by['Diffusion Policy (DDPM-100)']['latency_ms']:.0f} ms)"
+               if "Diffusion Policy (DDPM-100)" in by else ")"),
+            f"{ISSUE}; references: DDPM-100 577 ms and DDIM-10 57 ms as measured by the issue; lerobot's async "
+            "server ~0.35 s per chunk (lerobot #146 / #2486)"))
     if before and after:
         gain = after["success"] - before["success"]
-        goal(gain >= 0.10, f"DPPO raises success by ≥ 10 points: {before['success']:.2f} → {after['success']:.2f} "
-                           f"({100 * gain:+.0f} points, {budget['dppo_iterations']} iterations × "
-                           f"{budget['dppo_envs']} episodes).")
-    goal(False, "Push-T mean final coverage ≥ 0.85 and success above the MLP baselines: not run by this benchmark "
-                "(no Push-T demonstrations yet). References: Diffusion Policy paper, Push-T state, DP-CNN 0.95 / 0.91 "
-                "(max / mean-of-last overlap), LSTM-GMM 0.67, IBC 0.90 (Chi et al., 2023, Table 1); lerobot's model "
-                "card: average max overlap 0.959, success 63.8 % over 500 episodes.")
-    goal(False, "An arm task (Pusher-v5 or robosuite Lift): not run by this benchmark (no Pusher-v5 expert that "
-                "pushes the object to the goal yet; see the package README).")
-    if quick:
-        goal(wall <= 3, f"`--quick` ≤ 3 minutes: {wall:.1f} minutes on this machine.")
-    else:
-        lines.append(f"- `--quick` ≤ 3 minutes: measured by the quick run, not this one (this full run took "
-                     f"{wall:.0f} minutes).")
-    lines += ["", "## Protocol and budgets", "",
+        goals.append(benchkit.goal(
+            "DPPO raises success by ≥ 10 points over its start", bool(gain >= 0.10 - 1e-9),
+            f"{before['success']:.2f} → {after['success']:.2f} ({100 * gain:+.0f} points; "
+            f"{budget['dppo_iterations']} iterations × {budget['dppo_envs']} episodes)", ISSUE))
+    goals.append(benchkit.goal(
+        "Push-T mean final coverage ≥ 0.85 and success above the MLP baselines", False,
+        "not run by this benchmark (no Push-T demonstrations yet)",
+        f"{ISSUE}; references: Diffusion Policy paper, Push-T state, DP-CNN 0.95 / 0.91 (max / mean-of-last "
+        "overlap), LSTM-GMM 0.67, IBC 0.90 (Chi et al., 2023, Table 1); lerobot's model card: average max overlap "
+        "0.959, success 63.8 % over 500 episodes"))
+    goals.append(benchkit.goal(
+        "an arm task (Pusher-v5 or robosuite Lift) with Diffusion Policy against both MLP baselines", False,
+        "not run by this benchmark (no Pusher-v5 expert that pushes the object onto the goal yet; see the package "
+        "README)", ISSUE))
+    goals.append(benchkit.goal("`--quick` ≤ 3 minutes", bool(wall <= 3) if quick else None,
+                               f"{wall:.1f} minutes on this machine" if quick else
+                               f"measured by the quick run, not this one (this full run took {wall:.0f} minutes)",
+                               ISSUE))
+    return goals
+
+
+def _preamble(rows, budget, quick, wall, modes, history) -> str:
+    lines = []
+    lines += ["## Protocol and budgets", "",
               f"- Demonstrations: {budget['demos']} successful expert episodes (reset seeds from 0), "
               f"{np.mean(modes == -1):.2f} of them pass on the left. Every row is evaluated on the same "
               f"{budget['episodes']} episodes from reset seed 100000 (DDPM-100: the first {budget['ddpm_episodes']}),"
@@ -310,11 +326,16 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
               f"{budget['diffuser_steps']} steps; plans with RePaint (20 DDPM steps) with the current state and the "
               "goal position inpainted, replanning every 4 steps.",
               f"- DPPO: Diffusion Policy pre-trained {budget['dppo_pretrain_steps']} steps on {budget['dppo_demos']} "
-              f"demonstrations (expert action noise std {budget['dppo_noise']} m/s); PPO over the 10-step DDIM (eta = 1) chain, "
-              "reward = success − final distance, advantages standardised per decision index, clip 0.05, "
-              f"lr {budget['dppo_lr']:g}"
-              + (f", loss on the last {budget['dppo_fine_tune_steps']} chain steps only"
-                 if budget["dppo_fine_tune_steps"] else "") + "; before and after are sampled alike (DDIM-10, eta = 0).",
+              f"demonstrations (expert action noise std {budget['dppo_noise']} m/s), then {budget['dppo_iterations']} "
+              f"PPO iterations of {budget['dppo_envs']} lockstep episodes (reset seeds from 500000) over its "
+              f"{budget['dppo']['steps']}-step DDIM chain: exploration noise std {budget['dppo']['min_std']} "
+              f"(normalised actions) on the last {budget['dppo']['fine_tune_steps']} denoising steps, which alone enter "
+              f"the loss; reward 1 at the goal plus potential-based shaping {budget['dppo']['shaping']} × (decrease of "
+              f"the distance to the goal), gamma {budget['dppo']['gamma']}; a critic MLP with GAE (lambda "
+              f"{budget['dppo']['gae_lambda']}) over chunk decisions, advantages normalised over the batch; clip "
+              f"{budget['dppo']['clip_range']} on per-element mean log-probability ratios, actor lr {budget['dppo']['lr']:g}, "
+              f"critic lr {budget['dppo']['critic_lr']:g}, {budget['dppo']['update_epochs']} epochs, gradient norm 1. "
+              "Before and after are sampled alike: the deterministic DDIM-10 chain, no exploration noise.",
               "- latency_ms: median CPU time of one `predict_action_chunk` (batch 1, one torch thread; Diffuser: one "
               "plan), measured as process CPU time because the machine was shared with other jobs.",
               "- mode_left is in the JSON rows; the table shows mode_minority = min(left, right) share (0.5 ideal).",
