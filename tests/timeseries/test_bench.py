@@ -86,10 +86,8 @@ def test_model_scale_of_the_bench_series():
     from polydiff.timeseries.data import DATASETS, load_dataset
 
     scales = {name: bench.model_scale(DATASETS[name], load_dataset(name)) for name in bench.SERIES}
-    assert scales == {"co2": {"lag": 0, "log": False, "scaling": "window"},
-                      "airline": {"lag": 0, "log": True, "scaling": "window"},
-                      "sunspots": {"lag": 0, "log": False, "scaling": "window"},
-                      "taylor": {"lag": 336, "log": False, "scaling": "series"}}
+    assert scales == {"co2": {"lag": 0, "log": False}, "airline": {"lag": 0, "log": True},
+                      "sunspots": {"lag": 0, "log": False}, "taylor": {"lag": 336, "log": False}}
     budget = bench.budgets(False)
     assert "scale" not in bench._cache_key("CSDI", budget, False, 0, 526, scales["co2"])["budget"]
     assert bench._cache_key("CSDI", budget, False, 0, 144, scales["airline"])["budget"]["scale"] == scales["airline"]

@@ -82,9 +82,7 @@ def test_seasonal_difference_integrates_back_beyond_one_season():
 def test_seasonal_diff_forecaster_is_in_data_units():
     frame = sine_frame(n=80, scale=5.0, offset=1000.0)
     frame["y"] += 0.5 * np.arange(80)  # a trend that seasonal differencing turns into a constant
-    # scaling="window": the residual here is exactly constant, which series statistics cannot scale
-    fc = DiffusionForecaster(h=4, freq="MS", context_length=8, transform="seasonal_diff", scaling="window",
-                             **TINY).fit(frame)
+    fc = DiffusionForecaster(h=4, freq="MS", context_length=8, transform="seasonal_diff", **TINY).fit(frame)
     assert fc.config.lag == 12 and len(fc._state["tails"]["a"]) == 20
     median = fc.predict()["CSDI"].to_numpy()
     assert np.all(np.abs(median - (frame["y"].to_numpy()[-12:-8] + 6.0)) < 10)  # one season on, plus the drift
@@ -212,10 +210,6 @@ def test_auto_transform_removes_the_season_the_context_cannot_see():
     assert fc._choose([y], impute=True) == (0, False)
     assert DiffusionForecaster(h=24, freq="h", transform="none")._choose([y]) == (0, False)
     assert DiffusionForecaster(h=12, freq="MS")._choose([y]) == (0, False)  # no season beyond the main one
-    fc._state = {"lag": 168}
-    assert fc.scaling == "series"  # a seasonal-naive residual is scaled by its series statistics
-    assert DiffusionForecaster(h=24, freq="h", scaling="window").scaling == "window"
-    assert DiffusionForecaster(h=24, freq="h", transform="none").scaling == "window"
 
 
 def test_log_scale_forecaster_is_in_data_units():

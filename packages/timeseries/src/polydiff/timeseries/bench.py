@@ -105,13 +105,12 @@ def _series_budget(budget: dict, name: str, windows: int | None = None) -> dict:
 
 def model_scale(info, df: pd.DataFrame) -> dict:
     """How the default CSDI models a series (``transform="auto"``, ``log="auto"``, resolved on the data before
-    the first test window): {"lag": seasonal-difference lag or 0, "log": bool, "scaling": "window" or
-    "series"}."""
+    the first test window): {"lag": seasonal-difference lag or 0, "log": bool}."""
     forecaster = _ours_forecaster("csdi", info, {"train_steps": 1, "dim": 8, "depth": 1, "num_samples": 1,
                                                  "sample_steps": 1}, 0)
     before_test = df["y"].to_numpy(np.float64)[:len(df) - info.h * N_WINDOWS]
     lag, log = forecaster._choose([before_test])
-    return {"lag": int(lag), "log": bool(log), "scaling": forecaster._resolve_scaling(lag)}
+    return {"lag": int(lag), "log": bool(log)}
 
 
 def _cache_key(method: str, budget: dict, quick: bool, seed: int, points: int, scale: dict | None = None) -> dict:
@@ -564,7 +563,6 @@ def _scale_text(budget: dict) -> str:
     for name, scale in scales.items():
         what = [w for w, on in (("log scale", scale["log"]), (f"residual of seasonal naive at {scale['lag']}",
                                                               scale["lag"])) if on]
-        what += ["scaled by the residual's series statistics"] if scale.get("scaling") == "series" else []
         parts.append(f"{name}: {' + '.join(what) if what else 'as is'}")
     return "; ".join(parts)
 
@@ -584,8 +582,7 @@ def _preamble(budget: dict, quick: bool, from_cache: list[str]) -> str:
               "defaults transform='auto' and log='auto', resolved on the data before the first test window: "
               "the log scale where Guerrero's rule finds the seasonal spread growing with the level, and the "
               "residual of a seasonal-naive forecast at a calendar season the context cannot see (the week of "
-              "sub-daily data, then scaled by the residual's series statistics instead of per window)"
-              + (f" — {_scale_text(budget)}" if _scale_text(budget) else "") + "; TSDiff and "
+              "sub-daily data)" + (f" — {_scale_text(budget)}" if _scale_text(budget) else "") + "; TSDiff and "
               "Diffusion-TS model every series as is.",
               "- val_wql: the wQL of the same trained network and solver on up to 5 windows of h that end at the "
               "first test cutoff (airline: 3, as its length allows), forecast like the test windows. The network "

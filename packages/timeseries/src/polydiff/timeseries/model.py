@@ -36,7 +36,7 @@ from .networks import CSDINetwork, DiffusionTSNetwork
 __all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS", "epoch_train_steps"]
 
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
-SCALINGS = ("auto", "window", "series", "trend")
+SCALINGS = ("window", "series", "trend")
 TRANSFORMS = ("auto", "none", "seasonal_diff")
 LOGS = ("auto", True, False)
 GUIDANCE = ("dps", "repaint")
@@ -64,9 +64,7 @@ class ForecasterConfig:
     ceil(epochs x windows / batch) optimizer steps (batch = min(batch_size, windows)), clipped to
     [min(min_train_steps, train_steps), train_steps] — ``train_steps`` becomes the ceiling (see
     :func:`epoch_train_steps`).
-    dim, depth, heads: network size. num_timesteps: diffusion steps of the CSDI schedule. scaling: "auto"
-    (default: "series" when a seasonal-naive residual is modelled — it has no level of its own for a window to
-    centre on —, else "window"), "window"
+    dim, depth, heads: network size. num_timesteps: diffusion steps of the CSDI schedule. scaling: "window"
     (per-window mean/std of the conditioning values), "trend" (per-window least-squares line through the
     conditioning values and the std around it; the line is extrapolated over the horizon) or "series"
     (training-series mean/std). transform: "none", "seasonal_diff" (the model sees y_t - y_{t-season}, the
@@ -103,7 +101,7 @@ class ForecasterConfig:
     depth: int = 2
     heads: int = 4
     num_timesteps: int = 50
-    scaling: str = "auto"
+    scaling: str = "window"
     transform: str = "auto"
     season: int | None = None
     log: str | bool = "auto"
@@ -268,18 +266,6 @@ class DiffusionForecaster:
             lag = c.lag
         return lag, log
 
-    def _resolve_scaling(self, lag: int) -> str:
-        if self.config.scaling != "auto":
-            return self.config.scaling
-        return "series" if lag else "window"
-
-    @property
-    def scaling(self) -> str:
-        """The scaling in use: for ``scaling="auto"`` "series" on a seasonal-naive residual, else "window"."""
-        if self._state and "scaling" in self._state:
-            return self._state["scaling"]
-        return self._resolve_scaling(self.lag)
-
     def _forward(self, y: np.ndarray, uid) -> np.ndarray:
         """y on the model's scale (log(y) when :attr:`log`); NaN passes through."""
         if not self.log:
@@ -341,7 +327,7 @@ class DiffusionForecaster:
         self._state = {"exog": exog, "exog_stats": stats}
         ids, raw, stamps, exogs = self._series(frame)
         lag, log = self._choose(raw, impute)
-        self._state.update(lag=lag, log=log, scaling=self._resolve_scaling(lag))
+        self._state.update(lag=lag, log=log)
         length = self.length
         for uid, y in zip(ids, raw, strict=True):
             if len(y) < length + lag:
@@ -373,7 +359,7 @@ class DiffusionForecaster:
                    torch.as_tensor(np.concatenate(side_windows), dtype=torch.float32))
         num_series = len(values) if c.multivariate else 1
         series_stats = None
-        if self.scaling == "series":
+        if c.scaling == "series":
             self._state["series_stats"] = {uid: [float(np.nanmean(y)), float(np.nanstd(y)) or 1.0]
                                            for uid, y in zip(ids, values, strict=True)}
             if c.multivariate:
@@ -385,7 +371,7 @@ class DiffusionForecaster:
         torch.manual_seed(c.seed)
         network = self._network(num_series, tensors[2].shape[1])
         loss = WindowLoss(self._schedule(), self._prediction(), c.model == "csdi", c.h, stats=series_stats,
-                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=self.scaling == "trend")
+                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=c.scaling == "trend")
         steps = c.train_steps if c.epochs is None else epoch_train_steps(
             len(tensors[0]), c.batch_size, c.epochs, c.min_train_steps, c.train_steps)
         train = TrainConfig(steps=steps, batch_size=min(c.batch_size, len(tensors[0])), lr=c.lr,
@@ -428,7 +414,7 @@ class DiffusionForecaster:
         num_samples, series, length) in data units."""
         c = self.config
         stats = None
-        if self.scaling == "series":
+        if c.scaling == "series":
             table = self._state["series_stats"]
             stats = torch.tensor([table[uid] for uid in (self._state["ids"] if c.multivariate else ids)])
         generator_state = torch.random.get_rng_state()
@@ -440,7 +426,7 @@ class DiffusionForecaster:
             if stats is not None and not c.multivariate:
                 stats = stats[:, None]  # (windows, 1, 2): each window its own series' statistics
             out = sample_windows(self.network, self._schedule(), self._prediction(), v, m, s, stats=stats,
-                                 trend=self.scaling == "trend", **kwargs)
+                                 trend=c.scaling == "trend", **kwargs)
         finally:
             torch.random.set_rng_state(generator_state)
         return out.numpy().astype(np.float64)
@@ -631,7 +617,7 @@ class DiffusionForecaster:
                              f"{self.config.model!r}")
         if self.config.multivariate:
             raise ValueError("multivariate: components() works on univariate models")
-        if self.lag or self.log or self.scaling == "trend":
+        if self.lag or self.log or self.config.scaling == "trend":
             raise ValueError("transform: components() needs a model fitted without seasonal differencing or log "
                              "scale (transform='none', log=False) and scaling 'window' or 'series'")
         s, c = self._state, self.config
@@ -643,7 +629,7 @@ class DiffusionForecaster:
         v = torch.as_tensor(values[:, None], dtype=torch.float32)
         m = torch.as_tensor(cond[:, None], dtype=torch.float32)
         stats = None
-        if self.scaling == "series":
+        if c.scaling == "series":
             stats = torch.tensor([s["series_stats"][uid] for uid in ids])[:, None]
         x, loc, scale = normalize(v, m, stats)
         t = self._schedule().model_input(torch.tensor(self._schedule().t_min)).float()
