@@ -12,14 +12,17 @@ Tasks:
     denoise-default                  full run only: the default ``denoise_dwi`` (training included) on the whole
                                      128 x 128 x 10 x 64 phantom at SNR 10, for the issue's time limit.
     inpaint-2 / -5 / -8              seeded tumour-shaped masks of 2 / 5 / 8 % of the brain area on held-out
-                                     slices (real b0 and phantom DWI); the prior's mask-conditional model, RePaint
-                                     and DDNM on its unconditional model vs harmonic and biharmonic fill; the
-                                     BraTS metric inside the mask.
+                                     slices (real b0 and phantom DWI); the prior's mask-conditional model (from
+                                     noise, and from the noised harmonic fill; samples averaged), RePaint and
+                                     DDNM on its unconditional model vs harmonic and biharmonic fill; the BraTS
+                                     metric inside the mask.
     recon-4x / -8x                   Cartesian single-coil undersampling (8 % centre lines kept) of the same
-                                     held-out slices; DDNM and DPS on the slice prior vs zero-filled and FISTA-TV
-                                     compressed sensing; whole-slice PSNR / SSIM / MSE.
-The slice prior trains only on slices 0-5 of the b0 volume and its phantom (and dipy's T1 slice); every task
-image comes from slices 6-9, so nothing is evaluated on training data.
+                                     held-out slices; DiffPIR (from the noised CS estimate, and from noise), DDNM
+                                     and DPS on the slice prior vs zero-filled and FISTA-TV compressed sensing;
+                                     whole-slice PSNR / SSIM / MSE.
+The slice prior trains only on slices 0-5 of the b0 volume, its phantom at those slices and dipy's other real
+brain slices (T1, aniso_vox, test_piesno); every task image comes from slices 6-9 of the b0 volume and its
+phantom, so nothing is evaluated on training data.
 
 Options after the package name (``polydiff bench medical --out DIR -- --tasks denoise-snr10``):
     --tasks a,b    subset of tasks, run in the order given (default: all)
