@@ -212,6 +212,23 @@ def test_auto_transform_removes_the_season_the_context_cannot_see():
     assert DiffusionForecaster(h=12, freq="MS")._choose([y]) == (0, False)  # no season beyond the main one
 
 
+def test_log_scale_samples_stay_finite_when_the_network_is_untrained():
+    # the guard before exp: an untrained network's log-scale samples far outside the history do not overflow
+    history = np.log(np.array([[100.0, 150.0, 120.0, 300.0]]))
+    wild = np.array([[[0.0, 5.0, 800.0, -900.0]]])
+    out = DiffusionForecaster._exp(wild, history)
+    width = max(history.max() - history.min(), 1.0)
+    assert np.all(np.isfinite(out)) and out.max() == pytest.approx(np.exp(history.max() + 2 * width))
+    assert out.min() == pytest.approx(np.exp(history.min() - 2 * width))
+    assert out[0, 0, 1] == pytest.approx(np.exp(5.0))  # inside the band: unchanged
+    steps = np.arange(96)
+    frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2000-01-01", periods=96, freq="MS"),
+                          "y": 100 * np.exp(0.02 * steps) * (1 + 0.3 * np.sin(2 * np.pi * steps / 12))})
+    fc = DiffusionForecaster(h=6, freq="MS", context_length=12, log=True, **(TINY | dict(train_steps=1))).fit(frame)
+    samples = fc.predict_samples()
+    assert np.all(np.isfinite(samples)) and samples.max() < frame["y"].max() * np.exp(2 * 3.0)
+
+
 def test_log_scale_forecaster_is_in_data_units():
     steps = np.arange(96)
     frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2000-01-01", periods=96, freq="MS"),

@@ -274,6 +274,16 @@ class DiffusionForecaster:
             raise ValueError(f"log: series {uid!r} has values <= 0; the log scale needs positive y (log=False)")
         return np.log(y)
 
+    @staticmethod
+    def _exp(samples: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """exp of log-scale samples, each series' samples first clipped to its log history's range widened by twice
+        its width on either side (at least 1): a guard that never binds on a sensible forecast (airline's 12-month
+        growth is a fraction of it) but keeps an untrained network's samples from overflowing to 1e20 or inf.
+        ``samples`` (series, samples, h), ``history`` (series, length) on the log scale (NaN ignored)."""
+        lo, hi = np.nanmin(history, axis=-1), np.nanmax(history, axis=-1)
+        margin = 2 * np.maximum(hi - lo, 1.0)
+        return np.exp(np.clip(samples, (lo - margin)[:, None, None], (hi + margin)[:, None, None]))
+
     def _check_fitted(self) -> None:
         if self.network is None:
             raise ValueError("fit: the forecaster is not fitted; call fit(df) first")
@@ -469,7 +479,9 @@ class DiffusionForecaster:
             history = np.stack([self._forward(np.asarray(tails[uid], np.float64)[-self.lag:], uid) for uid in ids])
             samples = _integrate(history, samples)
         if self.log:
-            samples = np.exp(samples)
+            logs = [self._forward(np.asarray(tails[uid], np.float64)[-self.config.resolved_context:], uid)
+                    for uid in ids]
+            samples = self._exp(samples, np.stack(logs))
         return ids, futures, samples[:, :, :h]
 
     def _check_h(self, h) -> int:
@@ -596,7 +608,8 @@ class DiffusionForecaster:
                 samples = self._sample(self._forward(y[part], uid)[None, None],
                                        (~missing[part]).astype(np.float64)[None, None], side[:, part][None],
                                        [uid])[0, :, 0]
-                samples = np.exp(samples) if self.log else samples
+                if self.log:
+                    samples = self._exp(samples[None], self._forward(y[part], uid)[None])[0]
                 gap = np.where(missing[part])[0] + start
                 median[gap] = np.median(samples[:, gap - start], 0)
                 for j, lv in enumerate(levels):
