@@ -51,7 +51,7 @@ def budgets(quick: bool) -> dict:
                 "dppo": dict(DPPO, update_epochs=2), "episodes": 10, "ddpm_episodes": 4, "latency_repeats": 5}
     return {"demos": 200, "policy_steps": 6000, "policy_batch": 256, "mlp_steps": 2000,
             "diffuser_steps": 1000, "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32],
-            "dppo_demos": 20, "dppo_noise": 0.0, "dppo_pretrain_steps": 1000, "dppo_iterations": 20, "dppo_envs": 50,
+            "dppo_demos": 20, "dppo_noise": 0.0, "dppo_pretrain_steps": 1000, "dppo_iterations": 10, "dppo_envs": 200,
             "dppo": dict(DPPO), "episodes": 50, "ddpm_episodes": 50, "latency_repeats": 21}
 
 
@@ -331,7 +331,7 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
               f"{budget['dppo']['steps']}-step DDIM chain: exploration noise std {budget['dppo']['min_std']} "
               f"(normalised actions) on the last {budget['dppo']['fine_tune_steps']} denoising steps, which alone enter "
               f"the loss; reward 1 at the goal plus potential-based shaping {budget['dppo']['shaping']} × (decrease of "
-              f"the distance to the goal), gamma {budget['dppo']['gamma']}; a critic MLP with GAE (lambda "
+              f"the shortest path length round the wall to the goal), gamma {budget['dppo']['gamma']}; a critic MLP with GAE (lambda "
               f"{budget['dppo']['gae_lambda']}) over chunk decisions, advantages normalised over the batch; clip "
               f"{budget['dppo']['clip_range']} on per-element mean log-probability ratios, actor lr {budget['dppo']['lr']:g}, "
               f"critic lr {budget['dppo']['critic_lr']:g}, {budget['dppo']['update_epochs']} epochs, gradient norm 1. "
