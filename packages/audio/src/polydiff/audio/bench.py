@@ -259,8 +259,9 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
         figures.append("audio-spectrograms.png")
     except ImportError as error:
         print(f"[audio] no figure: {error}", flush=True)
-    for name in ("reference", "griffin-lim-60", f"{main}-6", f"{main}-50", "tts", "real-reference",
-                 "real-griffin-lim-60", f"real-{main}-6"):
+    # the recording itself is not copied out (it ships with pysptk under CMU's notice); its resyntheses are
+    for name in ("reference", "griffin-lim-60", f"{main}-6", f"{main}-50", "tts", "real-griffin-lim-60",
+                 f"real-{main}-6"):
         if name in examples:
             write_wav(out / f"audio-{name.lower()}.wav", examples[name], config.sample_rate)
     goals = _goals(rows, main)
@@ -272,7 +273,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
             "real_speech: one recorded utterance (CMU ARCTIC arctic_a0007, male US English, 16 kHz, as shipped "
             "inside the pysptk sdist): a single utterance, not a test set." if real else
             "real_speech: not run (pysptk, whose sdist ships the recording, is not installed)."),
-        f"Budgets: {count} utterance(s) per task; diffusion rows use the core solver `{args.solver}` with the "
+        f"Budgets: {count} utterance(s) per copy-synthesis task, {budget['tts_sentences']} sentence(s) for the TTS "
+        f"rows; diffusion rows use the core solver `{args.solver}` with the "
         f"shipped fitted grid where one exists; Griffin-Lim is librosa's fast Griffin-Lim (momentum 0.99) from an "
         f"NNLS inverse of the mel. rtf: wall time / audio time, one process, torch threads "
         f"{torch.get_num_threads()}, on a shared machine (other jobs running); rtf_cpu: the process's CPU time / "
