@@ -179,3 +179,62 @@ def test_conditional_minibatches_reproduce_recorded_log_probs():
     assert stats["max_log_ratio"] < 1e-5 and stats["clipfrac"] == 0.0
     with pytest.raises(ValueError, match="advantages"):
         ddpo_step(denoiser, torch.optim.SGD(model.parameters(), lr=0.0), traj, torch.zeros(5))
+
+
+class _TwoPhase(nn.Module):
+    """eps_hat = sigma(t) x + b, with b one parameter for t > 0.5 and another for t <= 0.5 (any sample shape)."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+        self.early = nn.Parameter(torch.zeros(1))
+        self.late = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, t):
+        sigma = self.schedule.alpha_sigma(t.double())[1].to(x.dtype)[:, None]
+        return sigma * x + torch.where(t[:, None] > 0.5, self.early, self.late)
+
+
+def test_min_std_floors_the_policy_and_mean_reduce_divides_by_the_elements():
+    """DPPO's exploration floor: every recorded transition's std is max(std, min_std), the stored log-probs are
+    that Gaussian's (summed or averaged over elements), and the current model re-scores them identically."""
+    schedule = VPLinearSchedule()
+    denoiser = Denoiser(_TwoPhase(schedule), schedule, "eps")
+    grid = make_grid(schedule, 10, "uniform")
+    noise = torch.randn(16, 3, generator=torch.Generator().manual_seed(1))
+    floor = 0.2
+    for reduce, scale in (("sum", 1.0), ("mean", 1 / 3)):
+        traj = collect_trajectories(denoiser, noise, grid, lambda x: x[:, 0], eta=1.0, min_std=floor,
+                                    log_prob_reduce=reduce, generator=torch.Generator().manual_seed(2))
+        assert traj.min_std == floor and traj.log_prob_reduce == reduce
+        for i in range(len(grid) - 1):
+            mean, std = policy_mean_std(denoiser, traj.states[i], grid[i], grid[i + 1], eta=1.0)
+            floored = std.clamp_min(floor)
+            assert float(floored.min()) >= floor
+            expected = gaussian_log_prob(traj.states[i + 1], mean, floored) * scale
+            torch.testing.assert_close(traj.log_probs[i], expected)
+        torch.testing.assert_close(trajectory_log_probs(denoiser, traj), traj.log_probs)
+    # the floor binds on the last, least noisy steps of a 10-step DDIM chain (their std is below 0.2)
+    _, last_std = policy_mean_std(denoiser, noise, grid[-2], grid[-1], eta=1.0)
+    assert float(last_std.max()) < floor
+    with pytest.raises(ValueError, match="^min_std"):
+        collect_trajectories(denoiser, noise, grid, lambda x: x[:, 0], eta=1.0, min_std=-0.1)
+    with pytest.raises(ValueError, match="^log_prob_reduce"):
+        collect_trajectories(denoiser, noise, grid, lambda x: x[:, 0], eta=1.0, log_prob_reduce="max")
+
+
+def test_last_steps_trains_only_the_chain_tail():
+    """ddpo_step(last_steps=K): the gradient reaches the model only through the last K transitions, so a model
+    whose early-step and late-step parameters are separate gets updates on the late ones only."""
+    schedule = VPLinearSchedule()
+    model = _TwoPhase(schedule)
+    denoiser = Denoiser(model, schedule, "eps")
+    grid = make_grid(schedule, 10, "uniform")
+    traj = collect_trajectories(denoiser, torch.randn(32, 1, generator=torch.Generator().manual_seed(0)), grid,
+                                reward, eta=1.0, generator=torch.Generator().manual_seed(1))
+    late_steps = int((grid[:-1] <= 0.5).sum())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ddpo_step(denoiser, optimizer, traj, normalize_advantages(traj.rewards), clip_range=0.2, last_steps=late_steps)
+    assert float(model.early.detach()) == 0.0 and float(model.late.detach()) != 0.0
+    with pytest.raises(ValueError, match="^last_steps"):
+        ddpo_step(denoiser, optimizer, traj, normalize_advantages(traj.rewards), clip_range=0.2, last_steps=11)

@@ -12,12 +12,19 @@ importance-sampled policy gradient (PPO's surrogate, Schulman et al., 2017, eq. 
 
 summed over the chain's steps (gradients accumulated, one optimizer step per minibatch). Advantages are
 rewards standardised per prompt (or per batch) by ``normalize_advantages``. Log-probabilities are the full
-Gaussian log-densities summed over each sample's elements (the reference code averages them instead, which
-only rescales the ratio's exponent).
+Gaussian log-densities summed over each sample's elements by default (the reference code averages them instead,
+``log_prob_reduce="mean"``, which only rescales the ratio's exponent but keeps PPO's clip range meaningful for
+large samples).
+
+DPPO (Ren et al., 2024, "Diffusion Policy Policy Optimization") adds two settings for chains with many steps: a
+floor under every step's std (``min_std``; their min_sampling_denoising_std, 0.1 for action chunks), so the last
+steps keep exploring and their densities stay bounded, and fine-tuning only the last K steps of the chain
+(``ddpo_step(..., last_steps=K)``; their ft_denoising_steps), the earlier steps still being sampled.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +54,8 @@ class Trajectories:
     eta: float | None = None
     variance: str = "small"
     cond: dict = field(default_factory=dict)
+    min_std: float = 0.0
+    log_prob_reduce: str = "sum"
 
     @property
     def samples(self) -> Tensor:
@@ -73,6 +82,12 @@ def policy_mean_std(denoiser: Denoiser, x: Tensor, t, s, *, eta: float | None = 
     return mean, coef(c, x)
 
 
+def _log_prob(x: Tensor, mean: Tensor, std: Tensor, reduce: str) -> Tensor:
+    """log N(x; mean, std^2) per sample: summed over its elements ("sum") or their mean ("mean")."""
+    total = gaussian_log_prob(x, mean, std)
+    return total if reduce == "sum" else total / x[0].numel()
+
+
 def _check_sampler(denoiser, eta, variance) -> None:
     if not isinstance(denoiser, Denoiser):
         raise ValueError(f"denoiser: expected a polydiff Denoiser, got {type(denoiser).__name__}")
@@ -85,12 +100,20 @@ def _check_sampler(denoiser, eta, variance) -> None:
 @torch.no_grad()
 def collect_trajectories(denoiser: Denoiser, noise: Tensor, grid, reward_fn: Callable[[Tensor], Tensor], *,
                          eta: float | None = None, variance: str = "small", cond: dict | None = None,
-                         generator: torch.Generator | None = None) -> Trajectories:
+                         generator: torch.Generator | None = None, min_std: float = 0.0,
+                         log_prob_reduce: str = "sum") -> Trajectories:
     """Run the stochastic sampler from ``noise`` (batch, ...) along ``grid`` (steps + 1,) decreasing times
     ending at t > 0, recording states and transition log-probabilities; reward the final states with
     ``reward_fn(samples) -> (batch,)``. The noise is scaled to the prior as in :func:`polydiff.core.sample`.
+    ``min_std`` >= 0 floors every step's std (DPPO's exploration floor; the policy's density uses the floored std
+    too); ``log_prob_reduce`` "sum" or "mean" over each sample's elements. Both are recorded in the trajectories,
+    so :func:`ddpo_step` evaluates the same policy.
     """
     _check_sampler(denoiser, eta, variance)
+    if not (isinstance(min_std, (int, float)) and math.isfinite(min_std) and min_std >= 0):
+        raise ValueError(f"min_std: expected a finite value >= 0, got {min_std!r}")
+    if log_prob_reduce not in ("sum", "mean"):
+        raise ValueError(f"log_prob_reduce: expected 'sum' or 'mean', got {log_prob_reduce!r}")
     if not isinstance(noise, Tensor) or not noise.is_floating_point() or not bool(torch.isfinite(noise).all()):
         raise ValueError("noise: expected a finite floating-point tensor (batch, ...)")
     grid = check_grid(torch.as_tensor(grid, dtype=torch.float64)).to(noise.device)
@@ -101,14 +124,15 @@ def collect_trajectories(denoiser: Denoiser, noise: Tensor, grid, reward_fn: Cal
     states, log_probs = [x], []
     for i in range(len(grid) - 1):
         mean, std = policy_mean_std(denoiser, x, grid[i], grid[i + 1], eta=eta, variance=variance, cond=cond)
+        std = std.clamp_min(min_std) if min_std > 0 else std
         x = mean + std * noise_like(x, generator)
         states.append(x)
-        log_probs.append(gaussian_log_prob(x, mean, std))
+        log_probs.append(_log_prob(x, mean, std, log_prob_reduce))
     rewards = torch.as_tensor(reward_fn(x))
     if rewards.shape != (x.shape[0],):
         raise ValueError(f"reward_fn: expected rewards of shape ({x.shape[0]},), got {tuple(rewards.shape)}")
     return Trajectories(torch.stack(states), torch.stack(log_probs), grid, rewards.to(x.device, x.dtype).detach(),
-                        eta, variance, dict(cond or {}))
+                        eta, variance, dict(cond or {}), float(min_std), log_prob_reduce)
 
 
 def _step_log_prob(denoiser: Denoiser, trajectories: Trajectories, i: int, index: Tensor | slice) -> Tensor:
@@ -116,7 +140,9 @@ def _step_log_prob(denoiser: Denoiser, trajectories: Trajectories, i: int, index
     mean, std = policy_mean_std(denoiser, trajectories.states[i][index], trajectories.grid[i],
                                 trajectories.grid[i + 1], eta=trajectories.eta, variance=trajectories.variance,
                                 cond=cond)
-    return gaussian_log_prob(trajectories.states[i + 1][index], mean, std)
+    if trajectories.min_std > 0:
+        std = std.clamp_min(trajectories.min_std)
+    return _log_prob(trajectories.states[i + 1][index], mean, std, trajectories.log_prob_reduce)
 
 
 @torch.no_grad()
@@ -174,14 +200,15 @@ def ddpo_loss(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip
 def ddpo_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, trajectories: Trajectories,
               advantages: Tensor, *, clip_range: float = 1e-4, adv_clip_max: float = 5.0,
               minibatch_size: int | None = None, inner_epochs: int = 1, max_grad_norm: float | None = 1.0,
-              generator: torch.Generator | None = None) -> dict[str, float]:
+              generator: torch.Generator | None = None, last_steps: int | None = None) -> dict[str, float]:
     """DDPO_IS update on collected ``trajectories`` with ``advantages`` (batch,) (clamped to +-adv_clip_max).
 
     For each of ``inner_epochs`` passes over a shuffled batch, each minibatch accumulates the surrogate's
     gradient over every chain step (divided by the number of steps) and takes one optimizer step; gradients
     are clipped to ``max_grad_norm`` (None: no clipping). The first minibatch sees rho = 1 (plain policy
     gradient); the clip acts from the second on. Returns the means of the loss and of ``ddpo_loss``'s stats
-    ("max_log_ratio" is the maximum).
+    ("max_log_ratio" is the maximum). ``last_steps`` = K trains only the chain's last K transitions (DPPO's
+    ft_denoising_steps; None: all of them); the earlier ones are still the sampler's but get no gradient.
     """
     batch = trajectories.rewards.shape[0]
     advantages = torch.as_tensor(advantages, device=trajectories.states.device)
@@ -194,7 +221,11 @@ def ddpo_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, trajectories
         raise ValueError(f"minibatch_size, inner_epochs: expected 1 <= minibatch_size <= {batch} and "
                          f"inner_epochs >= 1, got {minibatch_size}, {inner_epochs}")
     advantages = advantages.clamp(-adv_clip_max, adv_clip_max).to(trajectories.log_probs.dtype)
-    steps = trajectories.log_probs.shape[0]
+    chain = trajectories.log_probs.shape[0]
+    if last_steps is not None and not (isinstance(last_steps, int) and 1 <= last_steps <= chain):
+        raise ValueError(f"last_steps: expected an integer in [1, {chain}] or None, got {last_steps!r}")
+    trained = range(chain - (last_steps or chain), chain)
+    steps = len(trained)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, Tensor] = {}
     count = 0
@@ -202,7 +233,7 @@ def ddpo_step(denoiser: Denoiser, optimizer: torch.optim.Optimizer, trajectories
         order = torch.randperm(batch, generator=generator).to(advantages.device)
         for index in order.split(minibatch_size):
             optimizer.zero_grad(set_to_none=True)
-            for i in range(steps):
+            for i in trained:
                 log_probs = _step_log_prob(denoiser, trajectories, i, index)
                 loss, stats = ddpo_loss(log_probs, trajectories.log_probs[i, index], advantages[index], clip_range)
                 (loss / steps).backward()
