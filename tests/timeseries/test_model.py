@@ -79,6 +79,32 @@ def test_seasonal_difference_integrates_back_beyond_one_season():
     np.testing.assert_allclose(future[0, 0], y[20:30])
 
 
+def test_median_profile_difference_integrates_back():
+    """seasons=3: the reference is the median of the values one, two and three seasons back, on the path itself
+    once the horizon passes a season."""
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=40).cumsum()
+    lag, seasons = 4, 3
+    d = _difference(y, lag, seasons)
+    reference = np.median(np.stack([y[12 - j * lag:40 - j * lag] for j in (1, 2, 3)]), axis=0)
+    np.testing.assert_allclose(d, y[12:] - reference)
+    future = _integrate(y[None, 18:30], d[None, None, 18:28], lag)  # history y[18:30], differences of y[30:40]
+    np.testing.assert_allclose(future[0, 0], y[30:40])
+
+
+def test_seasonal_diff_with_a_median_profile_is_in_data_units():
+    frame = sine_frame(n=80, scale=5.0, offset=1000.0)
+    fc = DiffusionForecaster(h=4, freq="MS", context_length=8, transform="seasonal_diff", seasons=3, **TINY)
+    fc.fit(frame)
+    assert (fc.lag, fc.seasons, fc.span) == (12, 3, 36) and len(fc._state["tails"]["a"]) == 44
+    assert np.all(np.abs(fc.predict()["CSDI"].to_numpy() - frame["y"].to_numpy()[-12:-8]) < 10)
+    with pytest.raises(ValueError, match="season 36"):
+        DiffusionForecaster(h=4, freq="MS", context_length=8, transform="seasonal_diff", seasons=3,
+                            **TINY).fit(frame[:40])
+    with pytest.raises(ValueError, match="^seasons"):
+        DiffusionForecaster(h=4, freq="MS", seasons=0)
+
+
 def test_seasonal_diff_forecaster_is_in_data_units():
     frame = sine_frame(n=80, scale=5.0, offset=1000.0)
     frame["y"] += 0.5 * np.arange(80)  # a trend that seasonal differencing turns into a constant
@@ -201,15 +227,18 @@ def test_calendar_seasons_and_the_log_rule():
 
 def test_auto_transform_removes_the_season_the_context_cannot_see():
     """DiffusionForecaster(h=24, freq="h"): context 72 sees the day but not the week (168), which "auto" removes
-    with a seasonal-naive residual when the series is long enough; a short series is modelled as is."""
+    with a seasonal-naive residual when the series is long enough; a short series is modelled as is; seasons=3
+    takes the median of the last three weeks instead and needs two more weeks of data."""
     fc = DiffusionForecaster(h=24, freq="h")
     hours = np.arange(3000)
     y = 50 + 10 * np.sin(2 * np.pi * hours / 24) + 5 * np.sin(2 * np.pi * hours / 168)
-    assert fc.config.resolved_context == 72 and fc._choose([y]) == (168, False)
-    assert fc._choose([y[:400]]) == (0, False)  # needs context + h + 2 weeks = 432 points
-    assert fc._choose([y], impute=True) == (0, False)
-    assert DiffusionForecaster(h=24, freq="h", transform="none")._choose([y]) == (0, False)
-    assert DiffusionForecaster(h=12, freq="MS")._choose([y]) == (0, False)  # no season beyond the main one
+    assert fc.config.resolved_context == 72 and fc._choose([y]) == (168, False, 1)
+    assert fc._choose([y[:400]]) == (0, False, 1)  # needs context + h + 2 weeks = 432 points
+    assert fc._choose([y], impute=True)[:2] == (0, False)
+    assert DiffusionForecaster(h=24, freq="h", transform="none")._choose([y])[:2] == (0, False)
+    assert DiffusionForecaster(h=12, freq="MS")._choose([y])[:2] == (0, False)  # no season beyond the main one
+    assert DiffusionForecaster(h=24, freq="h", seasons=3)._choose([y]) == (168, False, 3)
+    assert DiffusionForecaster(h=24, freq="h", seasons=3)._choose([y[:700]])[0] == 0  # needs 96 + 4 weeks = 768
 
 
 def test_log_scale_samples_stay_finite_when_the_network_is_untrained():

@@ -105,12 +105,13 @@ def _series_budget(budget: dict, name: str, windows: int | None = None) -> dict:
 
 def model_scale(info, df: pd.DataFrame) -> dict:
     """How the default CSDI models a series (``transform="auto"``, ``log="auto"``, resolved on the data before
-    the first test window): {"lag": seasonal-difference lag or 0, "log": bool}."""
+    the first test window): {"lag": seasonal-difference lag or 0, "log": bool}, plus "seasons" (the seasons whose
+    median profile is the reference) where the difference takes more than one."""
     forecaster = _ours_forecaster("csdi", info, {"train_steps": 1, "dim": 8, "depth": 1, "num_samples": 1,
                                                  "sample_steps": 1}, 0)
     before_test = df["y"].to_numpy(np.float64)[:len(df) - info.h * N_WINDOWS]
-    lag, log = forecaster._choose([before_test])
-    return {"lag": int(lag), "log": bool(log)}
+    lag, log, seasons = forecaster._choose([before_test])
+    return {"lag": int(lag), "log": bool(log)} | ({"seasons": int(seasons)} if lag and seasons > 1 else {})
 
 
 def _cache_key(method: str, budget: dict, quick: bool, seed: int, points: int, scale: dict | None = None) -> dict:
@@ -168,7 +169,7 @@ def _ours_cv(model: str, df: pd.DataFrame, info, budget: dict, seed: int, solver
             seconds = time.perf_counter() - start
             result = from_interval_frame(cv, forecaster.name)
             result.fit_seconds, result.predict_seconds = fit_seconds, seconds
-            room = len(before_test) - forecaster.length - forecaster.lag
+            room = len(before_test) - forecaster.length - forecaster.span
             windows = min(N_WINDOWS, room // info.h)
             if windows >= 1:
                 held = from_interval_frame(forecaster.cross_validation(before_test, n_windows=windows,
@@ -561,7 +562,9 @@ def _scale_text(budget: dict) -> str:
     scales = budget.get("csdi_scale") or {}
     parts = []
     for name, scale in scales.items():
-        what = [w for w, on in (("log scale", scale["log"]), (f"residual of seasonal naive at {scale['lag']}",
+        seasons = scale.get("seasons", 1)
+        reference = (f"the median of the last {seasons} seasons" if seasons > 1 else "seasonal naive")
+        what = [w for w, on in (("log scale", scale["log"]), (f"residual of {reference} at {scale['lag']}",
                                                               scale["lag"])) if on]
         parts.append(f"{name}: {' + '.join(what) if what else 'as is'}")
     return "; ".join(parts)

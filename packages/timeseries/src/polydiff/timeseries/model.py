@@ -38,6 +38,8 @@ __all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS", "epoch_train_ste
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
 SCALINGS = ("window", "series", "trend")
 TRANSFORMS = ("auto", "none", "seasonal_diff")
+#: seasons whose median profile ``transform="auto"`` subtracts at its hidden season (``seasons=None``)
+AUTO_SEASONS = 1
 LOGS = ("auto", True, False)
 GUIDANCE = ("dps", "repaint")
 
@@ -72,8 +74,10 @@ class ForecasterConfig:
     forecasts are in data units) or "auto" (default): the residual at the longest calendar season beyond the main
     one that the context cannot see (see :func:`.data.calendar_seasons`: the week of sub-daily data — 336 steps at
     30min with a context of 144, 168 hourly with 72; daily and coarser data have no such season and are not
-    differenced), provided every series holds context + h + 2 such seasons, else "none". season: the lag of "seasonal_diff"
-    (None: the main season of ``freq``, see :func:`.data.season_length`). log: True models log(y) (sample paths
+    differenced), provided every series holds context + h + (seasons + 1) such seasons, else "none". season: the
+    lag of "seasonal_diff" (None: the main season of ``freq``, see :func:`.data.season_length`). seasons: the
+    reference of the seasonal difference is the median of the values 1, ..., ``seasons`` seasons back (a robust
+    seasonal profile; None: 1, the seasonal-naive forecast). log: True models log(y) (sample paths
     are exponentiated back), False y itself, "auto" (default) decides from the training data by
     :func:`.data.prefers_log` (Guerrero's rule: positive series whose seasonal spread grows with the level).
     multivariate: model the series jointly (they must share timestamps). alias: the output column name.
@@ -104,6 +108,7 @@ class ForecasterConfig:
     scaling: str = "window"
     transform: str = "auto"
     season: int | None = None
+    seasons: int | None = None
     log: str | bool = "auto"
     multivariate: bool = False
     alias: str | None = None
@@ -135,6 +140,8 @@ class ForecasterConfig:
             raise ValueError(f"transform: expected one of {TRANSFORMS}, got {self.transform!r}")
         if self.season is not None:
             _int(self.season, "season")
+        if self.seasons is not None:
+            _int(self.seasons, "seasons")
         if not any(self.log is choice for choice in LOGS) and self.log != "auto":
             raise ValueError(f"log: expected one of {LOGS}, got {self.log!r}")
         if self.scaling not in SCALINGS:
@@ -203,21 +210,31 @@ def _check_levels(level) -> list:
     return levels
 
 
-def _difference(y: np.ndarray, lag: int) -> np.ndarray:
-    """y_t - y_{t-lag} for t >= lag (y itself when lag = 0)."""
-    return y[lag:] - y[:-lag] if lag else y
+def _difference(y: np.ndarray, lag: int, seasons: int = 1) -> np.ndarray:
+    """y_t - median(y_{t-lag}, ..., y_{t-seasons*lag}) for t >= seasons * lag: the residual of a seasonal-naive
+    forecast (seasons = 1) or of the median profile of the last ``seasons`` seasons (y itself when lag = 0)."""
+    if not lag:
+        return y
+    span, n = lag * seasons, len(y)
+    reference = np.median(np.stack([y[span - j * lag:n - j * lag] for j in range(1, seasons + 1)]), axis=0)
+    return y[span:] - reference
 
 
-def _integrate(history: np.ndarray, diffs: np.ndarray) -> np.ndarray:
-    """Undo :func:`_difference` on sample paths: history (series, lag) the last observed values, diffs (series,
-    samples, h) sampled differences -> (series, samples, h) values, y_{T+k} = d_{T+k} + y_{T+k-lag} with the
-    earlier value taken from the history or, beyond one season, from the same path."""
-    lag = history.shape[1]
-    out = np.empty_like(diffs)
-    for k in range(diffs.shape[2]):
-        previous = history[:, None, k - lag] if k < lag else out[:, :, k - lag]
-        out[:, :, k] = previous + diffs[:, :, k]
-    return out
+def _integrate(history: np.ndarray, diffs: np.ndarray, lag: int | None = None) -> np.ndarray:
+    """Undo :func:`_difference` on sample paths: history (series, seasons x lag) the last observed values, diffs
+    (series, samples, h) sampled differences -> (series, samples, h) values, y_{T+k} = d_{T+k} + the median of
+    y_{T+k-lag}, ..., y_{T+k-seasons*lag}, earlier values taken from the history or, beyond one season, from the
+    same path. ``lag`` None: the history is one season long."""
+    span = history.shape[1]
+    lag = span if lag is None else lag
+    seasons = span // lag
+    series, samples, h = diffs.shape
+    path = np.concatenate([np.broadcast_to(history[:, None], (series, samples, span)), np.empty_like(diffs)], -1)
+    for k in range(h):
+        at = span + k
+        reference = np.median(np.stack([path[:, :, at - j * lag] for j in range(1, seasons + 1)]), axis=0)
+        path[:, :, at] = reference + diffs[:, :, k]
+    return path[:, :, span:]
 
 
 class DiffusionForecaster:
@@ -252,19 +269,33 @@ class DiffusionForecaster:
             return bool(self._state["log"])
         return self.config.log is True
 
-    def _choose(self, raw: list, impute: bool = False) -> tuple[int, bool]:
-        """(lag, log) for the series ``raw`` (arrays in data units): the config's choices with "auto" resolved."""
+    @property
+    def seasons(self) -> int:
+        """How many past seasons the reference of the seasonal difference is the median of (see :attr:`lag`)."""
+        if self._state and "lag" in self._state:
+            return int(self._state.get("seasons", 1))
+        return self.config.seasons or (AUTO_SEASONS if self.config.transform == "auto" else 1)
+
+    @property
+    def span(self) -> int:
+        """History the seasonal difference consumes before its first value: lag x seasons (0 without one)."""
+        return self.lag * self.seasons if self.lag else 0
+
+    def _choose(self, raw: list, impute: bool = False) -> tuple[int, bool, int]:
+        """(lag, log, seasons) for the series ``raw`` (arrays in data units): the config's choices with "auto"
+        resolved."""
         c = self.config
         main = season_length(c.freq)
         log = all(prefers_log(y, main) for y in raw) if c.log == "auto" else bool(c.log)
         if c.transform == "auto" and not impute:
+            seasons = c.seasons or AUTO_SEASONS
             hidden = [s for s in calendar_seasons(c.freq)[1:] if s > c.resolved_context]
             lag = max(hidden, default=0)
-            if lag and any(len(y) < self.length + 2 * lag for y in raw):
+            if lag and any(len(y) < self.length + (seasons + 1) * lag for y in raw):
                 lag = 0
         else:
-            lag = c.lag
-        return lag, log
+            lag, seasons = c.lag, c.seasons or 1
+        return lag, log, seasons
 
     def _forward(self, y: np.ndarray, uid) -> np.ndarray:
         """y on the model's scale (log(y) when :attr:`log`); NaN passes through."""
@@ -336,19 +367,19 @@ class DiffusionForecaster:
         stats = [[float(frame[col].mean()), float(frame[col].std(ddof=0)) or 1.0] for col in exog]
         self._state = {"exog": exog, "exog_stats": stats}
         ids, raw, stamps, exogs = self._series(frame)
-        lag, log = self._choose(raw, impute)
-        self._state.update(lag=lag, log=log)
-        length = self.length
+        lag, log, seasons = self._choose(raw, impute)
+        self._state.update(lag=lag, log=log, seasons=seasons)
+        length, span = self.length, self.span
         for uid, y in zip(ids, raw, strict=True):
-            if len(y) < length + lag:
-                extra = f" + season {lag}" if lag else ""
+            if len(y) < length + span:
+                extra = f" + season {span}" if span else ""
                 raise ValueError(f"df: series {uid!r} has {len(y)} points, fewer than context_length + h{extra} = "
-                                 f"{c.resolved_context} + {c.h}{extra and ' + ' + str(lag)} = {length + lag}; "
+                                 f"{c.resolved_context} + {c.h}{extra and ' + ' + str(span)} = {length + span}; "
                                  "shorten context_length")
-        values = [_difference(self._forward(y, uid), lag) for uid, y in zip(ids, raw, strict=True)]
-        if lag:
-            stamps = [ds[lag:] for ds in stamps]
-            exogs = [x if x is None else x[lag:] for x in exogs]
+        values = [_difference(self._forward(y, uid), lag, seasons) for uid, y in zip(ids, raw, strict=True)]
+        if span:
+            stamps = [ds[span:] for ds in stamps]
+            exogs = [x if x is None else x[span:] for x in exogs]
         sides = [self._side(ds, x) for ds, x in zip(stamps, exogs, strict=True)]
         if c.multivariate:
             if len({tuple(ds) for ds in stamps}) != 1:
@@ -394,7 +425,7 @@ class DiffusionForecaster:
         self.network = trainer.ema_model.eval()
         self._state.update({
             "ids": ids, "num_series": num_series, "num_covariates": int(tensors[2].shape[1]),
-            "tails": {uid: y[-(c.resolved_context + lag):].tolist() for uid, y in zip(ids, raw, strict=True)},
+            "tails": {uid: y[-(c.resolved_context + span):].tolist() for uid, y in zip(ids, raw, strict=True)},
             "last_ds": {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)},
             "tail_exog": {uid: (x[-c.resolved_context:].tolist() if x is not None else None)
                           for uid, x in zip(ids, exogs, strict=True)},
@@ -447,12 +478,12 @@ class DiffusionForecaster:
         offset = check_freq(c.freq)
         values, cond, sides, futures = [], [], [], []
         for uid in ids:
-            lag = self.lag
-            history = np.asarray(tails[uid], np.float64)[-(c.resolved_context + lag):]
-            if len(history) < c.resolved_context + lag:
+            span = self.span
+            history = np.asarray(tails[uid], np.float64)[-(c.resolved_context + span):]
+            if len(history) < c.resolved_context + span:
                 raise ValueError(f"df: series {uid!r} has {len(history)} points, fewer than context_length = "
-                                 f"{c.resolved_context}" + (f" + season {lag}" if lag else ""))
-            history = _difference(self._forward(history, uid), lag)
+                                 f"{c.resolved_context}" + (f" + season {span}" if span else ""))
+            history = _difference(self._forward(history, uid), self.lag, self.seasons)
             stamps = pd.date_range(end=pd.Timestamp(last_ds[uid]), periods=c.resolved_context, freq=offset)
             future = pd.date_range(stamps[-1] + offset, periods=c.h, freq=offset)
             exog = None
@@ -476,8 +507,8 @@ class DiffusionForecaster:
             samples = self._sample(values[:, None], cond[:, None], sides, ids)[:, :, 0]
         samples = samples[:, :, -self.config.h:]
         if self.lag:
-            history = np.stack([self._forward(np.asarray(tails[uid], np.float64)[-self.lag:], uid) for uid in ids])
-            samples = _integrate(history, samples)
+            history = np.stack([self._forward(np.asarray(tails[uid], np.float64)[-self.span:], uid) for uid in ids])
+            samples = _integrate(history, samples, self.lag)
         if self.log:
             logs = [self._forward(np.asarray(tails[uid], np.float64)[-self.config.resolved_context:], uid)
                     for uid in ids]
@@ -552,16 +583,17 @@ class DiffusionForecaster:
             position = frame.groupby("unique_id", sort=False).cumcount(ascending=False)
             history = frame[position >= back]
             if window == 0 or refit:
-                lag = self._choose([y for y in history.groupby("unique_id", sort=False)["y"]
-                                    .apply(lambda col: col.to_numpy(np.float64))])[0]
-                short = sizes[sizes - back < self.length + lag]
+                lag, _, seasons = self._choose([y for y in history.groupby("unique_id", sort=False)["y"]
+                                                .apply(lambda col: col.to_numpy(np.float64))])
+                span = lag * seasons
+                short = sizes[sizes - back < self.length + span]
                 if len(short):
                     raise ValueError(f"df: series {short.index[0]!r} is too short for {n_windows} windows of h={h} "
                                      f"after a training part of at least context_length + h = {self.length}"
-                                     + (f" + season {lag}" if lag else ""))
+                                     + (f" + season {span}" if span else ""))
                 self._fit(history.reset_index(drop=True))
             ids, values, stamps, exogs = self._series(history)
-            tails = {uid: y[-(self.config.resolved_context + self.lag):]
+            tails = {uid: y[-(self.config.resolved_context + self.span):]
                      for uid, y in zip(ids, values, strict=True)}
             last = {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)}
             tail_exog = {uid: x for uid, x in zip(ids, exogs, strict=True)}
