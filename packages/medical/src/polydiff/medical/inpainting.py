@@ -82,7 +82,7 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
     from polydiff.core import make_grid, sample
     from polydiff.core.inverse import Mask, sample_ddnm, sample_repaint
 
-    from .prior import SlicePrior, denormalise, known_channel, normalise
+    from .prior import SlicePrior, check_sampling, denormalise, known_channel, normalise
 
     image, mask = _check(image, mask)
     if method is not None and method not in INPAINT_METHODS:
@@ -91,12 +91,7 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
         raise ValueError(f"prior: expected a fitted SlicePrior, got {type(prior).__name__}")
     if method is None:
         method = "conditional" if prior.conditional else "repaint"
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
-    if t_start is not None and not (isinstance(t_start, (int, float)) and 0 < t_start <= 1):
-        raise ValueError(f"t_start: expected None or a time in (0, 1], got {t_start!r}")
+    check_sampling(steps, num_samples, t_start)
     values = image.astype(np.float64)
     scaled, bounds = normalise(values, ~mask)
     denoiser = prior.denoiser

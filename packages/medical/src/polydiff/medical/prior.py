@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PriorConfig", "SlicePrior", "known_channel", "training_slices", "training_set", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
+__all__ = ["PriorConfig", "SlicePrior", "check_sampling", "known_channel", "training_slices", "training_set", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
            "normalise", "denormalise"]
 
 TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
@@ -148,6 +148,16 @@ class PriorConfig:
         if not isinstance(self.uncond_fraction, (int, float)) or not 0 <= self.uncond_fraction <= 1:
             raise ValueError(f"uncond_fraction: expected a value in [0, 1], got {self.uncond_fraction!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+
+def check_sampling(steps, num_samples, t_start) -> None:
+    """The sampling arguments that inpainting and reconstruction share: ValueError naming the bad one."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
+    if t_start is not None and not (isinstance(t_start, (int, float)) and 0 < t_start <= 1):
+        raise ValueError(f"t_start: expected None or a time in (0, 1], got {t_start!r}")
 
 
 def known_channel(image: np.ndarray, hole: np.ndarray, fill: str) -> np.ndarray:

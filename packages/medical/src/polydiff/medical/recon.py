@@ -52,7 +52,7 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
     from polydiff.core.inverse.diffpir import sample_diffpir
 
     from .peers import cs_tv
-    from .prior import SlicePrior, normalise
+    from .prior import SlicePrior, check_sampling, normalise
 
     kspace = np.asarray(kspace)
     if kspace.ndim != 2 or not np.iscomplexobj(kspace):
@@ -65,12 +65,7 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
                          f"{line_mask.dtype} {line_mask.shape}")
     if method not in RECON_METHODS:
         raise ValueError(f"method: expected one of {RECON_METHODS}, got {method!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples: expected an integer >= 1, got {num_samples!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    if t_start is not None and not (isinstance(t_start, (int, float)) and 0 < t_start <= 1):
-        raise ValueError(f"t_start: expected None or a time in (0, 1], got {t_start!r}")
+    check_sampling(steps, num_samples, t_start)
     if method in PRIOR_METHODS and not isinstance(prior, SlicePrior):
         raise ValueError(f"prior: method {method!r} needs a fitted SlicePrior, got {type(prior).__name__}")
     if centered:
