@@ -36,11 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from polydiff.core import benchkit
+
+from .prior import PriorConfig
 
 __all__ = ["run", "budgets", "TASKS", "add_arguments"]
 
@@ -57,6 +60,11 @@ ISSUE_DENOISE = {5: {"noisy": 31.76, "MP-PCA": 34.64, "Patch2Self": 34.51, "NL-m
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--fresh", action="store_true", help="recompute cached task results")
+    parser.add_argument("--prior", default=None,
+                        help="folder of a slice prior (`polydiff medical train-prior`) to use instead of training one")
+    parser.add_argument("--recon-prior", default=None,
+                        help="folder of a reconstruction-conditioned prior (`polydiff medical train-prior --task "
+                             "recon`) to use instead of training one")
 
 
 def budgets(quick: bool) -> dict:
@@ -65,13 +73,16 @@ def budgets(quick: bool) -> dict:
         return {"phantom": "32x32x5x64 crop", "denoise_train_steps": 10, "denoise_batch": 8,
                 "denoise_sample_steps": 1, "prior_train_steps": 10, "prior_crop": 32, "sample_steps": 4,
                 "repaint_jumps": "length 2 x 2", "inpaint_samples": 1, "inpaint_t_start": 0.5, "recon_samples": 1,
-                "recon_t_start": 0.1, "test_images": 1, "cs_iterations": 60}
+                "recon_t_start": 0.1, "recon_prior_train_steps": 4, "recon_prior_batch": 2, "test_images": 1,
+                "cs_iterations": 60}
     return {"phantom": "64x64x10x64 crop", "denoise_train_steps": 200, "denoise_batch": 16, "denoise_sample_steps": 1,
-            "prior_train_steps": 1400, "prior_crop": 64, "sample_steps": 20, "repaint_jumps": "length 5 x 2",
-            "inpaint_samples": 8, "inpaint_t_start": 0.5, "recon_samples": 4, "recon_t_start": 0.1, "test_images": 2,
-            "cs_iterations": 60}
+            "prior_train_steps": PRIOR_STEPS, "prior_crop": 64, "sample_steps": 20, "repaint_jumps": "length 5 x 2",
+            "inpaint_samples": 8, "inpaint_t_start": 0.5, "recon_samples": 4, "recon_t_start": 0.1,
+            "recon_prior_train_steps": RECON_STEPS, "recon_prior_batch": 16, "test_images": 2, "cs_iterations": 60}
 
 
+PRIOR_STEPS = 5000  # the slice prior: 1,400 steps (cosine), continued from that checkpoint to this many
+RECON_STEPS = 6000  # the reconstruction-conditioned prior (whole 128 x 128 slices, batch 16)
 CROPS = {"32x32x5x64 crop": (slice(48, 80), slice(48, 80), slice(2, 7)),
          "64x64x10x64 crop": (slice(32, 96), slice(32, 96), slice(0, 10)), "128x128x10x64": None}
 
@@ -195,15 +206,40 @@ def _denoise_figure(phantom, outputs: dict, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ prior tasks
 
 
-def _prior(out: Path, quick: bool, seed: int, budget: dict):
+def _prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = None):
+    """The slice prior: ``given`` (a saved prior's folder), else the cached one, else trained here (full run: 1,400
+    steps, then continued from that checkpoint to ``prior_train_steps`` with the cosine schedule stretched)."""
     from .prior import SlicePrior, training_set
 
+    if given is not None:
+        return SlicePrior.from_pretrained(given)
     directory = out / "medical-runs" / f"prior-{'quick' if quick else 'full'}"
     if (directory / "config.json").is_file():
         return SlicePrior.from_pretrained(directory)
-    prior = SlicePrior(train_steps=budget["prior_train_steps"], crop=budget["prior_crop"], seed=seed, device="cpu",
-                       checkpoint_dir=str(out / "medical-runs" / f"prior-{'quick' if quick else 'full'}-checkpoints"))
+    checkpoints = str(out / "medical-runs" / f"prior-{'quick' if quick else 'full'}-checkpoints")
+    data = training_set()
+    for steps in ([budget["prior_train_steps"]] if quick else [1400, budget["prior_train_steps"]]):
+        prior = SlicePrior(train_steps=steps, crop=budget["prior_crop"], seed=seed, device="cpu",
+                           checkpoint_dir=checkpoints, checkpoint_every=200).fit(*data)
+    prior.config = PriorConfig(**{**asdict(prior.config), "device": None, "checkpoint_dir": None})
+    prior.save_pretrained(directory)
+    return prior
+
+
+def _recon_prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = None):
+    """The reconstruction-conditioned prior: ``given``, else the cached one, else trained here on the CPU."""
+    from .prior import RECON_CHANNELS, SlicePrior, training_set
+
+    if given is not None:
+        return SlicePrior.from_pretrained(given)
+    directory = out / "medical-runs" / f"recon-prior-{'quick' if quick else 'full'}"
+    if (directory / "config.json").is_file():
+        return SlicePrior.from_pretrained(directory)
+    prior = SlicePrior(task="recon", train_steps=budget["recon_prior_train_steps"],
+                       batch_size=budget["recon_prior_batch"], channels=(8, 8, 8) if quick else RECON_CHANNELS,
+                       seed=seed, device="cpu", checkpoint_dir=None if quick else str(directory) + "-checkpoints")
     prior.fit(*training_set())
+    prior.config = PriorConfig(**{**asdict(prior.config), "device": None, "checkpoint_dir": None})
     prior.save_pretrained(directory)
     return prior
 
@@ -260,7 +296,8 @@ def _inpaint_task(percent: int, quick: bool, seed: int, budget: dict, prior, fig
     return rows
 
 
-def _recon_task(acceleration: int, quick: bool, seed: int, budget: dict, prior, figures_dir: Path) -> list[dict]:
+def _recon_task(acceleration: int, quick: bool, seed: int, budget: dict, prior, recon_prior,
+                figures_dir: Path) -> list[dict]:
     from .evaluate import image_metrics
     from .recon import reconstruct, undersample
 
@@ -269,6 +306,7 @@ def _recon_task(acceleration: int, quick: bool, seed: int, budget: dict, prior, 
     steps = budget["sample_steps"]
     samples, t_start = budget["recon_samples"], budget["recon_t_start"]
     methods = {"zero-filled": ("zero-filled", True, {}), "CS (FISTA-TV)": ("cs-tv", True, {}),
+               "polydiff recon-conditioned": ("conditional", False, {"num_samples": samples}),
                "polydiff DiffPIR from CS": ("diffpir", False, {"t_start": t_start, "num_samples": samples}),
                "polydiff DiffPIR": ("diffpir", False, {"num_samples": samples}),
                "polydiff DDNM": ("ddnm", False, {"num_samples": samples}), "polydiff DPS": ("dps", False, {})}
@@ -276,7 +314,8 @@ def _recon_task(acceleration: int, quick: bool, seed: int, budget: dict, prior, 
         kspace, lines = undersample(image, acceleration, seed=seed + index)
         for name, (method, _, options) in methods.items():
             started = time.perf_counter()
-            estimate = reconstruct(kspace, lines, prior, method=method, steps=steps, seed=seed, **options)
+            estimate = reconstruct(kspace, lines, recon_prior if method == "conditional" else prior, method=method,
+                                   steps=steps, seed=seed, **options)
             elapsed = time.perf_counter() - started
             scores.setdefault(name, []).append({**image_metrics(estimate, image), "seconds": elapsed})
             if index == 0:
@@ -386,7 +425,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=()) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     budget = budgets(quick)
     mode = "quick" if quick else "full"
-    rows, prior = [], None
+    rows, prior, recon_prior = [], None, None
     for task in tasks:
         path = cache / f"{task}-{mode}-seed{seed}.json"
         if path.is_file() and not options.fresh:
@@ -399,13 +438,21 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=()) -> dict:
         elif task.startswith("denoise"):
             task_rows = _denoise_task(int(task.split("snr")[1]), quick, seed, budget, out)
         else:
-            prior = prior or _prior(out, quick, seed, budget)
+            prior = prior or _prior(out, quick, seed, budget, options.prior)
             if task.startswith("inpaint"):
                 task_rows = _inpaint_task(int(task.split("-")[1]), quick, seed, budget, prior, out)
             else:
-                task_rows = _recon_task(int(task.split("-")[1][:-1]), quick, seed, budget, prior, out)
+                recon_prior = recon_prior or _recon_prior(out, quick, seed, budget, options.recon_prior)
+                task_rows = _recon_task(int(task.split("-")[1][:-1]), quick, seed, budget, prior, recon_prior, out)
         path.write_text(json.dumps(task_rows, indent=1))
         rows += task_rows
+    for name, model, given in (("prior", prior, options.prior), ("recon_prior", recon_prior, options.recon_prior)):
+        if model is not None:  # the budget of the model actually used (a given one carries its own config)
+            budget[f"{name}_train_steps"] = model.config.train_steps
+            budget[f"{name}_batch"] = model.config.batch_size
+            budget[f"{name}_channels"] = "x".join(str(c) for c in model.config.channels)
+            budget[f"{name}_source"] = ("given with --" + name.replace("_", "-") if given
+                                        else "trained by this command")
     timing = {"quick_seconds": time.perf_counter() - started} if quick else {}
     figures = [name for name in ("medical-denoise.png", "medical-inpaint.png", "medical-recon.png")
                if (out / name).is_file()]

@@ -101,15 +101,19 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _train_prior(args: argparse.Namespace) -> int:
-    from .prior import SlicePrior, training_set
+    from dataclasses import asdict
+
+    from .prior import RECON_CHANNELS, PriorConfig, SlicePrior, training_set
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ValueError(f"--out: {args.out} exists; pass --force to overwrite it")
-    prior = SlicePrior(train_steps=args.steps, seed=args.seed, device=args.device).fit(*training_set(),
-                                                                                        progress=not args.quiet)
+    options = {"task": "recon", "channels": RECON_CHANNELS, "batch_size": 16} if args.task == "recon" else {}
+    prior = SlicePrior(train_steps=args.steps, seed=args.seed, device=args.device, checkpoint_dir=args.checkpoint_dir,
+                       num_workers=args.workers, **options).fit(*training_set(), progress=not args.quiet)
+    prior.config = PriorConfig(**{**asdict(prior.config), "device": None, "checkpoint_dir": None, "num_workers": 0})
     prior.save_pretrained(out)
-    print(f"saved the slice prior ({args.steps} steps) to {out}")
+    print(f"saved the {args.task} prior ({args.steps} steps) to {out}")
     return 0
 
 
@@ -159,8 +163,9 @@ def register(subparsers) -> None:
                                      "unsampled rows are zero")
     recon.add_argument("--prior", default=None, help="folder written by `polydiff medical train-prior` "
                                                      "(needed by diffpir, ddnm and dps)")
-    recon.add_argument("--method", default="diffpir", choices=("diffpir", "ddnm", "dps", "zero-filled", "cs-tv"),
-                       help="reconstruction method")
+    recon.add_argument("--method", default="diffpir",
+                       choices=("conditional", "diffpir", "ddnm", "dps", "zero-filled", "cs-tv"),
+                       help="reconstruction method (conditional: a prior trained with --task recon)")
     recon.add_argument("--steps", type=int, default=50, help="sampling grid steps (diffpir, ddnm, dps)")
     recon.add_argument("--samples", type=int, default=4, help="samples averaged (diffpir, ddnm, dps)")
     recon.add_argument("--t-start", type=float, default=0.1,
@@ -171,5 +176,11 @@ def register(subparsers) -> None:
     train = sub.add_parser("train-prior", help="train the slice prior on the bundled training slices")
     train.add_argument("--steps", type=int, default=1400, help="training steps")
     train.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when available)")
+    train.add_argument("--task", default="inpaint", choices=("inpaint", "recon"),
+                       help="inpaint: the unconditional + mask-conditional prior; recon: conditioned on the "
+                            "zero-filled image of randomly undersampled training slices")
+    train.add_argument("--checkpoint-dir", default=None,
+                       help="Trainer checkpoints; a rerun resumes there, a larger --steps continues a finished run")
+    train.add_argument("--workers", type=int, default=0, help="data-loading processes")
     common(train, "output folder (safetensors + JSON)")
     train.set_defaults(func=_train_prior)

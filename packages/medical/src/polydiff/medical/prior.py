@@ -22,10 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PriorConfig", "SlicePrior", "check_sampling", "known_channel", "training_slices", "training_set", "test_slices", "TRAIN_SLICES", "TEST_SLICES",
-           "normalise", "denormalise"]
+__all__ = ["PriorConfig", "SlicePrior", "check_sampling", "known_channel", "training_slices", "training_set",
+           "test_slices", "validation_slices", "zero_filled_pair", "RECON_CHANNELS", "TRAIN_SLICES", "TEST_SLICES", "normalise",
+           "denormalise"]
 
 TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
+RECON_CHANNELS = (32, 64, 128)  # the U-Net widths of the reconstruction-conditioned prior
 TEST_SLICES = (6, 7, 8, 9)
 
 
@@ -111,6 +113,21 @@ def test_slices(slices=TEST_SLICES, volumes=(0, 20, 45)) -> tuple[np.ndarray, np
     return np.stack(images), np.stack(masks), names
 
 
+def validation_slices(slices=(2, 5), volumes=(13, 33)) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Like :func:`test_slices`, for choosing settings without touching the test slices: noise-free phantom DWI
+    volumes at training slices (``slices`` of :data:`TRAIN_SLICES`) in contrasts that :func:`training_set` leaves
+    out (its 8 contrasts are volumes 0, 9, 18, 27, 36, 45, 54, 63; 13 is b = 1000, 33 is b = 2000). The anatomy
+    is the training anatomy: a check of fit and settings, not of generalisation."""
+    from .data import make_phantom
+
+    if any(z not in TRAIN_SLICES for z in slices):
+        raise ValueError(f"slices: expected training slices {TRAIN_SLICES}, got {tuple(slices)}")
+    phantom = make_phantom(20.0, seed=0)
+    images = [phantom.clean[:, :, z, v].astype(np.float64) for z in slices for v in volumes]
+    masks = [phantom.mask[:, :, z] for z in slices for _ in volumes]
+    return np.stack(images), np.stack(masks), [f"dwi-z{z}-v{v}" for z in slices for v in volumes]
+
+
 @dataclass(frozen=True)
 class PriorConfig:
     """train_steps, batch_size, crop, lr: Trainer budget on crop x crop patches; channels: U-Net widths;
@@ -119,7 +136,14 @@ class PriorConfig:
     known mask) condition channels; fill: what the known-image channel holds inside the hole, "harmonic" (the
     Laplace fill from the hole's border) or "zero"; uncond_fraction: share of
     training crops with an empty condition; seed; device (None: CUDA when available); checkpoint_dir: Trainer
-    checkpoints (a rerun resumes there)."""
+    checkpoints (a rerun resumes there; a larger ``train_steps`` continues a finished run from its last
+    checkpoint, the cosine learning-rate schedule stretched to the new length); checkpoint_every (None: a tenth
+    of train_steps, at least 50); task: "inpaint" (the condition above) or "recon" (a reconstruction-conditioned
+    model: one condition channel, the zero-filled image of the slice undersampled by a random Cartesian line mask
+    at one of ``accelerations``, whole slices, image and condition normalised by the zero-filled image's
+    percentiles as :func:`~polydiff.medical.recon.reconstruct` does); num_workers: data-loading processes;
+    clip_x0: None, or the bound the sampling denoisers clip their x0 estimates to (slices normalised by their
+    0.5 / 99.5 percentiles reach 3-8 in bright CSF, so a bound near 1 caps what the prior can return)."""
 
     train_steps: int = 1500
     batch_size: int = 8
@@ -133,21 +157,38 @@ class PriorConfig:
     seed: int = 0
     device: str | None = None
     checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    task: str = "inpaint"
+    accelerations: tuple[float, ...] = (4.0, 8.0)
+    num_workers: int = 0
+    clip_x0: float | None = None
 
     def __post_init__(self):
         for name, minimum in (("train_steps", 1), ("batch_size", 1), ("crop", 8), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        every = self.checkpoint_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"checkpoint_every: expected None or an integer >= 1, got {every!r}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr: expected a finite value > 0, got {self.lr!r}")
         if self.prediction not in ("v", "x0"):
             raise ValueError(f"prediction: expected 'v' or 'x0', got {self.prediction!r}")
+        if self.clip_x0 is not None and not (isinstance(self.clip_x0, (int, float)) and self.clip_x0 > 0):
+            raise ValueError(f"clip_x0: expected None or a value > 0, got {self.clip_x0!r}")
+        if self.task not in ("inpaint", "recon"):
+            raise ValueError(f"task: expected 'inpaint' or 'recon', got {self.task!r}")
+        if not self.accelerations or any(not isinstance(a, (int, float)) or not a >= 1 for a in self.accelerations):
+            raise ValueError(f"accelerations: expected values >= 1, got {self.accelerations!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers: expected an integer >= 0, got {self.num_workers!r}")
         if self.fill not in ("harmonic", "zero"):
             raise ValueError(f"fill: expected 'harmonic' or 'zero', got {self.fill!r}")
         if not isinstance(self.uncond_fraction, (int, float)) or not 0 <= self.uncond_fraction <= 1:
             raise ValueError(f"uncond_fraction: expected a value in [0, 1], got {self.uncond_fraction!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "accelerations", tuple(float(a) for a in self.accelerations))
 
 
 def check_sampling(steps, num_samples, t_start) -> None:
@@ -222,6 +263,45 @@ class _Crops(torch.utils.data.Dataset):
         return crop, {"cond": torch.cat([given, known])}
 
 
+def zero_filled_pair(image: np.ndarray, line_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(target, condition) for the reconstruction-conditioned model: the zero-filled image of ``image`` (H, W)
+    sampled on the rows ``line_mask`` (unshifted order), and both mapped by the affine map that takes the
+    zero-filled image's 0.5 / 99.5 percentiles to [-1, 1] (:func:`normalise`), the map that
+    :func:`~polydiff.medical.recon.reconstruct` applies to measured data."""
+    zero = np.fft.ifft2(np.fft.fft2(image, norm="ortho") * line_mask[:, None], norm="ortho").real
+    condition, (low, high) = normalise(zero)
+    return 2 * (image - low) / (high - low) - 1, condition
+
+
+class _Undersampled(torch.utils.data.Dataset):
+    """Whole slices, flipped and transposed at random, each undersampled by a fresh random Cartesian line mask
+    (core's ``fourier_line_mask``, 8 % centre lines) at one of ``accelerations``: items (target, {"cond":
+    zero-filled}) as :func:`zero_filled_pair` maps them."""
+
+    def __init__(self, images: np.ndarray, length: int, seed: int, accelerations: tuple[float, ...]):
+        self.images, self.length, self.seed, self.accelerations, self.draws = images, length, seed, accelerations, 0
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        from polydiff.core.inverse import fourier_line_mask
+
+        self.draws += 1
+        rng = np.random.default_rng(hash((self.seed, index, self.draws)) % 2**62)
+        image = self.images[int(rng.integers(len(self.images)))].astype(np.float64)
+        if rng.random() < 0.5:
+            image = image[::-1]
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        if rng.random() < 0.5:
+            image = image.T
+        acceleration = self.accelerations[int(rng.integers(len(self.accelerations)))]
+        lines = fourier_line_mask(image.shape[0], acceleration, 0.08, "random", int(rng.integers(2**31))).numpy()
+        target, condition = zero_filled_pair(np.ascontiguousarray(image), lines)
+        return (torch.from_numpy(target).float()[None], {"cond": torch.from_numpy(condition).float()[None]})
+
+
 class _Unconditional(torch.nn.Module):
     """A conditional slice network with an empty condition (nothing known): the unconditional prior."""
 
@@ -269,16 +349,23 @@ class SlicePrior:
                              f"{brains.shape}")
         crop = min(config.crop, (min(images.shape[1:]) // 4) * 4)
         torch.manual_seed(config.seed)
-        network = SliceUNet(cond_channels=2 if config.conditional else 0, channels=config.channels)
-        if crop % network.multiple:
+        recon = config.task == "recon"
+        network = SliceUNet(cond_channels=(1 if recon else 2) if config.conditional else 0, channels=config.channels)
+        if crop % network.multiple or (recon and any(n % network.multiple for n in images.shape[1:])):
             raise ValueError(f"images: slices of {images.shape[1:]} are too small for the prior's U-Net")
-        data = _Crops(torch.from_numpy(images)[:, None], brains, crop, config.train_steps * config.batch_size,
-                      config.seed, conditional=config.conditional, uncond_fraction=config.uncond_fraction,
-                      fill=config.fill)
+        if recon and not config.conditional:
+            raise ValueError("conditional: task 'recon' needs conditional=True")
+        if recon:
+            data = _Undersampled(images, config.train_steps * config.batch_size, config.seed, config.accelerations)
+        else:
+            data = _Crops(torch.from_numpy(images)[:, None], brains, crop, config.train_steps * config.batch_size,
+                          config.seed, conditional=config.conditional, uncond_fraction=config.uncond_fraction,
+                          fill=config.fill)
         train = TrainConfig(steps=config.train_steps, batch_size=config.batch_size, lr=config.lr,
                             lr_schedule="cosine", warmup_steps=min(100, config.train_steps // 10), ema_decay=0.999,
                             seed=config.seed, device=config.device, progress=progress,
-                            checkpoint_dir=config.checkpoint_dir, checkpoint_every=max(50, config.train_steps // 10),
+                            checkpoint_dir=config.checkpoint_dir, num_workers=config.num_workers,
+                            checkpoint_every=config.checkpoint_every or max(50, config.train_steps // 10),
                             log_every=max(1, config.train_steps // 20))
         trainer = Trainer(network, DiffusionLoss(self.schedule, prediction=config.prediction), data, train).fit()
         self.model = trainer.ema_model.eval()
@@ -291,7 +378,8 @@ class SlicePrior:
 
     @property
     def conditional(self) -> bool:
-        return self._require_model().cond_channels > 0
+        """Whether the network has the inpainting condition (known image, known mask)."""
+        return self._require_model().cond_channels > 0 and self.config.task == "inpaint"
 
     @property
     def denoiser(self):
@@ -299,17 +387,22 @@ class SlicePrior:
         from polydiff.core import Denoiser
 
         model = self._require_model()
-        return Denoiser(_Unconditional(model) if model.cond_channels else model, self.schedule, prediction=self.config.prediction,
-                        clip_x0=1.5)
+        if self.config.task == "recon":
+            raise ValueError("prior: a reconstruction-conditioned model (task 'recon') has no unconditional mode; "
+                             "use conditional_denoiser")
+        return Denoiser(_Unconditional(model) if model.cond_channels else model, self.schedule,
+                        prediction=self.config.prediction, clip_x0=self.config.clip_x0)
 
     @property
     def conditional_denoiser(self):
-        """The mask-conditional model: call with ``cond={"cond": (batch, 2, H, W)}`` (known image, known mask)."""
+        """The conditional model: call with ``cond={"cond": (batch, 2, H, W)}`` (known image, known mask) or, for
+        task "recon", ``(batch, 1, H, W)`` (the normalised zero-filled image)."""
         from polydiff.core import Denoiser
 
-        if not self.conditional:
+        if self._require_model().cond_channels == 0:
             raise ValueError("prior: trained without the inpainting condition (conditional=False)")
-        return Denoiser(self._require_model(), self.schedule, prediction=self.config.prediction, clip_x0=1.5)
+        return Denoiser(self._require_model(), self.schedule, prediction=self.config.prediction,
+                        clip_x0=self.config.clip_x0)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         return self._require_model().save_pretrained(directory, metadata={"prior": asdict(self.config)})
@@ -322,6 +415,7 @@ class SlicePrior:
 
         document = read_config(directory)
         settings = {"fill": "zero", "prediction": "x0", **document["metadata"].get("prior", {})}
-        prior = cls(PriorConfig(**{k: tuple(v) if k == "channels" else v for k, v in settings.items()}))
+        prior = cls(PriorConfig(**{k: tuple(v) if k in ("channels", "accelerations") else v
+                                   for k, v in settings.items()}))
         prior.model = SliceUNet.from_pretrained(directory, device=device)
         return prior

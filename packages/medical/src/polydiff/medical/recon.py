@@ -15,8 +15,8 @@ import torch
 
 __all__ = ["reconstruct", "RECON_METHODS", "PRIOR_METHODS", "undersample"]
 
-RECON_METHODS = ("diffpir", "ddnm", "dps", "zero-filled", "cs-tv")
-PRIOR_METHODS = ("diffpir", "ddnm", "dps")
+RECON_METHODS = ("conditional", "diffpir", "ddnm", "dps", "zero-filled", "cs-tv")
+PRIOR_METHODS = ("conditional", "diffpir", "ddnm", "dps")
 
 
 def undersample(image: np.ndarray, acceleration: float, *, seed: int = 0, center_fraction: float = 0.08):
@@ -38,7 +38,9 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
     """Reconstruct a real (H, W) image from undersampled single-coil k-space.
 
     kspace: (H, W) complex; line_mask: (H,) bool (True = sampled row); prior: a fitted SlicePrior (for the
-    :data:`PRIOR_METHODS`; H, W multiples of 4). method: one of :data:`RECON_METHODS`: "diffpir" (core's
+    :data:`PRIOR_METHODS`; H, W multiples of 4). method: one of :data:`RECON_METHODS`: "conditional" (a
+    reconstruction-conditioned prior, ``PriorConfig(task="recon")``, given the normalised zero-filled image and
+    sampled by core's DiffPIR with its exact data step), "diffpir" (core's
     DiffPIR, noise-free: the measured lines are put back exactly at every step; ``diffpir_zeta`` its share of
     fresh noise), "ddnm", "dps" (step ``zeta``), "zero-filled" or "cs-tv" (FISTA-TV, ``tv_weight``).
     t_start: None starts the prior methods from pure noise at the schedule's t_max; a time in (0, t_max] starts
@@ -68,6 +70,9 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
     check_sampling(steps, num_samples, t_start)
     if method in PRIOR_METHODS and not isinstance(prior, SlicePrior):
         raise ValueError(f"prior: method {method!r} needs a fitted SlicePrior, got {type(prior).__name__}")
+    if method in PRIOR_METHODS and (method == "conditional") != (prior.config.task == "recon"):
+        raise ValueError(f"prior: method {method!r} needs a " + ("reconstruction-conditioned prior (task 'recon')"
+                         if method == "conditional" else "prior of task 'inpaint' (its unconditional mode)"))
     if centered:
         kspace, line_mask = np.fft.ifftshift(kspace), np.fft.ifftshift(line_mask)
     height, width = kspace.shape
@@ -86,7 +91,13 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
         out = cs
     else:
         schedule = prior.schedule
-        denoiser = prior.denoiser
+        cond = None
+        if method == "conditional":
+            denoiser = prior.conditional_denoiser
+            condition = torch.from_numpy(a * zero + b).float()[None, None].expand(num_samples, -1, -1, -1)
+            cond = {"cond": condition}
+        else:
+            denoiser = prior.denoiser
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn((num_samples, 1, height, width), generator=generator)
         start = schedule.t_max if t_start is None else min(float(t_start), schedule.t_max)
@@ -96,8 +107,9 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
             level = torch.tensor(start, dtype=torch.float64)
             x = float(schedule.alpha(level)) * cs.float() + float(schedule.sigma(level)) * noise
         y_float = y_scaled.to(torch.complex64)
-        if method == "diffpir":
-            out = sample_diffpir(denoiser, x, grid, operator, y_float, zeta=diffpir_zeta, generator=generator)
+        if method in ("diffpir", "conditional"):
+            out = sample_diffpir(denoiser, x, grid, operator, y_float, zeta=diffpir_zeta, cond=cond,
+                                 generator=generator)
         elif method == "ddnm":
             out = sample_ddnm(denoiser, x, grid, operator, y_float, generator=generator)
         else:
