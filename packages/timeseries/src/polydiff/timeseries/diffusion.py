@@ -41,14 +41,17 @@ def csdi_schedule(num_steps: int = 50, beta_start: float = 1e-4, beta_end: float
 
 
 def normalize(values: Tensor, cond: Tensor, stats: Tensor | None = None,
-              trend: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+              trend: bool = False, level: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(normalised values, loc, scale) with loc (batch, series, 1) — (batch, series, time) with ``trend`` — and
     scale (batch, series, 1).
 
     values, cond: (batch, series, time), cond = 1 on the entries the statistics come from. With ``stats``
     (series, 2) or (batch, series, 2) of (mean, std) those statistics are used instead (scaling="series").
     With ``trend`` the location is the least-squares line through the conditioning entries (a locally linear
-    trend, extrapolated over the rest of the window) and the scale the standard deviation around it."""
+    trend, extrapolated over the rest of the window) and the scale the standard deviation around it. With
+    ``level`` (a number of steps, tau) the location is the exponentially weighted mean of the conditioning
+    entries, weight exp(-age / tau) with the age counted back from the last conditioning entry (the recent level,
+    as simple exponential smoothing estimates it), and the scale the conditioning entries' standard deviation."""
     if trend and stats is None:
         count = cond.sum(-1, keepdim=True).clamp_min(1)
         steps = torch.arange(values.shape[-1], device=values.device, dtype=values.dtype) / values.shape[-1]
@@ -70,6 +73,11 @@ def normalize(values: Tensor, cond: Tensor, stats: Tensor | None = None,
         loc = (values * cond).sum(-1, keepdim=True) / count
         var = ((values - loc) ** 2 * cond).sum(-1, keepdim=True) / count
         scale = var.sqrt() + 1e-3 * (loc.abs() + 1)
+        if level is not None:
+            steps = torch.arange(values.shape[-1], device=values.device, dtype=values.dtype)
+            last = torch.where(cond > 0, steps, torch.zeros_like(steps)).amax(-1, keepdim=True)
+            weight = torch.exp(-(last - steps).clamp_min(0) / level) * cond  # 1 at the last conditioning entry
+            loc = (values * weight).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True).clamp_min(1e-12)
     return (values - loc) / scale, loc, scale
 
 
@@ -105,9 +113,10 @@ class WindowLoss:
     scale the window. fourier_weight: Diffusion-TS's Fourier loss weight (0: none)."""
 
     def __init__(self, schedule, prediction: str, conditional: bool, horizon: int, *, stats: Tensor | None = None,
-                 fourier_weight: float = 0.0, forecast_share: float = 0.6, trend: bool = False):
+                 fourier_weight: float = 0.0, forecast_share: float = 0.6, trend: bool = False,
+                 level: float | None = None):
         self.schedule, self.prediction, self.conditional = schedule, prediction, conditional
-        self.trend = trend
+        self.trend, self.level = trend, level
         self.horizon, self.stats, self.fourier_weight = horizon, stats, fourier_weight
         self.forecast_share = forecast_share
 
@@ -120,7 +129,7 @@ class WindowLoss:
             context = (torch.arange(length, device=values.device) < length - self.horizon).to(values.dtype)
             cond = available * context
         stats = rest[0] if rest else self.stats
-        x0, _, _ = normalize(values, cond, stats, self.trend)
+        x0, _, _ = normalize(values, cond, stats, self.trend, self.level)
         x0 = x0 * available
         target_mask = available - cond if self.conditional else available
         t = sample_time(self.schedule, x0.shape[0], device=x0.device, kind="discrete")
@@ -175,7 +184,7 @@ def _guided(network, schedule, prediction, x, observed, mask, side, guidance, st
 def sample_windows(network, schedule, prediction: str, values: Tensor, cond: Tensor, side: Tensor, *,
                    num_samples: int, solver: str, steps: int, grid: str = "uniform", conditional: bool = True,
                    guidance: str = "dps", zeta: float = 1.0, stats: Tensor | None = None,
-                   max_batch: int = 2000, trend: bool = False) -> Tensor:
+                   max_batch: int = 2000, trend: bool = False, level: float | None = None) -> Tensor:
     """Draw ``num_samples`` completions of each window; returns (windows, num_samples, series, time) in data
     units, with the conditioning entries equal to ``values``.
 
@@ -185,7 +194,7 @@ def sample_windows(network, schedule, prediction: str, values: Tensor, cond: Ten
     Mask operator, which needs one mask per batch, so windows are sampled one at a time there.
     """
     values = torch.nan_to_num(values, nan=0.0)
-    normalised, loc, scale = normalize(values, cond, stats, trend)
+    normalised, loc, scale = normalize(values, cond, stats, trend, level)
     windows = values.shape[0]
     outputs = []
     per_batch = max(1, max_batch // num_samples) if conditional else 1

@@ -28,6 +28,7 @@ from polydiff.core.pretrained import load_pretrained, read_config, save_pretrain
 from polydiff.core.sampling import list_solvers
 from polydiff.core.training import TrainConfig, Trainer
 
+from .baseline import fit_smoothing, seasonal_reference
 from .data import calendar_features, calendar_seasons, check_frame, check_freq, prefers_log, season_length
 from .diffusion import WindowLoss, csdi_schedule, sample_windows
 from .metrics import level_quantiles
@@ -36,10 +37,14 @@ from .networks import CSDINetwork, DiffusionTSNetwork
 __all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS", "epoch_train_steps"]
 
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
-SCALINGS = ("window", "series", "trend")
-TRANSFORMS = ("auto", "none", "seasonal_diff")
+SCALINGS = ("auto", "window", "series", "trend", "level")
+TRANSFORMS = ("auto", "none", "seasonal_diff", "double_seasonal")
 #: seasons whose median profile ``transform="auto"`` subtracts at its hidden season (``seasons=None``)
 AUTO_SEASONS = 1
+#: what ``transform="auto"`` removes at a hidden season: "seasonal_diff" or "double_seasonal"
+AUTO_TRANSFORM = "seasonal_diff"
+#: long seasons of history that start the states of ``transform="double_seasonal"`` before the context
+SMOOTHING_SEASONS = 3
 LOGS = ("auto", True, False)
 GUIDANCE = ("dps", "repaint")
 
@@ -106,6 +111,7 @@ class ForecasterConfig:
     heads: int = 4
     num_timesteps: int = 50
     scaling: str = "window"
+    level_steps: float | None = None
     transform: str = "auto"
     season: int | None = None
     seasons: int | None = None
@@ -146,6 +152,10 @@ class ForecasterConfig:
             raise ValueError(f"log: expected one of {LOGS}, got {self.log!r}")
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling: expected one of {SCALINGS}, got {self.scaling!r}")
+        if self.level_steps is not None and (isinstance(self.level_steps, bool)
+                                             or not isinstance(self.level_steps, (int, float))
+                                             or not math.isfinite(self.level_steps) or self.level_steps <= 0):
+            raise ValueError(f"level_steps: expected a positive finite number or None, got {self.level_steps!r}")
         if self.guidance not in GUIDANCE:
             raise ValueError(f"guidance: expected one of {GUIDANCE}, got {self.guidance!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -171,9 +181,16 @@ class ForecasterConfig:
     def lag(self) -> int:
         """The seasonal-difference lag of ``transform="seasonal_diff"`` (0 otherwise; "auto" is resolved by
         :meth:`DiffusionForecaster.fit`, see :attr:`DiffusionForecaster.lag`)."""
+        if self.transform == "double_seasonal":
+            return self.season or max(calendar_seasons(self.freq))
         if self.transform != "seasonal_diff":
             return 0
         return self.season or season_length(self.freq)
+
+    @property
+    def resolved_level_steps(self) -> float:
+        """tau of ``scaling="level"``: ``level_steps``, or h / 8 (at least 1)."""
+        return float(self.level_steps or max(1.0, self.h / 8))
 
     @property
     def resolved_solver(self) -> str:
@@ -277,6 +294,12 @@ class DiffusionForecaster:
         return self.config.seasons or (AUTO_SEASONS if self.config.transform == "auto" else 1)
 
     @property
+    def smoothing(self) -> bool:
+        """Whether the model sees the residual of double seasonal exponential smoothing (:mod:`.baseline`) instead
+        of a seasonal difference: ``transform="double_seasonal"``, or "auto" with ``AUTO_TRANSFORM`` so."""
+        return bool(self._state and self._state.get("smoothing"))
+
+    @property
     def span(self) -> int:
         """History the seasonal difference consumes before its first value: lag x seasons (0 without one)."""
         return self.lag * self.seasons if self.lag else 0
@@ -291,11 +314,44 @@ class DiffusionForecaster:
             seasons = c.seasons or AUTO_SEASONS
             hidden = [s for s in calendar_seasons(c.freq)[1:] if s > c.resolved_context]
             lag = max(hidden, default=0)
+            if lag and self._smooths(lag):
+                seasons = SMOOTHING_SEASONS
             if lag and any(len(y) < self.length + (seasons + 1) * lag for y in raw):
                 lag = 0
+        elif c.transform == "double_seasonal":
+            lag, seasons = c.lag, SMOOTHING_SEASONS
         else:
             lag, seasons = c.lag, c.seasons or 1
         return lag, log, seasons
+
+    def _smooths(self, lag: int) -> bool:
+        """Whether a resolved hidden-season ``lag`` is removed by double seasonal smoothing (see :attr:`smoothing`):
+        explicitly, or under "auto" with ``AUTO_TRANSFORM`` so where the horizon fits in the main season."""
+        c = self.config
+        if c.transform == "double_seasonal":
+            return True
+        main = season_length(c.freq)
+        return (c.transform == "auto" and AUTO_TRANSFORM == "double_seasonal" and bool(lag) and c.h <= main
+                and lag % main == 0)
+
+    def _residual(self, y: np.ndarray, uid) -> np.ndarray:
+        """y (model scale) -> what the network sees: the seasonal difference, or y minus the seasonal part of
+        double seasonal smoothing, started from y's first point; both drop the first :attr:`span` values."""
+        if not self.smoothing:
+            return _difference(y, self.lag, self.seasons)
+        alpha, delta, omega = self._state["smoothing"][str(uid)]
+        reference = seasonal_reference(y, season_length(self.config.freq), self.lag, alpha, delta, omega)
+        return (y - reference)[self.span:]
+
+    def _restore(self, histories: np.ndarray, samples: np.ndarray, ids: list) -> np.ndarray:
+        """Undo :meth:`_residual` on sample paths (series, samples, h), histories (series, span + context) the
+        observed values (model scale) before the forecast."""
+        if not self.smoothing:
+            return _integrate(histories[:, -self.span:], samples, self.lag)
+        main, h = season_length(self.config.freq), samples.shape[-1]
+        future = np.stack([seasonal_reference(y, main, self.lag, *self._state["smoothing"][str(uid)],
+                                              horizon=h)[-h:] for y, uid in zip(histories, ids, strict=True)])
+        return samples + future[:, None]
 
     def _forward(self, y: np.ndarray, uid) -> np.ndarray:
         """y on the model's scale (log(y) when :attr:`log`); NaN passes through."""
@@ -314,6 +370,17 @@ class DiffusionForecaster:
         lo, hi = np.nanmin(history, axis=-1), np.nanmax(history, axis=-1)
         margin = 2 * np.maximum(hi - lo, 1.0)
         return np.exp(np.clip(samples, (lo - margin)[:, None, None], (hi + margin)[:, None, None]))
+
+    @property
+    def scaling(self) -> str:
+        """The window scaling in use: "auto" resolved at fit ("level" on the residual of a hidden season, else
+        "window")."""
+        if self._state and "scaling" in self._state:
+            return str(self._state["scaling"])
+        return self.config.scaling
+
+    def _level(self) -> float | None:
+        return self.config.resolved_level_steps if self.scaling == "level" else None
 
     def _check_fitted(self) -> None:
         if self.network is None:
@@ -368,7 +435,19 @@ class DiffusionForecaster:
         self._state = {"exog": exog, "exog_stats": stats}
         ids, raw, stamps, exogs = self._series(frame)
         lag, log, seasons = self._choose(raw, impute)
-        self._state.update(lag=lag, log=log, seasons=seasons)
+        scaling = c.scaling
+        if scaling == "auto":  # the residual of a hidden season's seasonal forecast: its recent level
+            scaling = "level" if lag and c.transform == "auto" and not impute else "window"
+        self._state.update(lag=lag, log=log, seasons=seasons, scaling=scaling)
+        if lag and self._smooths(lag):
+            main = season_length(c.freq)
+            if c.h > main or lag % main:
+                raise ValueError(f"transform: double_seasonal needs h <= the main season ({main}) and season a "
+                                 f"multiple of it; got h={c.h}, season={lag}")
+            self._state["smoothing"] = {
+                str(uid): list(fit_smoothing(self._forward(y, uid), main, lag, c.h, c.resolved_context,
+                                             c.resolved_level_steps))
+                for uid, y in zip(ids, raw, strict=True)}
         length, span = self.length, self.span
         for uid, y in zip(ids, raw, strict=True):
             if len(y) < length + span:
@@ -376,7 +455,7 @@ class DiffusionForecaster:
                 raise ValueError(f"df: series {uid!r} has {len(y)} points, fewer than context_length + h{extra} = "
                                  f"{c.resolved_context} + {c.h}{extra and ' + ' + str(span)} = {length + span}; "
                                  "shorten context_length")
-        values = [_difference(self._forward(y, uid), lag, seasons) for uid, y in zip(ids, raw, strict=True)]
+        values = [self._residual(self._forward(y, uid), uid) for uid, y in zip(ids, raw, strict=True)]
         if span:
             stamps = [ds[span:] for ds in stamps]
             exogs = [x if x is None else x[span:] for x in exogs]
@@ -412,7 +491,8 @@ class DiffusionForecaster:
         torch.manual_seed(c.seed)
         network = self._network(num_series, tensors[2].shape[1])
         loss = WindowLoss(self._schedule(), self._prediction(), c.model == "csdi", c.h, stats=series_stats,
-                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=c.scaling == "trend")
+                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=c.scaling == "trend",
+                          level=self._level())
         steps = c.train_steps if c.epochs is None else epoch_train_steps(
             len(tensors[0]), c.batch_size, c.epochs, c.min_train_steps, c.train_steps)
         train = TrainConfig(steps=steps, batch_size=min(c.batch_size, len(tensors[0])), lr=c.lr,
@@ -467,7 +547,7 @@ class DiffusionForecaster:
             if stats is not None and not c.multivariate:
                 stats = stats[:, None]  # (windows, 1, 2): each window its own series' statistics
             out = sample_windows(self.network, self._schedule(), self._prediction(), v, m, s, stats=stats,
-                                 trend=c.scaling == "trend", **kwargs)
+                                 trend=c.scaling == "trend", level=self._level(), **kwargs)
         finally:
             torch.random.set_rng_state(generator_state)
         return out.numpy().astype(np.float64)
@@ -483,7 +563,7 @@ class DiffusionForecaster:
             if len(history) < c.resolved_context + span:
                 raise ValueError(f"df: series {uid!r} has {len(history)} points, fewer than context_length = "
                                  f"{c.resolved_context}" + (f" + season {span}" if span else ""))
-            history = _difference(self._forward(history, uid), self.lag, self.seasons)
+            history = self._residual(self._forward(history, uid), uid)
             stamps = pd.date_range(end=pd.Timestamp(last_ds[uid]), periods=c.resolved_context, freq=offset)
             future = pd.date_range(stamps[-1] + offset, periods=c.h, freq=offset)
             exog = None
@@ -507,8 +587,9 @@ class DiffusionForecaster:
             samples = self._sample(values[:, None], cond[:, None], sides, ids)[:, :, 0]
         samples = samples[:, :, -self.config.h:]
         if self.lag:
-            history = np.stack([self._forward(np.asarray(tails[uid], np.float64)[-self.span:], uid) for uid in ids])
-            samples = _integrate(history, samples, self.lag)
+            length = self.config.resolved_context + self.span
+            history = np.stack([self._forward(np.asarray(tails[uid], np.float64)[-length:], uid) for uid in ids])
+            samples = self._restore(history, samples, ids)
         if self.log:
             logs = [self._forward(np.asarray(tails[uid], np.float64)[-self.config.resolved_context:], uid)
                     for uid in ids]
@@ -610,7 +691,7 @@ class DiffusionForecaster:
         <name>-lo/hi interval columns (equal to y on observed rows). An unfitted forecaster is first fitted on
         ``df`` itself (its NaN entries are left out of the loss)."""
         levels = _check_levels(level)
-        if self.config.transform == "seasonal_diff" or (self.network is not None and self.lag):
+        if self.config.transform in ("seasonal_diff", "double_seasonal") or (self.network is not None and self.lag):
             raise ValueError("transform: impute works on models of the series itself; use transform='none' or "
                              "'auto' (which impute resolves to 'none')")
         frame = check_frame(df, self.config.freq, allow_nan=True, exog=self._exog_columns(df))

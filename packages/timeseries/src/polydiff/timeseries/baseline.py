@@ -1,0 +1,85 @@
+"""Double seasonal exponential smoothing (Taylor, 2003, "Short-term electricity demand forecasting using double
+seasonal exponential smoothing", J. Oper. Res. Soc. 54, eqs. 4-7, without the trend term), in numpy.
+
+The additive model keeps a level l, a profile d of the short season (the day) and a profile w of the long one
+(the week):
+
+    l_t = alpha (y_t - d_{t-short} - w_{t-long}) + (1 - alpha) l_{t-1}
+    d_t = delta (y_t - l_t - w_{t-long}) + (1 - delta) d_{t-short}
+    w_t = omega (y_t - l_t - d_{t-short}) + (1 - omega) w_{t-long}
+
+:func:`seasonal_reference` returns the seasonal part of the one-step forecast, s_t = d_{t-short} + w_{t-long}.
+For t up to ``short`` steps past an origin it uses only values before the origin, so it is also the seasonal part
+of every forecast of up to ``short`` steps: the forecaster models y_t - s_t (a level plus noise) and adds s_t back
+to its sample paths (``transform="double_seasonal"``).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+__all__ = ["seasonal_reference", "fit_smoothing", "SMOOTHING_GRID"]
+
+#: (alpha, delta, omega) tried by :func:`fit_smoothing`
+SMOOTHING_GRID = tuple(itertools.product((0.005, 0.01, 0.02, 0.05, 0.1), (0.1, 0.2, 0.4, 0.6, 0.8),
+                                         (0.1, 0.2, 0.4, 0.6, 0.8)))
+
+
+def seasonal_reference(y: np.ndarray, short: int, long: int, alpha, delta, omega, horizon: int = 0) -> np.ndarray:
+    """s_t = d_{t-short} + w_{t-long} for t = 0 .. len(y) + horizon - 1, the states started from y's first long
+    season (level: its mean; day profile: its mean per phase of ``short``; week profile: the rest).
+
+    y: (n,) with n >= long and long a multiple of short; alpha, delta, omega: numbers or arrays of one shape
+    (params,), for many settings at once. horizon <= short. Returns (n + horizon,) or (params, n + horizon)."""
+    y = np.asarray(y, np.float64)
+    n = len(y)
+    if long % short or n < long:
+        raise ValueError(f"y: needs at least one long season ({long} steps, a multiple of short={short}), got {n}")
+    if not 0 <= horizon <= short:
+        raise ValueError(f"horizon: expected 0 .. short = {short}, got {horizon}")
+    scalar = np.ndim(alpha) == 0 and np.ndim(delta) == 0 and np.ndim(omega) == 0
+    alpha, delta, omega = (np.atleast_1d(np.asarray(v, np.float64)) for v in np.broadcast_arrays(alpha, delta, omega))
+    level = np.full(alpha.shape, y[:long].mean())
+    day = np.zeros((len(alpha), n + horizon + short))  # day[:, t + short] holds d_t
+    week = np.zeros((len(alpha), n + horizon + long))  # week[:, t + long] holds w_t
+    profile = y[:long].reshape(-1, short).mean(0) - level[0]
+    day[:, :short] = profile
+    week[:, :long] = y[:long] - level[0] - np.tile(profile, long // short)
+    reference = np.empty((len(alpha), n + horizon))
+    for t in range(n):
+        d_back, w_back = day[:, t], week[:, t]
+        reference[:, t] = d_back + w_back
+        new_level = alpha * (y[t] - d_back - w_back) + (1 - alpha) * level
+        day[:, t + short] = delta * (y[t] - new_level - w_back) + (1 - delta) * d_back
+        week[:, t + long] = omega * (y[t] - new_level - d_back) + (1 - omega) * w_back
+        level = new_level
+    for t in range(n, n + horizon):  # states of times before n only (t - short < n)
+        reference[:, t] = day[:, t] + week[:, t]
+    return reference[0] if scalar else reference
+
+
+def recent_level(residual: np.ndarray, tau: float) -> np.ndarray:
+    """Exponentially weighted mean of the last values of ``residual`` (..., time), weight exp(-age / tau)."""
+    age = np.arange(residual.shape[-1])[::-1]
+    weight = np.exp(-age / tau)
+    return (residual * weight).sum(-1) / weight.sum()
+
+
+def fit_smoothing(y: np.ndarray, short: int, long: int, h: int, context: int, tau: float,
+                  origins: int = 20) -> tuple[float, float, float]:
+    """(alpha, delta, omega) of :data:`SMOOTHING_GRID` with the lowest absolute error of the ``h``-step forecasts
+    s + recent level (:func:`recent_level` of the last ``context`` residuals y - s) from the last ``origins``
+    origins of ``y``, ``h`` apart — the forecast the diffusion model refines, scored on the training data."""
+    y = np.asarray(y, np.float64)
+    origins = min(origins, (len(y) - long - context) // h)
+    if origins < 1:
+        raise ValueError(f"y: {len(y)} points leave no origin after a long season ({long}) and a context ({context})")
+    grid = np.asarray(SMOOTHING_GRID).T
+    reference = seasonal_reference(y, short, long, *grid)
+    error = np.zeros(grid.shape[1])
+    for origin in range(len(y) - h * origins, len(y) - h + 1, h):
+        level = recent_level(y[origin - context:origin] - reference[:, origin - context:origin], tau)
+        error += np.abs(y[origin:origin + h] - reference[:, origin:origin + h] - level[:, None]).sum(1)
+    return tuple(float(v) for v in grid[:, int(np.argmin(error))])
