@@ -74,3 +74,23 @@ def test_perturbed_demos_record_the_clean_expert_action():
     np.testing.assert_allclose([expert(o) for o in obs], actions, atol=1e-6)
     with pytest.raises(ValueError, match="perturb"):
         collect_demos("obstacle", 1, perturb=-1.0)
+
+
+def test_collect_demos_keeps_the_successful_expert_episodes_in_seed_order():
+    from polydiff.robotics.data import collect_demos, expert_episode
+
+    demos = collect_demos("obstacle", 2, seed=7)
+    first = next(s for s in range(7, 20) if expert_episode("obstacle", s)[2]["success"])
+    obs, action, info = expert_episode("obstacle", first)
+    np.testing.assert_array_equal(demos.episode(0)[0], obs)
+    np.testing.assert_array_equal(demos.episode(0)[1], action)
+    assert demos.meta["attempts"] >= 2
+
+
+def test_bench_reuses_a_larger_pusht_demo_file_cut_to_its_first_episodes(tmp_path):
+    from polydiff.robotics.bench import pusht_demos
+
+    obs = np.arange(10.0)[:, None].repeat(5, 1)
+    Episodes(obs, obs[:, :2], [3, 6, 10], {"seed": 0, "mode": [0, 0, 0]}).save(tmp_path / "pusht_demos.npz")
+    demos = pusht_demos(tmp_path, 2, seed=0)
+    assert len(demos) == 2 and demos.episode_ends.tolist() == [3, 6] and demos.meta["mode"] == [0, 0]

@@ -90,3 +90,13 @@ def test_chain_log_prob_is_the_mean_clipped_gaussian_density():
     assert lp.shape == (2,)
     assert float(lp[0]) == pytest.approx(-np.log(0.1) - 0.5 * np.log(2 * np.pi), rel=1e-5)
     assert float(lp[1]) == pytest.approx(-5.0)
+
+
+def test_dppo_callback_runs_after_each_iteration_in_eval_mode(demos):
+    torch.manual_seed(0)
+    policy = DiffusionPolicy.from_episodes(demos, channels=(16, 32), horizon=8, n_action_steps=4)
+    policy.fit(demos, TrainConfig(steps=5, batch_size=32, device="cpu"))
+    seen = []
+    history = dppo_finetune(policy, "obstacle", iterations=2, envs=3, steps=3, minibatch_size=512,
+                            update_epochs=1, callback=lambda r: seen.append((r["iteration"], policy.unet.training)))
+    assert seen == [(0, False), (1, False)] and len(history) == 2

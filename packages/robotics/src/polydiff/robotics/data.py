@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Episodes", "sequence_windows", "collect_demos", "load_episodes"]
+__all__ = ["Episodes", "sequence_windows", "collect_demos", "expert_episode", "load_episodes"]
 
 
 @dataclass(frozen=True)
@@ -159,26 +159,13 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
     while kept < episodes:
         if attempt > 10 * episodes + 10:
             raise RuntimeError(f"collect_demos: the {task} expert succeeded only {kept} times in {attempt} tries")
-        obs, info = env.reset(seed=seed + attempt)
-        expert.reset(seed=seed + attempt)
-        shake = np.random.default_rng([seed + attempt, 1])
-        ep_obs, ep_actions = [], []
-        done = False
-        while not done:
-            action = expert(obs)
-            ep_obs.append(np.asarray(obs, np.float64))
-            ep_actions.append(np.asarray(action, np.float64))
-            if perturb:
-                low, high = env.action_space.low, env.action_space.high
-                action = np.clip(action + perturb * shake.standard_normal(action.shape), low, high).astype(np.float32)
-            obs, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
+        ep_obs, ep_actions, info = expert_episode(task, seed + attempt, perturb=perturb, env=env, expert=expert)
         attempt += 1
         if not info.get("success", False):
             continue
-        all_obs += ep_obs
-        all_actions += ep_actions
-        ends.append(len(all_obs))
+        all_obs.append(ep_obs)
+        all_actions.append(ep_actions)
+        ends.append(sum(len(o) for o in all_obs))
         modes.append(int(info.get("side", 0)))
         kept += 1
         if bar is not None:
@@ -187,4 +174,34 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
         bar.close()
     env.close()
     meta = {"task": task, "seed": seed, "noise": noise, "perturb": float(perturb), "attempts": attempt, "mode": modes}
-    return Episodes(np.stack(all_obs), np.stack(all_actions), np.array(ends), meta)
+    return Episodes(np.concatenate(all_obs), np.concatenate(all_actions), np.array(ends), meta)
+
+
+def expert_episode(task: str, seed: int, *, noise: float = 0.0, perturb: float = 0.0, env=None, expert=None):
+    """One expert episode from reset seed ``seed`` (the expert reset with the same seed): its observations
+    (steps, obs_dim), recorded actions (steps, action_dim) and the last step's info (``success``...). ``env`` and
+    ``expert`` may be passed in to reuse them. ``collect_demos`` keeps the successful ones, in seed order."""
+    from .tasks import make_env, make_expert
+
+    own = env is None
+    env = make_env(task) if env is None else env
+    expert = make_expert(task, noise=noise) if expert is None else expert
+    obs, info = env.reset(seed=seed)
+    expert.reset(seed=seed)
+    shake = np.random.default_rng([seed, 1])
+    ep_obs, ep_actions = [], []
+    done = False
+    while not done:
+        action = expert(obs)
+        ep_obs.append(np.asarray(obs, np.float64))
+        ep_actions.append(np.asarray(action, np.float64))
+        if perturb:
+            low, high = env.action_space.low, env.action_space.high
+            action = np.clip(action + perturb * shake.standard_normal(action.shape), low, high).astype(np.float32)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    if own:
+        env.close()
+    if "success" not in info:
+        info = {**info, "success": bool(info.get("is_success", False))}
+    return np.stack(ep_obs), np.stack(ep_actions), info

@@ -65,7 +65,8 @@ def sample_chain(policy: DiffusionPolicy, features: Tensor, grid: Tensor, std: f
     """The stochastic chain from prior noise: states (steps + 1, batch, action_dim, horizon), noise of ``std``
     added at chain steps ``first``, ``first + 1``, ... only; std = 0 gives the deterministic DDIM chunk of
     ``policy.predict_action_chunk(..., solver="ddim")`` on the same grid."""
-    denoiser = policy.denoiser()
+    # the policy's traced inference network when it is in eval mode (gradients are off here): the same UNet
+    denoiser = policy._inference_denoiser if not policy.unet.training else policy.denoiser()
     noise = torch.randn((features.shape[0], policy.action_dim, policy.horizon), generator=generator)
     alpha, sigma = policy.schedule.alpha_sigma(grid[0])
     x = noise * float(torch.sqrt(alpha**2 + sigma**2))
@@ -102,7 +103,8 @@ def _episode(policy, task, envs, seed, grid, std, gamma, generator, first, shapi
     while not done.all():
         alive = np.flatnonzero(~done)
         features = _features(policy, history)
-        states = sample_chain(policy, features[alive], grid, std, generator, first)
+        # the whole batch is sampled (finished environments too), so the traced network sees one shape
+        states = sample_chain(policy, features, grid, std, generator, first)[:, alive]
         chunk = states[-1].clamp(-1, 1).transpose(1, 2)[:, :policy.n_action_steps]
         actions = policy.action_normalizer.unnormalize(chunk.double().numpy())
         reward, discount = np.zeros(len(alive)), np.ones(len(alive))
@@ -165,10 +167,11 @@ def dppo_finetune(policy: DiffusionPolicy, task: str, *, iterations: int = 20, e
                   gamma: float = 0.99, gae_lambda: float = 0.95, gamma_denoising: float = 0.99,
                   log_prob_floor: float = -5.0, max_grad_norm: float = 1.0, shaping: float = 0.0,
                   seed: int = TRAIN_SEED,
-                  log=None) -> list[dict]:
+                  log=None, callback=None) -> list[dict]:
     """Fine-tune ``policy`` in place with DPPO on ``task`` (see the module docstring); returns one record per
     iteration (training success rate of its exploring episodes, update statistics). ``steps``: the DDIM chain's
-    length (the evaluated sampler's, on its trailing grid ending at t = 0)."""
+    length (the evaluated sampler's, on its trailing grid ending at t = 0). ``callback(record)``, if given, runs
+    after each iteration with the policy in eval mode (e.g. a validation rollout and a checkpoint)."""
     check_task(task)
     if not isinstance(policy, DiffusionPolicy):
         raise ValueError(f"policy: expected a DiffusionPolicy, got {type(policy).__name__}")
@@ -247,6 +250,9 @@ def dppo_finetune(policy: DiffusionPolicy, task: str, *, iterations: int = 20, e
         history.append(record)
         if log is not None:
             log(record)
+        if callback is not None:
+            policy.eval()
+            callback(record)
     policy.eval()  # also drops the traced inference graph recorded before fine-tuning
     return history
 
