@@ -250,7 +250,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
 
     # ---------------------------------------------------------------- Push-T
     if budget["pusht_demos"]:
-        _pusht_rows(budget, seed, runs, args.fresh, row, paths)
+        _pusht_rows(budget, seed, runs, args.fresh, row, paths, out)
 
     figures = _figures(out, paths)
     wall = (time.perf_counter() - started) / 60
@@ -270,7 +270,7 @@ def dppo_start_name(budget: dict) -> str:
         f"dppo_pretrained_{budget['dppo_demos']}demos_noise{noise:g}"
 
 
-def _pusht_rows(budget, seed, runs, fresh, row, paths) -> None:
+def _pusht_rows(budget, seed, runs, fresh, row, paths, out: Path) -> None:
     from .evaluate import chunk_latency_ms
 
     demos = pusht_demos(runs, budget["pusht_demos"], seed)
@@ -286,6 +286,12 @@ def _pusht_rows(budget, seed, runs, fresh, row, paths) -> None:
                                                  solver=solver, steps=steps)
         row(f"Diffusion Policy ({label})", metrics, task=PUSHT, nfe=steps, train_minutes=minutes, episodes=episodes,
             train_device=trained_record(runs, "pusht_diffusion_policy").get("device", "cpu"))
+    # one rendered rollout of the first evaluation episode (DDIM-10), every 5th frame at a quarter of the size
+    from .evaluate import rollout
+    from .video import write_video
+
+    frames = rollout(policy, "pusht", 1, render=1, solver="ddim", steps=10)["frames"][0]
+    write_video(out / "robotics-pusht-rollout.gif", [f[::4, ::4] for f in frames[::5]])
     for name, label in (("pusht_mlp_bc", "MLP BC (1-step MSE)"), ("pusht_chunked_mlp", "chunked MLP (Ta-step MSE)")):
         model, minutes = models[name]
         metrics = _evaluate_row(model, f"Push-T {label}", n, paths, task="pusht")
@@ -337,6 +343,8 @@ def _figures(out: Path, paths: dict) -> list[str]:
                 frames.append(env.render(96))
         write_video(out / "robotics-obstacle-rollout.gif", frames)
         names.append("robotics-obstacle-rollout.gif")
+    if (out / "robotics-pusht-rollout.gif").exists() and "Push-T Diffusion Policy DDIM-10" in paths:
+        names.append("robotics-pusht-rollout.gif")
     return names
 
 
