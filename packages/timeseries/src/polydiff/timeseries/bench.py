@@ -106,12 +106,24 @@ def _series_budget(budget: dict, name: str, windows: int | None = None) -> dict:
 def model_scale(info, df: pd.DataFrame) -> dict:
     """How the default CSDI models a series (``transform="auto"``, ``log="auto"``, resolved on the data before
     the first test window): {"lag": seasonal-difference lag or 0, "log": bool}, plus "seasons" (the seasons whose
-    median profile is the reference) where the difference takes more than one."""
+    median profile is the reference) where the difference takes more than one, "transform": "double_seasonal"
+    where the hidden season's residual is that of double seasonal smoothing, and "scaling" where the window
+    scaling is not "window"."""
     forecaster = _ours_forecaster("csdi", info, {"train_steps": 1, "dim": 8, "depth": 1, "num_samples": 1,
                                                  "sample_steps": 1}, 0)
     before_test = df["y"].to_numpy(np.float64)[:len(df) - info.h * N_WINDOWS]
     lag, log, seasons = forecaster._choose([before_test])
-    return {"lag": int(lag), "log": bool(log)} | ({"seasons": int(seasons)} if lag and seasons > 1 else {})
+    scale = {"lag": int(lag), "log": bool(log)}
+    if lag and forecaster._smooths(lag):
+        scale["transform"] = "double_seasonal"
+    elif lag and seasons > 1:
+        scale["seasons"] = int(seasons)
+    scaling = forecaster.config.scaling
+    if scaling == "auto":
+        scaling = "level" if lag and forecaster.config.transform == "auto" else "window"
+    if scaling != "window":
+        scale["scaling"] = scaling
+    return scale
 
 
 def _cache_key(method: str, budget: dict, quick: bool, seed: int, points: int, scale: dict | None = None) -> dict:
@@ -564,8 +576,12 @@ def _scale_text(budget: dict) -> str:
     for name, scale in scales.items():
         seasons = scale.get("seasons", 1)
         reference = (f"the median of the last {seasons} seasons" if seasons > 1 else "seasonal naive")
-        what = [w for w, on in (("log scale", scale["log"]), (f"residual of {reference} at {scale['lag']}",
-                                                              scale["lag"])) if on]
+        residual = f"residual of {reference} at {scale['lag']}"
+        if scale.get("transform") == "double_seasonal":
+            residual = f"residual of double seasonal exponential smoothing (week {scale['lag']})"
+        level = "window location the recent level (exponential weights, tau = h / 8)"
+        what = [w for w, on in (("log scale", scale["log"]), (residual, scale["lag"]),
+                                (level, scale.get("scaling") == "level")) if on]
         parts.append(f"{name}: {' + '.join(what) if what else 'as is'}")
     return "; ".join(parts)
 
@@ -582,11 +598,12 @@ def _preamble(budget: dict, quick: bool, from_cache: list[str]) -> str:
               f"schedule; {budget['num_samples']} sample paths, {budget['sample_steps']} solver steps; trained once "
               "on each series before the first test window (cross_validation(refit=False)); context "
               "max(3 h, 3 x season) steps, per-window scaling by the context's mean and std. CSDI runs its "
-              "defaults transform='auto' and log='auto', resolved on the data before the first test window: "
-              "the log scale where Guerrero's rule finds the seasonal spread growing with the level, and the "
-              "residual of a seasonal-naive forecast at a calendar season the context cannot see (the week of "
-              "sub-daily data)" + (f" — {_scale_text(budget)}" if _scale_text(budget) else "") + "; TSDiff and "
-              "Diffusion-TS model every series as is.",
+              "defaults transform='auto', scaling='auto' and log='auto', resolved on the data before the first "
+              "test window: the log scale where Guerrero's rule finds the seasonal spread growing with the level, "
+              "and, at a calendar season the context cannot see (the week of sub-daily data), the residual of "
+              "double seasonal exponential smoothing (day and week profiles, parameters fitted on the training "
+              "part), scaled around its recent level" + (f" — {_scale_text(budget)}" if _scale_text(budget) else "")
+              + "; TSDiff and Diffusion-TS model every series as is.",
               "- val_wql: the wQL of the same trained network and solver on up to 5 windows of h that end at the "
               "first test cutoff (airline: 3, as its length allows), forecast like the test windows. The network "
               "was trained on those windows, so the score is in-sample for its weights, but no test window is "

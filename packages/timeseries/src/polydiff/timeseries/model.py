@@ -42,7 +42,7 @@ TRANSFORMS = ("auto", "none", "seasonal_diff", "double_seasonal")
 #: seasons whose median profile ``transform="auto"`` subtracts at its hidden season (``seasons=None``)
 AUTO_SEASONS = 1
 #: what ``transform="auto"`` removes at a hidden season: "seasonal_diff" or "double_seasonal"
-AUTO_TRANSFORM = "seasonal_diff"
+AUTO_TRANSFORM = "double_seasonal"
 #: long seasons of history that start the states of ``transform="double_seasonal"`` before the context
 SMOOTHING_SEASONS = 3
 LOGS = ("auto", True, False)
@@ -72,19 +72,27 @@ class ForecasterConfig:
     [min(min_train_steps, train_steps), train_steps] — ``train_steps`` becomes the ceiling (see
     :func:`epoch_train_steps`).
     dim, depth, heads: network size. num_timesteps: diffusion steps of the CSDI schedule. scaling: "window"
-    (per-window mean/std of the conditioning values), "trend" (per-window least-squares line through the
-    conditioning values and the std around it; the line is extrapolated over the horizon) or "series"
-    (training-series mean/std). transform: "none", "seasonal_diff" (the model sees y_t - y_{t-season}, the
-    residual of a seasonal-naive forecast; sample paths are integrated back from the observed history, so
-    forecasts are in data units) or "auto" (default): the residual at the longest calendar season beyond the main
-    one that the context cannot see (see :func:`.data.calendar_seasons`: the week of sub-daily data — 336 steps at
-    30min with a context of 144, 168 hourly with 72; daily and coarser data have no such season and are not
-    differenced), provided every series holds context + h + (seasons + 1) such seasons, else "none". season: the
-    lag of "seasonal_diff" (None: the main season of ``freq``, see :func:`.data.season_length`). seasons: the
-    reference of the seasonal difference is the median of the values 1, ..., ``seasons`` seasons back (a robust
-    seasonal profile; None: 1, the seasonal-naive forecast). log: True models log(y) (sample paths
-    are exponentiated back), False y itself, "auto" (default) decides from the training data by
-    :func:`.data.prefers_log` (Guerrero's rule: positive series whose seasonal spread grows with the level).
+    (per-window mean/std of the conditioning values), "level" (the location is the exponentially weighted mean of
+    the conditioning values, weights exp(-age / ``level_steps``), None: h / 8 — the recent level — and the scale
+    their std), "trend" (per-window least-squares line through the conditioning values and the std around it; the
+    line is extrapolated over the horizon), "series" (training-series mean/std) or "auto" (default): "level" where
+    "auto" removed a hidden season (below), else "window". transform: "none", "seasonal_diff" (the model sees
+    y_t - y_{t-season}, the residual of a seasonal-naive forecast; sample paths are integrated back from the
+    observed history, so forecasts are in data units), "double_seasonal" (the model sees y_t - s_t, s_t the
+    seasonal part of the one-step forecast of double seasonal exponential smoothing with the main season of
+    ``freq`` and ``season`` (None: the week), its smoothing parameters fitted on each training series, see
+    :mod:`.baseline`; s_t is added back to the sample paths; needs h <= the main season) or "auto" (default): at
+    the longest calendar season beyond the main one that the context cannot see (see
+    :func:`.data.calendar_seasons`: the week of sub-daily data — 336 steps at 30min with a context of 144, 168
+    hourly with 72; daily and coarser data have no such season and are modelled as they are), "double_seasonal"
+    (or, with ``seasons`` given or h beyond the main season, "seasonal_diff" at that season), provided every
+    series holds context + h + 4 such seasons (``seasons`` + 1 for "seasonal_diff"), else "none". season: the
+    lag of "seasonal_diff" (None: the main season of ``freq``, see :func:`.data.season_length`) or the long
+    season of "double_seasonal". seasons: the reference of the seasonal difference is the median of the values
+    1, ..., ``seasons`` seasons back (a robust seasonal profile; None: 1, the seasonal-naive forecast). log: True
+    models log(y) (sample paths are exponentiated back), False y itself, "auto" (default) decides from the
+    training data by :func:`.data.prefers_log` (Guerrero's rule: positive series whose seasonal spread grows with
+    the level).
     multivariate: model the series jointly (they must share timestamps). alias: the output column name.
     checkpoint_dir: Trainer checkpoints (a killed fit resumes there). device: torch device for training and
     sampling.
@@ -110,7 +118,7 @@ class ForecasterConfig:
     depth: int = 2
     heads: int = 4
     num_timesteps: int = 50
-    scaling: str = "window"
+    scaling: str = "auto"
     level_steps: float | None = None
     transform: str = "auto"
     season: int | None = None
@@ -331,8 +339,8 @@ class DiffusionForecaster:
         if c.transform == "double_seasonal":
             return True
         main = season_length(c.freq)
-        return (c.transform == "auto" and AUTO_TRANSFORM == "double_seasonal" and bool(lag) and c.h <= main
-                and lag % main == 0)
+        return (c.transform == "auto" and AUTO_TRANSFORM == "double_seasonal" and c.seasons is None and bool(lag)
+                and c.h <= main and lag % main == 0)
 
     def _residual(self, y: np.ndarray, uid) -> np.ndarray:
         """y (model scale) -> what the network sees: the seasonal difference, or y minus the seasonal part of
@@ -343,11 +351,16 @@ class DiffusionForecaster:
         reference = seasonal_reference(y, season_length(self.config.freq), self.lag, alpha, delta, omega)
         return (y - reference)[self.span:]
 
-    def _restore(self, histories: np.ndarray, samples: np.ndarray, ids: list) -> np.ndarray:
-        """Undo :meth:`_residual` on sample paths (series, samples, h), histories (series, span + context) the
-        observed values (model scale) before the forecast."""
+    def _tail(self, y: np.ndarray) -> np.ndarray:
+        """The history a forecast needs: the last context + :attr:`span` values, or all of them where the model
+        sees the residual of double seasonal smoothing (its states run over the whole history, as in training)."""
+        return y if self.smoothing else y[-(self.config.resolved_context + self.span):]
+
+    def _restore(self, histories: list, samples: np.ndarray, ids: list) -> np.ndarray:
+        """Undo :meth:`_residual` on sample paths (series, samples, h), histories (per series, at least span +
+        context values) the observed values (model scale) before the forecast."""
         if not self.smoothing:
-            return _integrate(histories[:, -self.span:], samples, self.lag)
+            return _integrate(np.stack([y[-self.span:] for y in histories]), samples, self.lag)
         main, h = season_length(self.config.freq), samples.shape[-1]
         future = np.stack([seasonal_reference(y, main, self.lag, *self._state["smoothing"][str(uid)],
                                               horizon=h)[-h:] for y, uid in zip(histories, ids, strict=True)])
@@ -505,7 +518,7 @@ class DiffusionForecaster:
         self.network = trainer.ema_model.eval()
         self._state.update({
             "ids": ids, "num_series": num_series, "num_covariates": int(tensors[2].shape[1]),
-            "tails": {uid: y[-(c.resolved_context + span):].tolist() for uid, y in zip(ids, raw, strict=True)},
+            "tails": {uid: self._tail(y).tolist() for uid, y in zip(ids, raw, strict=True)},
             "last_ds": {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)},
             "tail_exog": {uid: (x[-c.resolved_context:].tolist() if x is not None else None)
                           for uid, x in zip(ids, exogs, strict=True)},
@@ -559,11 +572,11 @@ class DiffusionForecaster:
         values, cond, sides, futures = [], [], [], []
         for uid in ids:
             span = self.span
-            history = np.asarray(tails[uid], np.float64)[-(c.resolved_context + span):]
+            history = self._tail(np.asarray(tails[uid], np.float64))
             if len(history) < c.resolved_context + span:
                 raise ValueError(f"df: series {uid!r} has {len(history)} points, fewer than context_length = "
                                  f"{c.resolved_context}" + (f" + season {span}" if span else ""))
-            history = self._residual(self._forward(history, uid), uid)
+            history = self._residual(self._forward(history, uid), uid)[-c.resolved_context:]
             stamps = pd.date_range(end=pd.Timestamp(last_ds[uid]), periods=c.resolved_context, freq=offset)
             future = pd.date_range(stamps[-1] + offset, periods=c.h, freq=offset)
             exog = None
@@ -587,8 +600,7 @@ class DiffusionForecaster:
             samples = self._sample(values[:, None], cond[:, None], sides, ids)[:, :, 0]
         samples = samples[:, :, -self.config.h:]
         if self.lag:
-            length = self.config.resolved_context + self.span
-            history = np.stack([self._forward(np.asarray(tails[uid], np.float64)[-length:], uid) for uid in ids])
+            history = [self._forward(self._tail(np.asarray(tails[uid], np.float64)), uid) for uid in ids]
             samples = self._restore(history, samples, ids)
         if self.log:
             logs = [self._forward(np.asarray(tails[uid], np.float64)[-self.config.resolved_context:], uid)
@@ -674,7 +686,7 @@ class DiffusionForecaster:
                                      + (f" + season {span}" if span else ""))
                 self._fit(history.reset_index(drop=True))
             ids, values, stamps, exogs = self._series(history)
-            tails = {uid: y[-(self.config.resolved_context + self.span):]
+            tails = {uid: self._tail(y)
                      for uid, y in zip(ids, values, strict=True)}
             last = {uid: str(ds[-1]) for uid, ds in zip(ids, stamps, strict=True)}
             tail_exog = {uid: x for uid, x in zip(ids, exogs, strict=True)}
