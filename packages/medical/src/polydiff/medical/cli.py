@@ -108,8 +108,9 @@ def _train_prior(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ValueError(f"--out: {args.out} exists; pass --force to overwrite it")
-    options = {"task": "recon", "channels": RECON_CHANNELS, "batch_size": 16} if args.task == "recon" else {}
-    prior = SlicePrior(train_steps=args.steps, seed=args.seed, device=args.device, checkpoint_dir=args.checkpoint_dir,
+    options = {"task": "recon", "channels": RECON_CHANNELS} if args.task == "recon" else {}
+    prior = SlicePrior(train_steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                       checkpoint_dir=args.checkpoint_dir,
                        num_workers=args.workers, **options).fit(*training_set(), progress=not args.quiet)
     prior.config = PriorConfig(**{**asdict(prior.config), "device": None, "checkpoint_dir": None, "num_workers": 0})
     prior.save_pretrained(out)
@@ -182,5 +183,6 @@ def register(subparsers) -> None:
     train.add_argument("--checkpoint-dir", default=None,
                        help="Trainer checkpoints; a rerun resumes there, a larger --steps continues a finished run")
     train.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    train.add_argument("--batch-size", type=int, default=8, help="training batch size")
     common(train, "output folder (safetensors + JSON)")
     train.set_defaults(func=_train_prior)

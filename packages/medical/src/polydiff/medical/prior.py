@@ -27,7 +27,7 @@ __all__ = ["PriorConfig", "SlicePrior", "check_sampling", "known_channel", "trai
            "denormalise"]
 
 TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
-RECON_CHANNELS = (32, 64, 128)  # the U-Net widths of the reconstruction-conditioned prior
+RECON_CHANNELS = (16, 32, 64)  # the U-Net widths of the reconstruction-conditioned prior
 TEST_SLICES = (6, 7, 8, 9)
 
 
@@ -139,8 +139,8 @@ class PriorConfig:
     checkpoints (a rerun resumes there; a larger ``train_steps`` continues a finished run from its last
     checkpoint, the cosine learning-rate schedule stretched to the new length); checkpoint_every (None: a tenth
     of train_steps, at least 50); task: "inpaint" (the condition above) or "recon" (a reconstruction-conditioned
-    model: one condition channel, the zero-filled image of the slice undersampled by a random Cartesian line mask
-    at one of ``accelerations``, whole slices, image and condition normalised by the zero-filled image's
+    model: one condition channel, the zero-filled image of the whole slice undersampled by a random Cartesian line
+    mask at one of ``accelerations``, then a random crop of both; image and condition normalised by the zero-filled image's
     percentiles as :func:`~polydiff.medical.recon.reconstruct` does); num_workers: data-loading processes;
     clip_x0: None, or the bound the sampling denoisers clip their x0 estimates to (slices normalised by their
     0.5 / 99.5 percentiles reach 3-8 in bright CSF, so a bound near 1 caps what the prior can return)."""
@@ -276,10 +276,12 @@ def zero_filled_pair(image: np.ndarray, line_mask: np.ndarray) -> tuple[np.ndarr
 class _Undersampled(torch.utils.data.Dataset):
     """Whole slices, flipped and transposed at random, each undersampled by a fresh random Cartesian line mask
     (core's ``fourier_line_mask``, 8 % centre lines) at one of ``accelerations``: items (target, {"cond":
-    zero-filled}) as :func:`zero_filled_pair` maps them."""
+    zero-filled}) as :func:`zero_filled_pair` maps them, cropped at random to ``crop`` x ``crop`` (None: whole)."""
 
-    def __init__(self, images: np.ndarray, length: int, seed: int, accelerations: tuple[float, ...]):
+    def __init__(self, images: np.ndarray, length: int, seed: int, accelerations: tuple[float, ...],
+                 crop: int | None = None):
         self.images, self.length, self.seed, self.accelerations, self.draws = images, length, seed, accelerations, 0
+        self.crop = crop
 
     def __len__(self):
         return self.length
@@ -299,6 +301,9 @@ class _Undersampled(torch.utils.data.Dataset):
         acceleration = self.accelerations[int(rng.integers(len(self.accelerations)))]
         lines = fourier_line_mask(image.shape[0], acceleration, 0.08, "random", int(rng.integers(2**31))).numpy()
         target, condition = zero_filled_pair(np.ascontiguousarray(image), lines)
+        if self.crop is not None and self.crop < min(image.shape):
+            i, j = (int(rng.integers(n - self.crop + 1)) for n in image.shape)
+            target, condition = (np.ascontiguousarray(a[i:i + self.crop, j:j + self.crop]) for a in (target, condition))
         return (torch.from_numpy(target).float()[None], {"cond": torch.from_numpy(condition).float()[None]})
 
 
@@ -356,7 +361,8 @@ class SlicePrior:
         if recon and not config.conditional:
             raise ValueError("conditional: task 'recon' needs conditional=True")
         if recon:
-            data = _Undersampled(images, config.train_steps * config.batch_size, config.seed, config.accelerations)
+            data = _Undersampled(images, config.train_steps * config.batch_size, config.seed, config.accelerations,
+                                 crop)
         else:
             data = _Crops(torch.from_numpy(images)[:, None], brains, crop, config.train_steps * config.batch_size,
                           config.seed, conditional=config.conditional, uncond_fraction=config.uncond_fraction,
