@@ -87,15 +87,16 @@ def _train_config(steps: int, batch: int, seed: int, checkpoint_dir: Path, devic
 
 
 def _trained(name: str, build, episodes, steps: int, batch: int, seed: int, runs: Path, fresh: bool,
-             device: str = "cpu"):
+             device: str = "cpu", tag: dict | None = None):
     """Train (or reuse) a model; returns (model, train_minutes). The core Trainer's checkpoints under
     runs/checkpoints/<name> let an interrupted training resume exactly. The record beside the model keeps its
-    steps, seed, train_minutes and the device it was trained on."""
+    steps, seed, train_minutes, the device it was trained on and ``tag`` (what else must match for a reuse: the
+    number of demonstrations, the network's width...)."""
     model_dir, record = runs / "models" / name, runs / "models" / f"{name}.json"
     model = build()
     if model_dir.exists() and record.exists() and not fresh:
         saved = json.loads(record.read_text())
-        if saved.get("steps") == steps and saved.get("seed") == seed:
+        if saved.get("steps") == steps and saved.get("seed") == seed and saved.get("tag") == tag:
             return type(model).from_pretrained(model_dir), saved["train_minutes"]
     print(f"[robotics] training {name} ({steps} steps on {device})", flush=True)
     start = time.perf_counter()
@@ -104,7 +105,8 @@ def _trained(name: str, build, episodes, steps: int, batch: int, seed: int, runs
     minutes = (time.perf_counter() - start) / 60
     model = model.cpu()
     model.save_pretrained(model_dir)
-    record.write_text(json.dumps({"steps": steps, "seed": seed, "train_minutes": minutes, "device": device}))
+    record.write_text(json.dumps({"steps": steps, "seed": seed, "train_minutes": minutes, "device": device,
+                                  **({"tag": tag} if tag is not None else {})}))
     return model.eval(), minutes
 
 
@@ -153,7 +155,8 @@ def pusht_models(demos, budget: dict, seed: int, runs: Path, fresh: bool, device
              "pusht_mlp_bc": (lambda: MLPPolicy.from_episodes(demos, n_action_steps=1), budget["pusht_mlp_steps"]),
              "pusht_chunked_mlp": (lambda: MLPPolicy.from_episodes(
                  demos, n_action_steps=budget["pusht_policy"]["n_action_steps"]), budget["pusht_mlp_steps"])}
-    return {name: _trained(name, build, demos, steps, budget["pusht_batch"], seed, runs, fresh, device)
+    tag = {"demos": len(demos), "policy": budget["pusht_policy"]}
+    return {name: _trained(name, build, demos, steps, budget["pusht_batch"], seed, runs, fresh, device, tag)
             for name, (build, steps) in specs.items() if only is None or name in only}
 
 
