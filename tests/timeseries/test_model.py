@@ -174,6 +174,9 @@ def test_diffusion_ts_components_layout():
     assert parts["ds"].iloc[-1] == pd.Timestamp("2003-08-01")
     with pytest.raises(ValueError, match="^model"):
         DiffusionForecaster(h=4, freq="MS", context_length=8, **TINY).fit(sine_frame(n=40)).components()
+    with pytest.raises(ValueError, match="^transform"):  # the decomposition is of window-scaled values
+        DiffusionForecaster(model="diffusion_ts", h=4, freq="MS", context_length=8, scaling="level",
+                            **TINY).fit(sine_frame(n=40)).components()
 
 
 def test_impute_recovers_a_sine_with_block_gaps():

@@ -755,7 +755,7 @@ class DiffusionForecaster:
                              f"{self.config.model!r}")
         if self.config.multivariate:
             raise ValueError("multivariate: components() works on univariate models")
-        if self.lag or self.log or self.config.scaling == "trend":
+        if self.lag or self.log or self.scaling in ("trend", "level"):
             raise ValueError("transform: components() needs a model fitted without seasonal differencing or log "
                              "scale (transform='none', log=False) and scaling 'window' or 'series'")
         s, c = self._state, self.config
