@@ -84,7 +84,7 @@ def _eval(args: argparse.Namespace) -> int:
         from .video import write_video
 
         write_video(args.render, result["frames"][0])
-    summary = {k: result[k] for k in ("success", "mode_left", "overlap") if k in result}
+    summary = {k: result[k] for k in ("success", "mode_left", "overlap", "final_distance") if k in result}
     summary["episodes"] = args.episodes
     print(json.dumps(summary))
     return 0
@@ -96,8 +96,9 @@ def register(subparsers) -> None:
     commands = parser.add_subparsers(dest="robotics_command", required=True)
 
     demos = commands.add_parser("demos", help="roll out a task's expert and write an episode dataset (.npz)")
-    demos.add_argument("--task", default="obstacle", choices=["obstacle", "pusht"],
-                       help="task: obstacle (MuJoCo ObstacleReach) or pusht (gym-pusht, needs the pusht extra)")
+    demos.add_argument("--task", default="obstacle", choices=["obstacle", "pusht", "pusher"],
+                       help="task: obstacle (MuJoCo ObstacleReach), pusht (gym-pusht, needs the pusht extra) or "
+                            "pusher (gymnasium's Pusher-v5 arm)")
     demos.add_argument("-n", type=int, default=100, help="number of successful episodes to keep")
     demos.add_argument("--seed", type=int, default=0, help="first reset seed (episodes use seed, seed + 1, ...)")
     demos.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise std of the expert")
@@ -128,7 +129,7 @@ def register(subparsers) -> None:
     evaluate = commands.add_parser("eval", help="seeded closed-loop evaluation of a saved policy")
     evaluate.add_argument("policy", help="policy folder written by `polydiff robotics train`")
     evaluate.add_argument("--episodes", type=int, default=50, help="number of seeded episodes")
-    evaluate.add_argument("--task", default=None, choices=["obstacle", "pusht"],
+    evaluate.add_argument("--task", default=None, choices=["obstacle", "pusht", "pusher"],
                           help="task (default: the one recorded with the policy)")
     evaluate.add_argument("--seed", type=int, default=None,
                           help="first reset seed (default 100000, disjoint from the demonstration seeds)")

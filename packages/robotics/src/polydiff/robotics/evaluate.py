@@ -23,7 +23,8 @@ def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act
         a callable ``act(obs (batch, obs_dim), envs) -> actions (batch, action_dim)`` (used by planners).
     render: record frames of the first ``render`` episodes (``env.render()``; for videos).
     Returns {"success", "mode_left" (share of episodes that passed the wall on the left, ObstacleReach),
-    "overlap" (mean final coverage, Push-T), "per_episode": {...}, "paths": [(steps, 2) agent positions],
+    "overlap" (mean final coverage, Push-T), "final_distance" (mean final object-goal distance, Pusher),
+    "per_episode": {...}, "paths": [(steps, 2) agent positions],
     "frames": [...]}.
     """
     check_task(task)
@@ -59,6 +60,10 @@ def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act
         result["mode_left"] = float(np.mean(sides == -1))
         result["mode_right"] = float(np.mean(sides == 1))
         result["per_episode"]["side"] = sides.tolist()
+    elif task == "pusher":
+        distance = np.array([float(info["distance"]) for info in infos])
+        result["final_distance"] = float(distance.mean())
+        result["per_episode"]["distance"] = distance.tolist()
     else:
         coverage = np.array([float(info.get("coverage", 0.0)) for info in infos])
         result["overlap"] = float(coverage.mean())

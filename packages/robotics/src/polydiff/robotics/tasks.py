@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["TASKS", "make_env", "make_expert", "check_task"]
 
-TASKS = ("obstacle", "pusht")
+TASKS = ("obstacle", "pusht", "pusher")
 
 
 def check_task(task: str) -> str:
@@ -14,12 +14,17 @@ def check_task(task: str) -> str:
 
 
 def make_env(task: str, **kwargs):
-    """A fresh gymnasium environment of ``task`` (Push-T needs the ``pusht`` extra: gym-pusht)."""
+    """A fresh gymnasium environment of ``task`` (Push-T needs the ``pusht`` extra: gym-pusht; pusher is
+    gymnasium's Pusher-v5 with a success flag)."""
     check_task(task)
     if task == "obstacle":
         from .envs.obstacle import ObstacleReachEnv
 
         return ObstacleReachEnv(**kwargs)
+    if task == "pusher":
+        from .envs.pusher import make_pusher
+
+        return make_pusher(**kwargs)
     from .envs.pusht import make_pusht
 
     return make_pusht(**kwargs)
@@ -32,6 +37,10 @@ def make_expert(task: str, noise: float = 0.0):
         from .envs.obstacle import ObstacleReachExpert
 
         return ObstacleReachExpert(noise=noise)
+    if task == "pusher":
+        from .envs.pusher import PusherExpert
+
+        return PusherExpert(noise=noise)
     from .envs.pusht import PushTExpert
 
     return PushTExpert(noise=noise)

@@ -1,0 +1,196 @@
+"""The arm task: gymnasium's Pusher-v5 (a 7-DoF arm pushes a cylinder onto a fixed goal), with a success flag and
+a scripted expert.
+
+Pusher-v5 has no success criterion of its own (its reward is the negative object-goal distance, the negative
+fingertip-object distance and a torque penalty). Here an episode succeeds when the object's centre ends within
+``GOAL_RADIUS`` = 0.08 m of the goal's, the radius of the environment's red goal disk (pusher.xml), i.e. the
+object's centre ends on the disk. The wrapper adds ``distance`` (object to goal, m) and ``success`` to every
+step's info. Observation (23,): joint angles (7), joint velocities (7), fingertip, object and goal positions
+(3 each). Action (7,): joint torques in [-2, 2]. 100 steps of 0.05 s.
+
+The expert (:class:`PusherExpert`) works on a private copy of the environment's own MuJoCo model, set to the
+observed state (the arm's joints and the object's position; the object starts at rest). Only the wrist's fork, a
+U of three capsules 0.16 m wide inside, collides with the object, so the expert lowers the open U over the object
+(U horizontal, its prongs across the object-to-goal line) and pushes it with the inside of the trailing prong:
+
+1. bounded least-squares inverse kinematics (multi-start) for two poses, the U 0.07 m above the object and the U
+   round it, the contact point a few centimetres behind the object's centre on the goal-object line;
+2. computed-torque joint control (mass matrix times a PD acceleration, plus the bias forces ``qfrc_bias``) to
+   the first pose, then the second;
+3. operational-space control of the contact point and the U's orientation (Jacobian ``mj_jac``, the
+   operational-space inertia, bias compensation, null-space damping), its target ``LEAD`` ahead of the object's
+   centre towards the goal, re-aimed every step.
+
+Why the expert is not always fast enough: the object weighs 8 mg (its density is 1e-5) while its slide joints
+carry 0.04 of armature and a damping of 0.5 N s/m. MuJoCo scales a contact's softness by the bodies' mass, so a
+contact with the object is very soft: at a penetration of 0.05 m it pushes with about 0.02 N, and the object
+moves at about 0.04 m/s. The expert therefore presses the prong as deep as it can without the object slipping
+through (``LEAD``); objects far from the goal cannot be pushed onto it in the 5 s episode.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+__all__ = ["make_pusher", "PusherExpert", "GOAL_RADIUS", "OBS_DIM"]
+
+GOAL_RADIUS = 0.08
+OBS_DIM = 23
+_GOAL = np.array([0.45, -0.05])  # the goal body's position in pusher.xml (the environment never moves it)
+_OBJECT_Z = -0.275
+_UP = np.array([0.0, 0.0, 1.0])
+# the object's centre in the wrist frame when it touches the inside of the trailing prong (the prong at y = -0.1
+# of radius 0.02, the object of radius 0.05), half-way along the prong
+_CONTACT = np.array([0.05, -0.03, 0.0])
+HOVER = 0.07   # m above the object for the first pose
+LEAD = 0.07    # m: the contact point's target ahead of the object's centre while pushing
+BACK = 0.04    # m: the contact point's distance behind the object's centre at the second pose
+
+
+class _PusherSuccess(gym.Wrapper):
+    """Adds ``distance`` (object centre to goal centre, m) and ``success`` (distance <= GOAL_RADIUS) to info."""
+
+    def _flag(self, obs, info):
+        distance = float(np.linalg.norm(np.asarray(obs)[17:19] - np.asarray(obs)[20:22]))
+        return {**info, "distance": distance, "success": distance <= GOAL_RADIUS}
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return obs, self._flag(obs, info)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._flag(obs, info)
+
+
+def make_pusher(render_mode: str | None = None, max_episode_steps: int = 100):
+    """Pusher-v5 (100 steps) with the success flag of the module docstring."""
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
+    if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps: expected a positive integer, got {max_episode_steps!r}")
+    kwargs = {"width": 160, "height": 160} if render_mode else {}
+    return _PusherSuccess(gym.make("Pusher-v5", render_mode=render_mode, max_episode_steps=max_episode_steps,
+                                   **kwargs))
+
+
+class PusherExpert:
+    """The scripted pusher of the module docstring: ``reset(seed)``; ``expert(obs) -> torques (7,)``.
+    ``noise``: Gaussian noise (std, N m) added to each torque, for imperfect demonstrations."""
+
+    def __init__(self, noise: float = 0.0, *, hover: float = HOVER, lead: float = LEAD, back: float = BACK,
+                 starts: int = 6):
+        for name, value in (("noise", noise), ("hover", hover), ("lead", lead), ("back", back)):
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a finite value >= 0, got {value!r}")
+        if isinstance(starts, bool) or not isinstance(starts, int) or starts < 0:
+            raise ValueError(f"starts: expected an integer >= 0, got {starts!r}")
+        self.noise, self.hover, self.lead, self.back, self.starts = float(noise), hover, lead, back, starts
+        env = gym.make("Pusher-v5")
+        self.model = env.unwrapped.model
+        env.close()
+        self.data, self._ik = mujoco.MjData(self.model), mujoco.MjData(self.model)
+        self.wrist = self.model.body("r_wrist_roll_link").id
+        self.low, self.high = self.model.jnt_range[:7, 0].copy(), self.model.jnt_range[:7, 1].copy()
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.phase, self.poses = 0, None
+
+    @staticmethod
+    def orientation(direction: np.ndarray) -> np.ndarray:
+        """The wrist's target rotation: the U horizontal, its y axis (across the prongs) along ``direction``."""
+        return np.stack([np.cross(direction, _UP), direction, _UP], 1)
+
+    def _state(self, obs: np.ndarray) -> None:
+        """Set the private copy to the observed state (the object at rest) and compute its kinematics."""
+        d = self.data
+        d.qpos[:7], d.qvel[:7] = obs[:7], obs[7:14]
+        d.qpos[7], d.qpos[8] = obs[18] - _GOAL[1], obs[17] - _GOAL[0]  # obj_slidey, obj_slidex
+        d.qvel[7:] = 0.0
+        mujoco.mj_forward(self.model, d)
+
+    def solve(self, q0: np.ndarray, position: np.ndarray, rotation: np.ndarray) -> tuple[np.ndarray, float]:
+        """Joint angles (within the limits) putting the contact point at ``position`` with the wrist at
+        ``rotation``: bounded least squares from ``q0`` and ``starts`` random starts; also the residual norm."""
+        from scipy.optimize import least_squares
+
+        m, d = self.model, self._ik
+
+        def residual(q):
+            d.qpos[:7] = q
+            mujoco.mj_kinematics(m, d)
+            frame = d.xmat[self.wrist].reshape(3, 3)
+            point = d.xpos[self.wrist] + frame @ _CONTACT
+            return np.concatenate([point - position, 0.15 * (frame - rotation).ravel()])
+
+        best = None
+        starts = [np.clip(q0, self.low, self.high)] + [self.rng.uniform(self.low, self.high)
+                                                        for _ in range(self.starts)]
+        for q in starts:
+            result = least_squares(residual, q, bounds=(self.low, self.high), max_nfev=60)
+            if best is None or result.cost < best.cost:
+                best = result
+            if best.cost < 1e-6:
+                break
+        return best.x, float(np.sqrt(2 * best.cost))
+
+    def plan(self, obs: np.ndarray) -> list[np.ndarray]:
+        """The two approach poses (joint angles) for the object's observed position."""
+        obj = np.array([obs[17], obs[18], _OBJECT_Z])
+        direction = np.array([*(_GOAL - obs[17:19]), 0.0])
+        direction /= max(np.linalg.norm(direction), 1e-9)
+        rotation = self.orientation(direction)
+        above, _ = self.solve(obs[:7], obj - self.back * direction + self.hover * _UP, rotation)
+        around, _ = self.solve(above, obj - self.back * direction, rotation)
+        return [above, around]
+
+    def __call__(self, obs) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.shape != (OBS_DIM,):
+            raise ValueError(f"obs: expected the Pusher-v5 observation ({OBS_DIM},), got {obs.shape}")
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("obs: contains NaN or inf")
+        m, d = self.model, self.data
+        self._state(obs)
+        if self.poses is None:
+            self.poses = self.plan(obs)
+        mass = np.zeros((m.nv, m.nv))
+        mujoco.mj_fullM(m, d, mass)
+        mass = mass[:7, :7]
+        q, qdot = d.qpos[:7].copy(), d.qvel[:7].copy()
+        if self.phase < 2:
+            pose = self.poses[self.phase]
+            torque = mass @ (150.0 * (pose - q) - 20.0 * qdot) + d.qfrc_bias[:7]
+            if np.abs(pose - q).max() < (0.2 if self.phase == 0 else 0.12):
+                self.phase += 1
+        else:
+            torque = self._push(obs, mass, qdot)
+        if self.noise:
+            torque = torque + self.noise * self.rng.standard_normal(7)
+        return np.clip(torque, -2.0, 2.0).astype(np.float32)
+
+    def _push(self, obs: np.ndarray, mass: np.ndarray, qdot: np.ndarray) -> np.ndarray:
+        """Operational-space control of the contact point (LEAD ahead of the object) and the wrist's rotation."""
+        m, d = self.model, self.data
+        offset = _GOAL - obs[17:19]
+        distance = float(np.linalg.norm(offset))
+        direction = np.array([*(offset / max(distance, 1e-9)), 0.0])
+        frame = d.xmat[self.wrist].reshape(3, 3)
+        point = d.xpos[self.wrist] + frame @ _CONTACT
+        target = np.array([obs[17], obs[18], _OBJECT_Z]) + direction * min(self.lead, distance)
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        mujoco.mj_jac(m, d, jacp, jacr, point, self.wrist)
+        jac = np.vstack([jacp[:, :7], jacr[:, :7]])
+        velocity = jac @ qdot
+        rotation = self.orientation(direction)
+        rotation_error = 0.5 * sum(np.cross(frame[:, i], rotation[:, i]) for i in range(3))
+        acceleration = np.concatenate([80.0 * (target - point) - 14.0 * velocity[:3],
+                                       20.0 * rotation_error - 4.0 * velocity[3:]])
+        inverse = np.linalg.inv(mass)
+        inertia = np.linalg.pinv(jac @ inverse @ jac.T, rcond=1e-3)
+        null = np.eye(7) - jac.T @ (inverse @ jac.T @ inertia).T
+        return jac.T @ inertia @ acceleration + d.qfrc_bias[:7] - null @ qdot
