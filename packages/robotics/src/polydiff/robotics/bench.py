@@ -386,7 +386,8 @@ def _pusher_rows(budget, seed, runs, fresh, row, paths) -> dict:
 
 
 def _figures(out: Path, paths: dict) -> list[str]:
-    """Trajectory plots of four methods (PNG) and one Diffusion Policy rollout (GIF)."""
+    """Trajectory plots of four methods (PNG) and one Diffusion Policy rollout (GIF); Pusher-v5: the object's
+    paths under three methods (PNG)."""
     from polydiff.core.optional import require
 
     require("matplotlib", extra="polydiff-robotics[bench]", purpose="the figures of polydiff bench robotics")
@@ -430,6 +431,26 @@ def _figures(out: Path, paths: dict) -> list[str]:
         names.append("robotics-obstacle-rollout.gif")
     if (out / "robotics-pusht-rollout.gif").exists() and "Push-T Diffusion Policy DDIM-10" in paths:
         names.append("robotics-pusht-rollout.gif")
+    shown = [k for k in ("Pusher Diffusion Policy DDIM-10", "Pusher MLP BC (1-step MSE)",
+                         "Pusher chunked MLP (Ta-step MSE)") if k in paths]
+    if shown:  # the object's paths on the table, the goal disk in red
+        from matplotlib.patches import Circle
+
+        from .envs.pusher import GOAL_RADIUS
+
+        fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
+        for ax, name in zip(axes[0], shown, strict=True):
+            ax.add_patch(Circle((0.45, -0.05), GOAL_RADIUS, color="#e06060", alpha=0.5))
+            for path in paths[name][:40]:
+                near = np.linalg.norm(path[-1] - np.array([0.45, -0.05])) <= GOAL_RADIUS
+                ax.plot(path[:, 0], path[:, 1], lw=0.8, alpha=0.8, color="#3caa3c" if near else "#3050c8")
+                ax.plot(path[:1, 0], path[:1, 1], ".", color="#555555", ms=3)
+            ax.set(xlim=(0.2, 0.7), ylim=(-0.4, 0.1), aspect="equal", title=name.removeprefix("Pusher "),
+                   xticks=[], yticks=[])
+        fig.tight_layout()
+        fig.savefig(out / "robotics-pusher-paths.png", dpi=80)
+        plt.close(fig)
+        names.append("robotics-pusher-paths.png")
     return names
 
 

@@ -24,7 +24,7 @@ def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act
     render: record frames of the first ``render`` episodes (``env.render()``; for videos).
     Returns {"success", "mode_left" (share of episodes that passed the wall on the left, ObstacleReach),
     "overlap" (mean final coverage, Push-T), "final_distance" (mean final object-goal distance, Pusher),
-    "per_episode": {...}, "paths": [(steps, 2) agent positions],
+    "per_episode": {...}, "paths": [(steps, 2) agent positions (Pusher: the object's)],
     "frames": [...]}.
     """
     check_task(task)
@@ -37,7 +37,8 @@ def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act
         policy.reset()
     done = np.zeros(episodes, bool)
     infos: list[dict] = [{} for _ in envs]
-    paths = [[obs[:2].copy()] for obs in observations]
+    where = slice(17, 19) if task == "pusher" else slice(0, 2)  # the object's position on Pusher-v5
+    paths = [[obs[where].copy()] for obs in observations]
     frames: list[list] = [[env.render()] for env in envs[:render]]
     while not done.all():
         actions = act(observations, envs) if act is not None else policy.select_action(observations, **options)
@@ -46,7 +47,7 @@ def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act
                 continue
             obs, _, terminated, truncated, info = env.step(np.asarray(actions[i], dtype=np.float32))
             observations[i], infos[i] = obs, info
-            paths[i].append(obs[:2].copy())
+            paths[i].append(obs[where].copy())
             done[i] = terminated or truncated
             if i < render:
                 frames[i].append(env.render())
