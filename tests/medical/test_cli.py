@@ -81,3 +81,16 @@ def test_bench_reads_its_options_after_a_double_dash(tmp_path):
         run(tmp_path, quick=True, argv=["--", "--tasks", "nope"])
     with pytest.raises(ValueError, match="^--tasks"):
         run(tmp_path, quick=True, argv=["--tasks", "nope"])
+
+
+def test_train_recon_prior_and_reconstruct_with_it(tmp_path):
+    assert main(["medical", "train-prior", "--task", "recon", "--steps", "2", "--batch-size", "2", "--device", "cpu",
+                 "--quiet", "--out", str(tmp_path / "recon")]) == 0
+    image = np.random.default_rng(0).uniform(size=(128, 128))
+    kspace, lines = undersample(image, 4, seed=0)
+    write_kspace_h5(tmp_path / "scan.h5", kspace[None])
+    assert main(["medical", "reconstruct", str(tmp_path / "scan.h5"), "--method", "conditional", "--prior",
+                 str(tmp_path / "recon"), "--steps", "2", "--samples", "1", "--out", str(tmp_path / "r.nii.gz")]) == 0
+    out = np.asarray(nib.load(tmp_path / "r.nii.gz").dataobj)[..., 0].astype(np.float64)
+    measured = np.fft.fftshift(np.fft.fft2(out, norm="ortho"))[lines]
+    np.testing.assert_allclose(measured, kspace[lines], atol=1e-3 * np.abs(kspace).max())

@@ -3,12 +3,13 @@ tools clinicians use, every peer in the same command on the same data.
 
 Tasks:
     denoise-snr5 / -snr10 / -snr20   the 3-shell phantom on real b0 anatomy (a central 64 x 64 x 10 x 64 crop
-                                     of the 128 x 128 x 10 x 64 volume; --quick: 32 x 32 x 5), Rician noise; polydiff DDM2-style (self-supervised on the
-                                     noisy scan itself), its ablations (without the Rician correction; stage 1
-                                     and the correction, no diffusion model), MP-PCA, Patch2Self, NL-means, the
-                                     noisy input, and MP-PCA followed by polydiff's Rician correction (a
-                                     reference row, not a tool users have). PSNR over the brain voxels of all
-                                     volumes, SSIM averaged over the brain pixels of every slice.
+                                     of the 128 x 128 x 10 x 64 volume; --quick: 32 x 32 x 5), Rician noise;
+                                     polydiff DDM2-style (self-supervised on the noisy scan itself), its
+                                     ablations (without the Rician correction; stage 1 and the correction, no
+                                     diffusion model), MP-PCA, Patch2Self, NL-means, the noisy input, and MP-PCA
+                                     followed by polydiff's Rician correction (a reference row, not a tool users
+                                     have). PSNR over the brain voxels of all volumes, SSIM averaged over the
+                                     brain pixels of every slice.
     denoise-default                  full run only: the default ``denoise_dwi`` (training included) on the whole
                                      128 x 128 x 10 x 64 phantom at SNR 10, for the issue's time limit.
     inpaint-2 / -5 / -8              seeded tumour-shaped masks of 2 / 5 / 8 % of the brain area on held-out
@@ -24,7 +25,7 @@ Tasks:
                                      PSNR / SSIM / MSE.
 Both priors train only on slices 0-5 of the b0 volume, its phantom at those slices and dipy's other real brain
 slices (T1, aniso_vox, test_piesno); every task image comes from slices 6-9 of the b0 volume and its phantom, so
-nothing is evaluated on training data. Sampling settings (``recon_t_start``) were chosen on
+nothing is evaluated on training data. Sampling settings (the ``t_start`` budgets) were chosen on
 :func:`~polydiff.medical.prior.validation_slices`, never on the task images.
 
 Options after the package name (``polydiff bench medical --out DIR -- --tasks denoise-snr10``):
@@ -77,12 +78,13 @@ def budgets(quick: bool) -> dict:
         return {"phantom": "32x32x5x64 crop", "denoise_train_steps": 10, "denoise_batch": 8,
                 "denoise_sample_steps": 1, "prior_train_steps": 10, "prior_crop": 32, "sample_steps": 4,
                 "repaint_jumps": "length 2 x 2", "inpaint_samples": 1, "inpaint_t_start": 0.5, "recon_samples": 1,
-                "recon_t_start": 0.1, "recon_prior_train_steps": 4, "recon_prior_batch": 2, "test_images": 1,
-                "cs_iterations": 60}
+                "recon_t_start": 0.1, "recon_conditioned_t_start": 0.1, "recon_prior_train_steps": 4,
+                "recon_prior_batch": 2, "test_images": 1, "cs_iterations": 60}
     return {"phantom": "64x64x10x64 crop", "denoise_train_steps": 200, "denoise_batch": 16, "denoise_sample_steps": 1,
             "prior_train_steps": PRIOR_STEPS, "prior_crop": 64, "sample_steps": 20, "repaint_jumps": "length 5 x 2",
-            "inpaint_samples": 8, "inpaint_t_start": 0.5, "recon_samples": 4, "recon_t_start": 0.05,
-            "recon_prior_train_steps": RECON_STEPS, "recon_prior_batch": 8, "test_images": 2, "cs_iterations": 60}
+            "inpaint_samples": 8, "inpaint_t_start": 0.5, "recon_samples": 8, "recon_t_start": 0.05,
+            "recon_conditioned_t_start": 0.05, "recon_prior_train_steps": RECON_STEPS, "recon_prior_batch": 8,
+            "test_images": 2, "cs_iterations": 60}
 
 
 PRIOR_STEPS = 1400  # the slice prior (continuing it to 2,600 steps did not lower its denoising error: README)
@@ -313,6 +315,8 @@ def _recon_task(acceleration: int, quick: bool, seed: int, budget: dict, prior, 
     samples, t_start = budget["recon_samples"], budget["recon_t_start"]
     methods = {"zero-filled": ("zero-filled", True, {}), "CS (FISTA-TV)": ("cs-tv", True, {}),
                "polydiff recon-conditioned": ("conditional", False, {"num_samples": samples}),
+               "polydiff recon-conditioned from CS": ("conditional", False, {
+                   "num_samples": samples, "t_start": budget["recon_conditioned_t_start"]}),
                "polydiff DiffPIR from CS": ("diffpir", False, {"t_start": t_start, "num_samples": samples}),
                "polydiff DiffPIR": ("diffpir", False, {"num_samples": samples}),
                "polydiff DDNM": ("ddnm", False, {"num_samples": samples}), "polydiff DPS": ("dps", False, {})}

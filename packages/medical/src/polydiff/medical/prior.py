@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["PriorConfig", "SlicePrior", "check_sampling", "known_channel", "training_slices", "training_set",
-           "test_slices", "validation_slices", "zero_filled_pair", "RECON_CHANNELS", "TRAIN_SLICES", "TEST_SLICES", "normalise",
-           "denormalise"]
+           "test_slices", "validation_slices", "zero_filled_pair", "RECON_CHANNELS", "TRAIN_SLICES", "TEST_SLICES",
+           "normalise", "denormalise"]
 
 TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
 RECON_CHANNELS = (16, 32, 64)  # the U-Net widths of the reconstruction-conditioned prior
@@ -140,10 +140,11 @@ class PriorConfig:
     checkpoint, the cosine learning-rate schedule stretched to the new length); checkpoint_every (None: a tenth
     of train_steps, at least 50); task: "inpaint" (the condition above) or "recon" (a reconstruction-conditioned
     model: one condition channel, the zero-filled image of the whole slice undersampled by a random Cartesian line
-    mask at one of ``accelerations``, then a random crop of both; image and condition normalised by the zero-filled image's
-    percentiles as :func:`~polydiff.medical.recon.reconstruct` does); num_workers: data-loading processes;
-    clip_x0: None, or the bound the sampling denoisers clip their x0 estimates to (slices normalised by their
-    0.5 / 99.5 percentiles reach 3-8 in bright CSF, so a bound near 1 caps what the prior can return)."""
+    mask at one of ``accelerations``, then a random crop of both; image and condition normalised by the
+    zero-filled image's percentiles as :func:`~polydiff.medical.recon.reconstruct` does); num_workers:
+    data-loading processes; clip_x0: None, or the bound the sampling denoisers clip their x0 estimates to
+    (slices normalised by their 0.5 / 99.5 percentiles reach 3-8 in bright CSF, so a bound near 1 caps what the
+    prior can return)."""
 
     train_steps: int = 1500
     batch_size: int = 8
