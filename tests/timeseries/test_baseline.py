@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from polydiff.timeseries import DiffusionForecaster
-from polydiff.timeseries.baseline import SMOOTHING_GRID, fit_smoothing, seasonal_reference
+from polydiff.timeseries.baseline import SMOOTHING_GRID, fit_smoothing, recent_level, seasonal_reference
 from polydiff.timeseries.diffusion import normalize
 
 TINY = dict(train_steps=20, dim=16, depth=1, heads=2, num_samples=16, steps=5)
@@ -88,3 +88,35 @@ def test_double_seasonal_forecaster_is_in_data_units_and_round_trips(tmp_path):
         DiffusionForecaster(h=12, freq="4h", transform="double_seasonal", **TINY).fit(frame)
     with pytest.raises(ValueError, match="^level_steps"):
         DiffusionForecaster(h=6, freq="4h", scaling="level", level_steps=0)
+
+
+def test_shrink_moves_the_median_towards_the_recent_level_and_keeps_the_spread():
+    n = 42 * 8
+    frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-06", periods=n, freq="4h"),
+                          "y": double_seasonal(n, noise=0.5)})
+    noise = np.random.default_rng(1).normal(3.0, 1.0, (16, 6))
+
+    def drifting(values, cond, side, ids):  # paths 3 units above the last residual, spread 1
+        context = values[..., :-6]
+        paths = np.concatenate([np.repeat(context[:, None], 16, 1),
+                                context[:, None, :, -1:] + noise[None, :, None]], -1)
+        return paths
+
+    paths = {}
+    for shrink in (0.0, 0.5, 1.0):
+        fc = DiffusionForecaster(h=6, freq="4h", transform="double_seasonal", scaling="level", shrink=shrink,
+                                 **TINY).fit(frame)
+        assert fc.shrink == shrink
+        fc._sample = drifting
+        paths[shrink] = fc.predict_samples()[0]
+    residual = fc._residual(fc._forward(frame["y"].to_numpy(), "a"), "a")
+    recent = recent_level(residual[-fc.config.resolved_context:], fc.config.resolved_level_steps)
+    reference = paths[1.0] - (residual[-1] + noise)  # the seasonal part added back
+    np.testing.assert_allclose(np.median(paths[0.0] - reference, 0), recent, atol=1e-9)
+    np.testing.assert_allclose(np.median(paths[0.5], 0), (np.median(paths[0.0], 0) + np.median(paths[1.0], 0)) / 2)
+    for shrink in (0.0, 0.5):  # the paths move together
+        np.testing.assert_allclose(paths[shrink] - np.median(paths[shrink], 0), paths[1.0] - np.median(paths[1.0], 0))
+    window = DiffusionForecaster(h=6, freq="4h", transform="none", scaling="window", shrink=0.0, **TINY).fit(frame)
+    assert window.shrink == 1.0  # only a window centred on its recent level is shrunk
+    with pytest.raises(ValueError, match="^shrink"):
+        DiffusionForecaster(h=6, freq="4h", shrink=1.5)

@@ -89,7 +89,8 @@ def test_model_scale_of_the_bench_series():
     scales = {name: bench.model_scale(DATASETS[name], load_dataset(name)) for name in bench.SERIES}
     assert scales == {"co2": {"lag": 0, "log": False}, "airline": {"lag": 0, "log": True},
                       "sunspots": {"lag": 0, "log": False},
-                      "taylor": {"lag": 336, "log": False, "transform": "double_seasonal", "scaling": "level"}}
+                      "taylor": {"lag": 336, "log": False, "transform": "double_seasonal", "scaling": "level",
+                                 "shrink": 0.25}}
     budget = bench.budgets(False)
     assert "scale" not in bench._cache_key("CSDI", budget, False, 0, 526, scales["co2"])["budget"]
     assert bench._cache_key("CSDI", budget, False, 0, 144, scales["airline"])["budget"]["scale"] == scales["airline"]

@@ -20,7 +20,7 @@ import itertools
 
 import numpy as np
 
-__all__ = ["seasonal_reference", "fit_smoothing", "SMOOTHING_GRID"]
+__all__ = ["seasonal_reference", "fit_smoothing", "recent_level", "SMOOTHING_GRID"]
 
 #: (alpha, delta, omega) tried by :func:`fit_smoothing`
 SMOOTHING_GRID = tuple(itertools.product((0.005, 0.01, 0.02, 0.05, 0.1), (0.1, 0.2, 0.4, 0.6, 0.8),

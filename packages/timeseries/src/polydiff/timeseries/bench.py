@@ -107,8 +107,8 @@ def model_scale(info, df: pd.DataFrame) -> dict:
     """How the default CSDI models a series (``transform="auto"``, ``log="auto"``, resolved on the data before
     the first test window): {"lag": seasonal-difference lag or 0, "log": bool}, plus "seasons" (the seasons whose
     median profile is the reference) where the difference takes more than one, "transform": "double_seasonal"
-    where the hidden season's residual is that of double seasonal smoothing, and "scaling" where the window
-    scaling is not "window"."""
+    where the hidden season's residual is that of double seasonal smoothing, "scaling" where the window
+    scaling is not "window", and "shrink" where the network keeps only part of its level shift (below 1)."""
     forecaster = _ours_forecaster("csdi", info, {"train_steps": 1, "dim": 8, "depth": 1, "num_samples": 1,
                                                  "sample_steps": 1}, 0)
     before_test = df["y"].to_numpy(np.float64)[:len(df) - info.h * N_WINDOWS]
@@ -123,6 +123,9 @@ def model_scale(info, df: pd.DataFrame) -> dict:
         scaling = "level" if lag and forecaster.config.transform == "auto" else "window"
     if scaling != "window":
         scale["scaling"] = scaling
+    shrink = forecaster._resolve_shrink(lag, scaling)
+    if shrink != 1:
+        scale["shrink"] = shrink
     return scale
 
 
@@ -580,8 +583,9 @@ def _scale_text(budget: dict) -> str:
         if scale.get("transform") == "double_seasonal":
             residual = f"residual of double seasonal exponential smoothing (week {scale['lag']})"
         level = "window location the recent level (exponential weights, tau = h / 8)"
+        shrink = f"median = recent level + {scale.get('shrink', 1):g} x the network's shift from it (shrink)"
         what = [w for w, on in (("log scale", scale["log"]), (residual, scale["lag"]),
-                                (level, scale.get("scaling") == "level")) if on]
+                                (level, scale.get("scaling") == "level"), (shrink, "shrink" in scale)) if on]
         parts.append(f"{name}: {' + '.join(what) if what else 'as is'}")
     return "; ".join(parts)
 

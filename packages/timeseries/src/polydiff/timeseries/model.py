@@ -28,7 +28,7 @@ from polydiff.core.pretrained import load_pretrained, read_config, save_pretrain
 from polydiff.core.sampling import list_solvers
 from polydiff.core.training import TrainConfig, Trainer
 
-from .baseline import fit_smoothing, seasonal_reference
+from .baseline import fit_smoothing, recent_level, seasonal_reference
 from .data import calendar_features, calendar_seasons, check_frame, check_freq, prefers_log, season_length
 from .diffusion import WindowLoss, csdi_schedule, sample_windows
 from .metrics import level_quantiles
@@ -45,6 +45,8 @@ AUTO_SEASONS = 1
 AUTO_TRANSFORM = "double_seasonal"
 #: long seasons of history that start the states of ``transform="double_seasonal"`` before the context
 SMOOTHING_SEASONS = 3
+#: ``shrink`` where the residual of double seasonal smoothing is modelled around its recent level (``shrink=None``)
+AUTO_SHRINK = 0.25
 LOGS = ("auto", True, False)
 GUIDANCE = ("dps", "repaint")
 
@@ -93,6 +95,11 @@ class ForecasterConfig:
     models log(y) (sample paths are exponentiated back), False y itself, "auto" (default) decides from the
     training data by :func:`.data.prefers_log` (Guerrero's rule: positive series whose seasonal spread grows with
     the level).
+    shrink: with ``scaling="level"``, the share of its own level shift the network keeps: at every forecast step
+    the sample paths are moved together so that their median becomes r + shrink x (median - r), r the recent level
+    of the context (the location of the window, the forecast the network refines), their spread unchanged; 1 keeps
+    the network's median, 0 puts it on r. None (default): ``AUTO_SHRINK`` where the residual of double seasonal
+    smoothing is modelled around its recent level, else 1.
     multivariate: model the series jointly (they must share timestamps). alias: the output column name.
     checkpoint_dir: Trainer checkpoints (a killed fit resumes there). device: torch device for training and
     sampling.
@@ -124,6 +131,7 @@ class ForecasterConfig:
     season: int | None = None
     seasons: int | None = None
     log: str | bool = "auto"
+    shrink: float | None = None
     multivariate: bool = False
     alias: str | None = None
     checkpoint_dir: str | None = None
@@ -164,6 +172,9 @@ class ForecasterConfig:
                                              or not isinstance(self.level_steps, (int, float))
                                              or not math.isfinite(self.level_steps) or self.level_steps <= 0):
             raise ValueError(f"level_steps: expected a positive finite number or None, got {self.level_steps!r}")
+        if self.shrink is not None and (isinstance(self.shrink, bool) or not isinstance(self.shrink, (int, float))
+                                        or not 0 <= self.shrink <= 1):
+            raise ValueError(f"shrink: expected a number in [0, 1] or None, got {self.shrink!r}")
         if self.guidance not in GUIDANCE:
             raise ValueError(f"guidance: expected one of {GUIDANCE}, got {self.guidance!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -392,6 +403,31 @@ class DiffusionForecaster:
             return str(self._state["scaling"])
         return self.config.scaling
 
+    def _resolve_shrink(self, lag: int, scaling: str) -> float:
+        """``shrink`` with None resolved (see :class:`ForecasterConfig`); 1 unless ``scaling`` is "level"."""
+        if scaling != "level":
+            return 1.0
+        if self.config.shrink is not None:
+            return float(self.config.shrink)
+        return AUTO_SHRINK if lag and self._smooths(lag) else 1.0
+
+    @property
+    def shrink(self) -> float:
+        """The share of its level shift the network keeps (see :class:`ForecasterConfig`), resolved at fit."""
+        if self._state and "shrink" in self._state:
+            return float(self._state["shrink"])
+        return 1.0
+
+    def _shrunk(self, samples: np.ndarray, histories: np.ndarray) -> np.ndarray:
+        """Move each forecast step's sample paths (series, samples, h) together so that their median is
+        r + shrink x (median - r), r the recent level of ``histories`` (series, context), all on the network's
+        scale (the residual, before :meth:`_restore`)."""
+        weight = 1.0 - self.shrink
+        if not weight:
+            return samples
+        recent = recent_level(histories, self.config.resolved_level_steps)
+        return samples - weight * (np.median(samples, axis=1) - recent[:, None])[:, None]
+
     def _level(self) -> float | None:
         return self.config.resolved_level_steps if self.scaling == "level" else None
 
@@ -452,6 +488,7 @@ class DiffusionForecaster:
         if scaling == "auto":  # the residual of a hidden season's seasonal forecast: its recent level
             scaling = "level" if lag and c.transform == "auto" and not impute else "window"
         self._state.update(lag=lag, log=log, seasons=seasons, scaling=scaling)
+        self._state["shrink"] = self._resolve_shrink(lag, scaling)
         if lag and self._smooths(lag):
             main = season_length(c.freq)
             if c.h > main or lag % main:
@@ -598,7 +635,7 @@ class DiffusionForecaster:
             samples = samples.transpose(1, 0, 2)
         else:
             samples = self._sample(values[:, None], cond[:, None], sides, ids)[:, :, 0]
-        samples = samples[:, :, -self.config.h:]
+        samples = self._shrunk(samples[:, :, -self.config.h:], values[:, :self.config.resolved_context])
         if self.lag:
             history = [self._forward(self._tail(np.asarray(tails[uid], np.float64)), uid) for uid in ids]
             samples = self._restore(history, samples, ids)
