@@ -88,9 +88,9 @@ def test_collect_demos_keeps_the_successful_expert_episodes_in_seed_order():
 
 
 def test_bench_reuses_a_larger_pusht_demo_file_cut_to_its_first_episodes(tmp_path):
-    from polydiff.robotics.bench import pusht_demos
+    from polydiff.robotics.bench import expert_demos
 
     obs = np.arange(10.0)[:, None].repeat(5, 1)
     Episodes(obs, obs[:, :2], [3, 6, 10], {"seed": 0, "mode": [0, 0, 0]}).save(tmp_path / "pusht_demos.npz")
-    demos = pusht_demos(tmp_path, 2, seed=0)
+    demos = expert_demos("pusht", tmp_path, 2, seed=0)
     assert len(demos) == 2 and demos.episode_ends.tolist() == [3, 6] and demos.meta["mode"] == [0, 0]

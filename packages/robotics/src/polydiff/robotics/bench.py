@@ -137,67 +137,41 @@ def _evaluate_row(policy, label: str, episodes: int, keep: dict, task: str = "ob
             "mode_minority": min(result["mode_left"], result["mode_right"])}
 
 
-def pusht_demos(runs: Path, episodes: int, seed: int = 0):
-    """The first ``episodes`` successful Push-T expert episodes from reset seed ``seed`` on (``collect_demos``),
-    kept in runs/pusht_demos.npz (a file holding more of them, in the same seed order, is cut to the first
-    ``episodes``)."""
+EXPERT_TASKS = {"pusht": "Push-T", "pusher": "Pusher-v5"}  # the tasks whose demonstrations come from collect_demos
+
+
+def expert_demos(task: str, runs: Path, episodes: int, seed: int = 0):
+    """The first ``episodes`` successful expert episodes of ``task`` ("pusht" or "pusher") from reset seed ``seed``
+    on (``collect_demos``), kept in runs/<task>_demos.npz (a file holding more of them, in the same seed order, is
+    cut to the first ``episodes``)."""
     from .data import collect_demos, load_episodes
 
-    path = Path(runs) / "pusht_demos.npz"
+    path = Path(runs) / f"{task}_demos.npz"
     if path.exists():
         demos = load_episodes(path)
         if len(demos) >= episodes and demos.meta.get("seed") == seed:
             return demos if len(demos) == episodes else demos.subset(range(episodes))
-    print(f"[robotics] collecting {episodes} Push-T demonstrations", flush=True)
-    demos = collect_demos("pusht", episodes, seed=seed)
+    print(f"[robotics] collecting {episodes} {EXPERT_TASKS[task]} demonstrations", flush=True)
+    demos = collect_demos(task, episodes, seed=seed)
     demos.save(path, force=True)
     return demos
 
 
-def pusht_models(demos, budget: dict, seed: int, runs: Path, fresh: bool, device: str = "cpu",
-                 only: tuple | None = None) -> dict:
-    """Train (or reuse) the Push-T Diffusion Policy and both MLP baselines: name -> (model, train_minutes)."""
+def expert_task_models(task: str, demos, budget: dict, seed: int, runs: Path, fresh: bool, device: str = "cpu",
+                       only: tuple | None = None) -> dict:
+    """Train (or reuse) the Diffusion Policy and both MLP baselines of ``task`` ("pusht" or "pusher") from the
+    budget's ``<task>_policy``, ``<task>_policy_steps``, ``<task>_mlp_steps`` and ``<task>_batch``:
+    name -> (model, train_minutes)."""
     from .policy import DiffusionPolicy, MLPPolicy
 
-    specs = {"pusht_diffusion_policy": (lambda: DiffusionPolicy.from_episodes(demos, **budget["pusht_policy"]),
-                                        budget["pusht_policy_steps"]),
-             "pusht_mlp_bc": (lambda: MLPPolicy.from_episodes(demos, n_action_steps=1), budget["pusht_mlp_steps"]),
-             "pusht_chunked_mlp": (lambda: MLPPolicy.from_episodes(
-                 demos, n_action_steps=budget["pusht_policy"]["n_action_steps"]), budget["pusht_mlp_steps"])}
-    tag = {"demos": len(demos), "policy": budget["pusht_policy"]}
-    return {name: _trained(name, build, demos, steps, budget["pusht_batch"], seed, runs, fresh, device, tag)
-            for name, (build, steps) in specs.items() if only is None or name in only}
-
-
-def pusher_demos(runs: Path, episodes: int, seed: int = 0):
-    """The first ``episodes`` successful Pusher-v5 expert episodes from reset seed ``seed`` on (``collect_demos``),
-    kept in runs/pusher_demos.npz (a file holding more of them, in the same seed order, is cut)."""
-    from .data import collect_demos, load_episodes
-
-    path = Path(runs) / "pusher_demos.npz"
-    if path.exists():
-        demos = load_episodes(path)
-        if len(demos) >= episodes and demos.meta.get("seed") == seed:
-            return demos if len(demos) == episodes else demos.subset(range(episodes))
-    print(f"[robotics] collecting {episodes} Pusher-v5 demonstrations", flush=True)
-    demos = collect_demos("pusher", episodes, seed=seed)
-    demos.save(path, force=True)
-    return demos
-
-
-def pusher_models(demos, budget: dict, seed: int, runs: Path, fresh: bool, device: str = "cpu",
-                  only: tuple | None = None) -> dict:
-    """Train (or reuse) the Pusher-v5 Diffusion Policy and both MLP baselines: name -> (model, train_minutes)."""
-    from .policy import DiffusionPolicy, MLPPolicy
-
-    ta = budget["pusher_policy"]["n_action_steps"]
-    specs = {"pusher_diffusion_policy": (lambda: DiffusionPolicy.from_episodes(demos, **budget["pusher_policy"]),
-                                         budget["pusher_policy_steps"]),
-             "pusher_mlp_bc": (lambda: MLPPolicy.from_episodes(demos, n_action_steps=1), budget["pusher_mlp_steps"]),
-             "pusher_chunked_mlp": (lambda: MLPPolicy.from_episodes(demos, n_action_steps=ta),
-                                    budget["pusher_mlp_steps"])}
-    tag = {"demos": len(demos), "policy": budget["pusher_policy"]}
-    return {name: _trained(name, build, demos, steps, budget["pusher_batch"], seed, runs, fresh, device, tag)
+    policy, mlp_steps = budget[f"{task}_policy"], budget[f"{task}_mlp_steps"]
+    specs = {f"{task}_diffusion_policy": (lambda: DiffusionPolicy.from_episodes(demos, **policy),
+                                          budget[f"{task}_policy_steps"]),
+             f"{task}_mlp_bc": (lambda: MLPPolicy.from_episodes(demos, n_action_steps=1), mlp_steps),
+             f"{task}_chunked_mlp": (lambda: MLPPolicy.from_episodes(demos, n_action_steps=policy["n_action_steps"]),
+                                     mlp_steps)}
+    tag = {"demos": len(demos), "policy": policy}
+    return {name: _trained(name, build, demos, steps, budget[f"{task}_batch"], seed, runs, fresh, device, tag)
             for name, (build, steps) in specs.items() if only is None or name in only}
 
 
@@ -321,8 +295,8 @@ def dppo_start_name(budget: dict) -> str:
 def _pusht_rows(budget, seed, runs, fresh, row, paths, out: Path) -> None:
     from .evaluate import chunk_latency_ms
 
-    demos = pusht_demos(runs, budget["pusht_demos"], seed)
-    models = pusht_models(demos, budget, seed, runs, fresh)
+    demos = expert_demos("pusht", runs, budget["pusht_demos"], seed)
+    models = expert_task_models("pusht", demos, budget, seed, runs, fresh)
     policy, minutes = models["pusht_diffusion_policy"]
     n = budget["pusht_episodes"]
     for label, solver, steps in (("DDPM-100", "ddpm", 100), ("DDIM-10", "ddim", 10),
@@ -356,8 +330,8 @@ def _pusher_rows(budget, seed, runs, fresh, row, paths) -> dict:
     from .evaluate import EVAL_SEED, chunk_latency_ms
     from .tasks import make_env, make_expert
 
-    demos = pusher_demos(runs, budget["pusher_demos"], seed)
-    models = pusher_models(demos, budget, seed, runs, fresh)
+    demos = expert_demos("pusher", runs, budget["pusher_demos"], seed)
+    models = expert_task_models("pusher", demos, budget, seed, runs, fresh)
     n = budget["pusher_episodes"]
     env, expert = make_env("pusher"), make_expert("pusher")
     print(f"[robotics] evaluating the Pusher-v5 expert on {n} episodes", flush=True)
