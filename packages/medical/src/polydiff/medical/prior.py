@@ -265,11 +265,15 @@ class _Crops(torch.utils.data.Dataset):
 
 
 def zero_filled_pair(image: np.ndarray, line_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(target, condition) for the reconstruction-conditioned model: the zero-filled image of ``image`` (H, W)
-    sampled on the rows ``line_mask`` (unshifted order), and both mapped by the affine map that takes the
+    """(target, condition) for the reconstruction-conditioned model: the zero-filled image A^+ A ``image`` (H, W)
+    with A core's SubsampledFourier on the rows ``line_mask`` (unshifted order), and both mapped by the affine map that takes the
     zero-filled image's 0.5 / 99.5 percentiles to [-1, 1] (:func:`normalise`), the map that
     :func:`~polydiff.medical.recon.reconstruct` applies to measured data."""
-    zero = np.fft.ifft2(np.fft.fft2(image, norm="ortho") * line_mask[:, None], norm="ortho").real
+    from polydiff.core.inverse import SubsampledFourier
+
+    operator = SubsampledFourier(torch.as_tensor(np.asarray(line_mask)), (1, *image.shape))
+    x = torch.from_numpy(np.asarray(image, dtype=np.float64))[None, None]
+    zero = operator.pinv(operator.forward(x))[0, 0].numpy()
     condition, (low, high) = normalise(zero)
     return 2 * (image - low) / (high - low) - 1, condition
 
