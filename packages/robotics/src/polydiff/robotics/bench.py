@@ -36,6 +36,7 @@ BETTER = {"success": "max", "mode_minority": "max", "overlap": "max", "final_dis
           "nfe": "min", "train_minutes": "min"}
 TASK = "ObstacleReach"
 PUSHT = "Push-T"
+IMAGE = "ObstacleReach (image)"
 PUSHER = "Pusher-v5"
 # DPPO's settings (polydiff.robotics.dppo.dppo_finetune keywords): DDIM-10 chain, exploration noise 0.1 on the
 # fine-tuned steps, PPO clip, actor / critic learning rates, sparse success reward plus potential-based shaping
@@ -55,6 +56,13 @@ PUSHER_BUDGET = {"pusher_demos": 100, "pusher_policy": {"channels": [32, 64], "h
                  "pusher_policy_steps": 3000, "pusher_mlp_steps": 2000, "pusher_batch": 256, "pusher_episodes": 50}
 
 
+# ObstacleReach from images: the state policy's demonstrations (same seeds), horizons and UNet, with the CNN
+# encoder on 64 x 64 offscreen renders plus the agent's position and velocity; batch 64 (the encoder makes a
+# step about four times dearer than the state policy's)
+IMAGE_BUDGET = {"image_demos": 200, "image_size": 64, "image_policy_steps": 4000, "image_mlp_steps": 2000,
+                "image_batch": 64, "image_episodes": 50}
+
+
 def budgets(quick: bool) -> dict:
     """Data, training and evaluation budgets of every method (the markdown lists them)."""
     policy = {"channels": [32, 64], "horizon": 8, "n_action_steps": 4}
@@ -63,12 +71,13 @@ def budgets(quick: bool) -> dict:
                 "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10,
                 "dppo_noise": 0.0, "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8,
                 "dppo": dict(DPPO, update_epochs=2), "episodes": 10, "ddpm_episodes": 4, "latency_repeats": 5,
-                **PUSHT_BUDGET, "pusht_demos": 0, **PUSHER_BUDGET, "pusher_demos": 0}
+                **PUSHT_BUDGET, "pusht_demos": 0, **PUSHER_BUDGET, "pusher_demos": 0, **IMAGE_BUDGET,
+                "image_demos": 0}
     return {"demos": 200, "policy_steps": 6000, "policy_batch": 256, "mlp_steps": 2000,
             "diffuser_steps": 1000, "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32],
             "dppo_demos": 20, "dppo_noise": 0.0, "dppo_pretrain_steps": 1000, "dppo_iterations": 70, "dppo_envs": 100,
             "dppo": dict(DPPO), "episodes": 50, "ddpm_episodes": 50, "latency_repeats": 21, **PUSHT_BUDGET,
-            **PUSHER_BUDGET}
+            **PUSHER_BUDGET, **IMAGE_BUDGET}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -266,6 +275,10 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
     after = _evaluate_row(start_policy, "DPPO after", episodes, paths)
     row("DPPO after (fine-tuned, DDIM-10)", after, nfe=10, train_minutes=minutes + tune_minutes, episodes=episodes)
 
+    # ---------------------------------------------------------------- ObstacleReach from images
+    if budget["image_demos"]:
+        _image_rows(budget, seed, runs, args.fresh, row, paths)
+
     # ---------------------------------------------------------------- Push-T
     if budget["pusht_demos"]:
         _pusht_rows(budget, seed, runs, args.fresh, row, paths, out)
@@ -290,6 +303,38 @@ def dppo_start_name(budget: dict) -> str:
     noise = budget["dppo_noise"]
     return "dppo_pretrained" if not noise and budget["dppo_demos"] == 20 else \
         f"dppo_pretrained_{budget['dppo_demos']}demos_noise{noise:g}"
+
+
+def image_models(budget: dict, seed: int, runs: Path, fresh: bool) -> dict:
+    """Train (or reuse) the image Diffusion Policy and the image MLP BC on ``image_demos`` ObstacleReach
+    demonstrations with 64 x 64 frames: name -> (model, train_minutes)."""
+    from .data import collect_demos
+    from .image_policy import ImageDiffusionPolicy, ImageMLPPolicy
+
+    demos = collect_demos("obstacle", budget["image_demos"], seed=seed, obs="image", image_size=budget["image_size"])
+    tag = {"demos": len(demos), "image_size": budget["image_size"], "policy": budget["policy"]}
+    specs = {"image_diffusion_policy": (lambda: ImageDiffusionPolicy.from_episodes(demos, **budget["policy"]),
+                                        budget["image_policy_steps"]),
+             "image_mlp_bc": (lambda: ImageMLPPolicy.from_episodes(demos, n_action_steps=1), budget["image_mlp_steps"])}
+    return {name: _trained(name, build, demos, steps, budget["image_batch"], seed, runs, fresh, tag=tag)
+            for name, (build, steps) in specs.items()}
+
+
+def _image_rows(budget, seed, runs, fresh, row, paths) -> None:
+    from .evaluate import chunk_latency_ms
+
+    models = image_models(budget, seed, runs, fresh)
+    n = budget["image_episodes"]
+    policy, minutes = models["image_diffusion_policy"]
+    for label, solver, steps in (("DDIM-10", "ddim", 10), ("DPM-Solver++(2M)-5", "dpmpp_2m", 5)):
+        metrics = _evaluate_row(policy, f"Image Diffusion Policy {label}", n, paths, solver=solver, steps=steps)
+        metrics["latency_ms"] = chunk_latency_ms(policy, budget["latency_repeats"], solver=solver, steps=steps)
+        row(f"Diffusion Policy, CNN encoder ({label})", metrics, task=IMAGE, nfe=steps, train_minutes=minutes,
+            episodes=n)
+    model, minutes = models["image_mlp_bc"]
+    metrics = _evaluate_row(model, "Image MLP BC", n, paths)
+    metrics["latency_ms"] = chunk_latency_ms(model, budget["latency_repeats"])
+    row("MLP BC, CNN encoder (1-step MSE)", metrics, task=IMAGE, nfe=1, train_minutes=minutes, episodes=n)
 
 
 def _pusht_rows(budget, seed, runs, fresh, row, paths, out: Path) -> None:

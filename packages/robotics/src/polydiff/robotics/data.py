@@ -15,12 +15,15 @@ __all__ = ["Episodes", "sequence_windows", "collect_demos", "expert_episode", "l
 @dataclass(frozen=True)
 class Episodes:
     """obs: (steps, obs_dim); action: (steps, action_dim); episode_ends: (episodes,) increasing exclusive ends,
-    the last equal to steps; meta: JSON-able per-dataset facts (task, expert, modes...)."""
+    the last equal to steps; meta: JSON-able per-dataset facts (task, expert, modes...); images: None, or the
+    camera frames of image observations (steps, height, width, 3) uint8, ``obs`` then holding the proprioception
+    recorded with them."""
 
     obs: np.ndarray
     action: np.ndarray
     episode_ends: np.ndarray
     meta: dict = field(default_factory=dict)
+    images: np.ndarray | None = None
 
     def __post_init__(self):
         obs, action = np.asarray(self.obs, np.float64), np.asarray(self.action, np.float64)
@@ -33,6 +36,13 @@ class Episodes:
             raise ValueError("obs, action: contain NaN or inf")
         if ends.ndim != 1 or ends.size == 0 or ends[-1] != obs.shape[0] or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
             raise ValueError(f"episode_ends: expected increasing positive ends finishing at {obs.shape[0]}")
+        if self.images is not None:
+            images = np.asarray(self.images)
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != obs.shape[0] \
+                    or images.shape[-1] != 3:
+                raise ValueError(f"images: expected ({obs.shape[0]}, height, width, 3) uint8 frames, got "
+                                 f"{images.dtype} {images.shape}")
+            object.__setattr__(self, "images", images)
         object.__setattr__(self, "obs", obs)
         object.__setattr__(self, "action", action)
         object.__setattr__(self, "episode_ends", ends)
@@ -60,8 +70,12 @@ class Episodes:
         parts = [self.episode(i) for i in indices]
         meta = {k: ([v[i] for i in indices] if isinstance(v, list) and len(v) == len(self) else v)
                 for k, v in self.meta.items()}
+        images = None
+        if self.images is not None:
+            starts = [0 if i == 0 else self.episode_ends[i - 1] for i in indices]
+            images = np.concatenate([self.images[s:self.episode_ends[i]] for s, i in zip(starts, indices, strict=True)])
         return Episodes(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                        np.cumsum([len(p[0]) for p in parts]), meta)
+                        np.cumsum([len(p[0]) for p in parts]), meta, images)
 
     def save(self, path, *, force: bool = False) -> Path:
         """Write ``path`` (.npz) atomically; an existing file is kept unless ``force``."""
@@ -74,8 +88,9 @@ class Episodes:
             raise ValueError(f"path: {path} exists; pass force=True (--force) to overwrite it")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+        extra = {} if self.images is None else {"images": self.images}
         np.savez_compressed(tmp, obs=self.obs, action=self.action, episode_ends=self.episode_ends,
-                            meta=np.array(json.dumps(self.meta)))
+                            meta=np.array(json.dumps(self.meta)), **extra)
         os.replace(tmp, path)
         return path
 
@@ -94,7 +109,8 @@ def load_episodes(path) -> Episodes:
         if missing:
             raise ValueError(f"path: {path} lacks the arrays {sorted(missing)}")
         meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-        return Episodes(data["obs"], data["action"], data["episode_ends"], meta)
+        images = data["images"] if "images" in data.files else None
+        return Episodes(data["obs"], data["action"], data["episode_ends"], meta, images)
 
 
 def sequence_windows(episodes: Episodes, horizon: int, pad_before: int = 0, pad_after: int = 0,
@@ -132,7 +148,7 @@ def sequence_windows(episodes: Episodes, horizon: int, pad_before: int = 0, pad_
 
 
 def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0, perturb: float = 0.0,
-                  progress: bool = False) -> Episodes:
+                  progress: bool = False, obs: str = "state", image_size: int = 64) -> Episodes:
     """Roll out the task's expert for ``episodes`` seeded episodes (reset seeds seed, seed + 1, ...) and keep
     the successful ones' observations and actions. meta: task, seed, noise, perturb, attempts, per-episode
     ``mode`` (ObstacleReach: -1 left / +1 right).
@@ -141,15 +157,21 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
     perturb: Gaussian noise (std) on the executed action only, the clean expert action being recorded (DART,
         Laskey et al., 2017): the demonstrations then visit the states a slightly-off policy reaches (past the
         goal, off the path) and show how the expert recovers from them, and the recorded action no longer equals
-        the velocity the agent already has, so a policy cannot score by copying its own past motion."""
+        the velocity the agent already has, so a policy cannot score by copying its own past motion.
+    obs: "state", or "image" (ObstacleReach only): the episodes keep the camera frames (``images``) and the
+        agent's proprioception (``obs``, 4) that a policy sees; the expert still acts on the full state. The
+        episodes are the same as the state demonstrations of the same seeds."""
     from .tasks import make_env, make_expert
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes: expected a positive integer, got {episodes!r}")
     if not (isinstance(perturb, (int, float)) and np.isfinite(perturb) and perturb >= 0):
         raise ValueError(f"perturb: expected a finite value >= 0, got {perturb!r}")
-    env, expert = make_env(task), make_expert(task, noise=noise)
-    all_obs, all_actions, ends, modes, kept = [], [], [], [], 0
+    if obs != "state" and task != "obstacle":
+        raise ValueError(f"obs: image observations exist for the 'obstacle' task only, got obs={obs!r} for {task!r}")
+    env = make_env(task) if obs == "state" else make_env(task, obs=obs, image_size=image_size)
+    expert = make_expert(task, noise=noise)
+    all_obs, all_actions, all_images, ends, modes, kept = [], [], [], [], [], 0
     attempt = 0
     bar = None
     if progress:
@@ -163,6 +185,9 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
         attempt += 1
         if not info.get("success", False):
             continue
+        if isinstance(ep_obs, dict):
+            all_images.append(ep_obs["pixels"])
+            ep_obs = ep_obs["state"]
         all_obs.append(ep_obs)
         all_actions.append(ep_actions)
         ends.append(sum(len(o) for o in all_obs))
@@ -174,13 +199,18 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
         bar.close()
     env.close()
     meta = {"task": task, "seed": seed, "noise": noise, "perturb": float(perturb), "attempts": attempt, "mode": modes}
-    return Episodes(np.concatenate(all_obs), np.concatenate(all_actions), np.array(ends), meta)
+    if obs != "state":
+        meta.update(obs=obs, image_size=image_size)
+    return Episodes(np.concatenate(all_obs), np.concatenate(all_actions), np.array(ends), meta,
+                    np.concatenate(all_images) if all_images else None)
 
 
 def expert_episode(task: str, seed: int, *, noise: float = 0.0, perturb: float = 0.0, env=None, expert=None):
     """One expert episode from reset seed ``seed`` (the expert reset with the same seed): its observations
     (steps, obs_dim), recorded actions (steps, action_dim) and the last step's info (``success``...). ``env`` and
-    ``expert`` may be passed in to reuse them. ``collect_demos`` keeps the successful ones, in seed order."""
+    ``expert`` may be passed in to reuse them. ``collect_demos`` keeps the successful ones, in seed order. With
+    image observations (an env made with ``obs="image"``) the observations are {"pixels": (steps, H, W, 3) uint8,
+    "state": (steps, 4)} and the expert acts on ``info["full_state"]``."""
     from .tasks import make_env, make_expert
 
     own = env is None
@@ -192,8 +222,8 @@ def expert_episode(task: str, seed: int, *, noise: float = 0.0, perturb: float =
     ep_obs, ep_actions = [], []
     done = False
     while not done:
-        action = expert(obs)
-        ep_obs.append(np.asarray(obs, np.float64))
+        action = expert(info["full_state"] if isinstance(obs, dict) else obs)
+        ep_obs.append(obs if isinstance(obs, dict) else np.asarray(obs, np.float64))
         ep_actions.append(np.asarray(action, np.float64))
         if perturb:
             low, high = env.action_space.low, env.action_space.high
@@ -204,4 +234,7 @@ def expert_episode(task: str, seed: int, *, noise: float = 0.0, perturb: float =
         env.close()
     if "success" not in info:
         info = {**info, "success": bool(info.get("is_success", False))}
+    if isinstance(ep_obs[0], dict):
+        return ({"pixels": np.stack([o["pixels"] for o in ep_obs]),
+                 "state": np.stack([o["state"] for o in ep_obs]).astype(np.float64)}, np.stack(ep_actions), info)
     return np.stack(ep_obs), np.stack(ep_actions), info

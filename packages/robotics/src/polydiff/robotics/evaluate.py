@@ -16,12 +16,15 @@ EVAL_SEED = 100_000
 
 
 def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act=None, render: int = 0,
-            torch_seed: int = 0, **options) -> dict:
+            torch_seed: int = 0, obs: str | None = None, **options) -> dict:
     """Run ``episodes`` episodes (reset seeds seed, seed + 1, ...) in lockstep, the policy acting on the batch.
 
     policy: anything with ``reset()`` and ``select_action(obs (batch, obs_dim), **options)``; or pass ``act``,
         a callable ``act(obs (batch, obs_dim), envs) -> actions (batch, action_dim)`` (used by planners).
     render: record frames of the first ``render`` episodes (``env.render()``; for videos).
+    obs: the environments' observation mode ("state" or "image", ObstacleReach); by default the policy's
+        ``obs_mode`` ("image" for the image policies), else "state". Image observations reach the policy as one
+        dict of batches {"pixels": (batch, H, W, 3), "state": (batch, S)}.
     Returns {"success", "mode_left" (share of episodes that passed the wall on the left, ObstacleReach),
     "overlap" (mean final coverage, Push-T), "final_distance" (mean final object-goal distance, Pusher),
     "per_episode": {...}, "paths": [(steps, 2) agent positions (Pusher: the object's)],
@@ -31,23 +34,33 @@ def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes: expected a positive integer, got {episodes!r}")
     torch.manual_seed(torch_seed)
-    envs = [make_env(task, render_mode="rgb_array") if i < render else make_env(task) for i in range(episodes)]
-    observations = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    obs = obs or getattr(policy, "obs_mode", "state")
+    image = {} if obs == "state" else {"obs": obs, "image_size": policy.image_size}
+    envs = [make_env(task, **image, **({"render_mode": "rgb_array"} if i < render else {}))
+            for i in range(episodes)]
+    first = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+    observations = {k: np.stack([o[k] for o in first]) for k in first[0]} if image else np.stack(first)
     if act is None:
         policy.reset()
     done = np.zeros(episodes, bool)
     infos: list[dict] = [{} for _ in envs]
     where = slice(17, 19) if task == "pusher" else slice(0, 2)  # the object's position on Pusher-v5
-    paths = [[obs[where].copy()] for obs in observations]
+    states = observations["state"] if image else observations  # the agent's position is in both
+    paths = [[state[where].copy()] for state in states]
     frames: list[list] = [[env.render()] for env in envs[:render]]
     while not done.all():
         actions = act(observations, envs) if act is not None else policy.select_action(observations, **options)
         for i, env in enumerate(envs):
             if done[i]:
                 continue
-            obs, _, terminated, truncated, info = env.step(np.asarray(actions[i], dtype=np.float32))
-            observations[i], infos[i] = obs, info
-            paths[i].append(obs[where].copy())
+            new, _, terminated, truncated, info = env.step(np.asarray(actions[i], dtype=np.float32))
+            if image:
+                for key in observations:
+                    observations[key][i] = new[key]
+            else:
+                observations[i] = new
+            infos[i] = info
+            paths[i].append(states[i][where].copy())
             done[i] = terminated or truncated
             if i < render:
                 frames[i].append(env.render())
@@ -73,13 +86,14 @@ def rollout(policy, task: str, episodes: int = 50, *, seed: int = EVAL_SEED, act
 
 
 def chunk_latency_ms(policy, repeats: int = 21, **options) -> float:
-    """Median milliseconds of one ``predict_action_chunk`` (batch 1), counted as this process's CPU time on the
+    """Median milliseconds of one ``predict_action_chunk`` (batch 1; an image policy's encoder included), counted as this process's CPU time on the
     current torch thread count (1 in the benchmark): the compute one chunk costs, unaffected by other processes
     holding the CPU while it waits."""
     import statistics
     import time
 
-    obs = np.zeros((policy.n_obs_steps, policy.obs_dim))
+    obs = policy.example_observation() if hasattr(policy, "example_observation") else \
+        np.zeros((policy.n_obs_steps, policy.obs_dim))
     for _ in range(2):
         policy.predict_action_chunk(obs, **options)
     times = []

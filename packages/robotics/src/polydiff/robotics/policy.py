@@ -271,11 +271,14 @@ class MLPPolicy(_ChunkPolicy):
 
 
 def load_policy(directory):
-    """A DiffusionPolicy or MLPPolicy from a ``save_pretrained`` directory, whichever it holds."""
+    """A DiffusionPolicy or MLPPolicy (or their image variants) from a ``save_pretrained`` directory, whichever it
+    holds."""
     from polydiff.core.pretrained import class_path, read_config
 
+    from .image_policy import ImageDiffusionPolicy, ImageMLPPolicy
+
     document = read_config(directory)
-    for cls in (DiffusionPolicy, MLPPolicy):
+    for cls in (DiffusionPolicy, MLPPolicy, ImageDiffusionPolicy, ImageMLPPolicy):
         if document["class"] == class_path(cls):
             return cls.from_pretrained(directory)
     raise ValueError(f"directory: {directory} holds a {document['class']}, not a polydiff robotics policy")

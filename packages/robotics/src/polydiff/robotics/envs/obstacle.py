@@ -10,17 +10,26 @@ Observation (6,): agent x, y, velocity x, y, and the goal's offset from the agen
 policy reads how far it still has to go without subtracting two features of very different spread. Action (2,):
 commanded velocity in [-1, 1]^2 (m/s).
 Success: the agent ends within ``GOAL_RADIUS`` of the goal (the episode terminates there).
+
+With ``obs="image"`` the observation is a dict, as gym-pusht's pixel observations: ``"pixels"`` (size, size, 3)
+uint8, an offscreen MuJoCo render from the MJCF's fixed top-down camera ``top`` (the arena fills the frame, the goal
+disc in green), and ``"state"`` (4,), the agent's own proprioception (position, velocity). The goal is then seen
+only in the image. ``info["full_state"]`` keeps the 6-dimensional state observation for the expert.
 """
 
 from __future__ import annotations
 
-import gymnasium as gym
-import mujoco
-import numpy as np
-from gymnasium import spaces
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering, unless the caller chose a backend
+
+import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+from gymnasium import spaces  # noqa: E402
 
 __all__ = ["ObstacleReachEnv", "ObstacleReachExpert", "obstacle_reach_xml", "path_distance", "WALL_HALF_WIDTH",
-           "GOAL_RADIUS"]
+           "GOAL_RADIUS", "OBS_MODES", "render_top_view"]
 
 WALL_HALF_WIDTH = 0.5
 WALL_HALF_THICKNESS = 0.08
@@ -83,7 +92,7 @@ def obstacle_reach_xml(timestep: float = 0.01, kv: float = 20.0) -> str:
   <visual><global offwidth="256" offheight="256"/></visual>
   <worldbody>
     <light pos="0 0 3" dir="0 0 -1"/>
-    <camera name="top" pos="0 0 3.2" xyaxes="1 0 0 0 1 0"/>
+    <camera name="top" pos="0 0 {a / np.tan(np.pi / 8) + r:.4f}" xyaxes="1 0 0 0 1 0" fovy="45"/>
     <geom name="floor" type="plane" size="{a} {a} 0.05" rgba="0.92 0.92 0.92 1" contype="0" conaffinity="0"/>
     <geom name="wall" type="box" pos="0 0 {r}" size="{w} {t} {r}" rgba="0.55 0.3 0.3 1"/>
     <geom name="border_n" type="box" pos="0 {a} {r}" size="{a} 0.02 {r}" rgba="0.3 0.3 0.3 1"/>
@@ -107,9 +116,49 @@ def obstacle_reach_xml(timestep: float = 0.01, kv: float = 20.0) -> str:
 """
 
 
+OBS_MODES = ("state", "image")
+_RENDERERS: dict = {}
+_PLAIN = ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX", "mjRND_HAZE")
+
+
+def _load_triton_first() -> None:
+    """A software OpenGL (Mesa's llvmpipe, what EGL falls back to without a GPU) and triton each bring an LLVM;
+    triton imported after the OpenGL context exists (torch imports it when the first optimiser is built) crashes
+    the process, so it is imported before, when installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        try:
+            import triton  # noqa: F401
+        except Exception:  # noqa: BLE001 - a broken triton is torch's business, not rendering's
+            pass
+
+
+def render_top_view(data: mujoco.MjData, size: int = 64) -> np.ndarray:
+    """An offscreen MuJoCo render (size, size, 3) uint8 of ``data`` (an ObstacleReach scene) from the fixed camera
+    ``top``. One renderer per size serves every environment of the process (they share the MJCF); shadows and
+    reflections are off (they cost ten times the rest on a software OpenGL and show nothing the policy needs).
+    RuntimeError when no OpenGL backend works (``MUJOCO_GL``: egl, osmesa or glfw)."""
+    renderer = _RENDERERS.get(size)
+    if renderer is None:
+        _load_triton_first()
+        model = mujoco.MjModel.from_xml_string(obstacle_reach_xml())
+        try:
+            renderer = mujoco.Renderer(model, size, size)
+        except Exception as error:  # noqa: BLE001 - any GL failure means the same thing here
+            raise RuntimeError(f"obs='image' needs MuJoCo offscreen rendering, which failed with "
+                               f"MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {error}") from error
+        _RENDERERS[size] = renderer
+    renderer.update_scene(data, camera="top")
+    for flag in _PLAIN:
+        renderer.scene.flags[getattr(mujoco.mjtRndFlag, flag)] = False
+    return renderer.render().copy()
+
+
 class ObstacleReachEnv(gym.Env):
     """Gymnasium environment (see the module docstring). ``reset(seed=...)`` draws the start and goal with
-    ±``JITTER`` jitter; ``max_episode_steps`` control steps of ``frame_skip`` physics steps each.
+    ±``JITTER`` jitter; ``max_episode_steps`` control steps of ``frame_skip`` physics steps each. ``obs``: "state"
+    (6,) or "image" ({"pixels": (image_size, image_size, 3) uint8, "state": (4,)}, see the module docstring).
 
     info: ``success`` (goal reached), ``distance`` (to the goal), ``side`` (-1 when the agent passed the wall on the
     left, +1 on the right, 0 not yet).
@@ -117,17 +166,25 @@ class ObstacleReachEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, max_episode_steps: int = 40, frame_skip: int = 10, render_mode: str | None = None):
+    def __init__(self, max_episode_steps: int = 40, frame_skip: int = 10, render_mode: str | None = None,
+                 obs: str = "state", image_size: int = 64):
         if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
             raise ValueError(f"max_episode_steps: expected a positive integer, got {max_episode_steps!r}")
         if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
             raise ValueError(f"frame_skip: expected a positive integer, got {frame_skip!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
+        if obs not in OBS_MODES:
+            raise ValueError(f"obs: expected one of {list(OBS_MODES)}, got {obs!r}")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 256:
+            raise ValueError(f"image_size: expected an integer in [16, 256], got {image_size!r}")
         self.model = mujoco.MjModel.from_xml_string(obstacle_reach_xml())
         self.data = mujoco.MjData(self.model)
         self.max_episode_steps, self.frame_skip, self.render_mode = max_episode_steps, frame_skip, render_mode
-        self.observation_space = spaces.Box(-np.inf, np.inf, (6,), np.float64)
+        self.obs_mode, self.image_size = obs, image_size
+        self.observation_space = spaces.Box(-np.inf, np.inf, (6,), np.float64) if obs == "state" else spaces.Dict(
+            {"pixels": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+             "state": spaces.Box(-np.inf, np.inf, (4,), np.float64)})
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.goal = np.array([0.0, GOAL_Y])
         self.elapsed = 0
@@ -137,9 +194,15 @@ class ObstacleReachEnv(gym.Env):
     def dt(self) -> float:
         return self.model.opt.timestep * self.frame_skip
 
-    def _obs(self) -> np.ndarray:
+    def _state(self) -> np.ndarray:
         position = self.data.qpos[:2]
         return np.concatenate([position, self.data.qvel[:2], self.goal - position]).astype(np.float64)
+
+    def _obs(self):
+        state = self._state()
+        if self.obs_mode == "state":
+            return state
+        return {"pixels": render_top_view(self.data, self.image_size), "state": state[:4]}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -154,8 +217,11 @@ class ObstacleReachEnv(gym.Env):
 
     def _info(self) -> dict:
         distance = float(np.linalg.norm(self.data.qpos[:2] - self.goal))
-        return {"success": distance < GOAL_RADIUS, "distance": distance, "side": self.side,
+        info = {"success": distance < GOAL_RADIUS, "distance": distance, "side": self.side,
                 "path_distance": path_distance(self.data.qpos[:2], self.goal)}
+        if self.obs_mode == "image":
+            info["full_state"] = self._state()
+        return info
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float64)
