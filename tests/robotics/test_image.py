@@ -190,3 +190,20 @@ def test_image_rollout(gl, trained_image_policy):
     result = rollout(trained_image_policy, "obstacle", 2, solver="ddim", steps=2)
     assert 0 <= result["success"] <= 1 and len(result["paths"]) == 2 and result["paths"][0].shape[1] == 2
     assert chunk_latency_ms(trained_image_policy, repeats=1, solver="ddim", steps=2) > 0
+
+
+def test_cli_image_demos_train_eval(gl, tmp_path, capsys):
+    import json
+
+    from polydiff.core.cli import main
+
+    demos, policy = tmp_path / "demos.npz", tmp_path / "policy"
+    assert main(["robotics", "demos", "-n", "3", "--obs", "image", "--out", str(demos), "--quiet"]) == 0
+    assert load_episodes(demos).images.shape[1:] == (64, 64, 3)
+    assert main(["robotics", "train", str(demos), "--out", str(policy), "--steps", "2", "--batch-size", "8",
+                 "--horizon", "8", "--n-action-steps", "4", "--quiet"]) == 0
+    assert isinstance(load_policy(policy), ImageDiffusionPolicy)
+    capsys.readouterr()
+    assert main(["robotics", "eval", str(policy), "--episodes", "2", "--steps", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 2 and 0 <= summary["success"] <= 1

@@ -22,7 +22,8 @@ def _demos(args: argparse.Namespace) -> int:
         raise ValueError(f"--out: expected a .npz file name (the episode dataset format), got {args.out!r}")
     if out.exists() and not args.force:
         raise ValueError(f"--out: {out} exists; pass --force to overwrite it")
-    episodes = collect_demos(args.task, args.n, seed=args.seed, noise=args.noise, progress=not args.quiet)
+    episodes = collect_demos(args.task, args.n, seed=args.seed, noise=args.noise, progress=not args.quiet,
+                             obs=args.obs)
     episodes.save(out, force=args.force)
     modes = episodes.meta.get("mode", [])
     left = sum(m == -1 for m in modes)
@@ -35,12 +36,15 @@ def _train(args: argparse.Namespace) -> int:
     from polydiff.core.training import TrainConfig
 
     from .data import load_episodes
+    from .image_policy import ImageDiffusionPolicy, ImageMLPPolicy
     from .policy import DiffusionPolicy, MLPPolicy
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ValueError(f"--out: {out} exists; pass --force to overwrite it")
     episodes = load_episodes(args.demos)
+    if episodes.images is not None:  # image demonstrations train the image policies
+        DiffusionPolicy, MLPPolicy = ImageDiffusionPolicy, ImageMLPPolicy  # noqa: N806
     if args.policy == "diffusion":
         policy = DiffusionPolicy.from_episodes(episodes, n_obs_steps=args.n_obs_steps, horizon=args.horizon,
                                                n_action_steps=args.n_action_steps)
@@ -100,6 +104,8 @@ def register(subparsers) -> None:
                        help="task: obstacle (MuJoCo ObstacleReach), pusht (gym-pusht, needs the pusht extra) or "
                             "pusher (gymnasium's Pusher-v5 arm)")
     demos.add_argument("-n", type=int, default=100, help="number of successful episodes to keep")
+    demos.add_argument("--obs", default="state", choices=["state", "image"],
+                       help="observations recorded (image: 64 x 64 camera frames and proprioception, obstacle only)")
     demos.add_argument("--seed", type=int, default=0, help="first reset seed (episodes use seed, seed + 1, ...)")
     demos.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise std of the expert")
     demos.add_argument("--out", required=True, help="output .npz file (obs, action, episode_ends, meta)")
