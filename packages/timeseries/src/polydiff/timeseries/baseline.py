@@ -20,7 +20,8 @@ import itertools
 
 import numpy as np
 
-__all__ = ["seasonal_reference", "fit_smoothing", "recent_level", "SMOOTHING_GRID"]
+__all__ = ["seasonal_reference", "fit_smoothing", "recent_level", "SMOOTHING_GRID", "holt_winters_reference",
+           "fit_holt_winters", "HOLT_WINTERS_GRID"]
 
 #: (alpha, delta, omega) tried by :func:`fit_smoothing`
 SMOOTHING_GRID = tuple(itertools.product((0.005, 0.01, 0.02, 0.05, 0.1), (0.1, 0.2, 0.4, 0.6, 0.8),
@@ -83,3 +84,84 @@ def fit_smoothing(y: np.ndarray, short: int, long: int, h: int, context: int, ta
         level = recent_level(y[origin - context:origin] - reference[:, origin - context:origin], tau)
         error += np.abs(y[origin:origin + h] - reference[:, origin:origin + h] - level[:, None]).sum(1)
     return tuple(float(v) for v in grid[:, int(np.argmin(error))])
+
+
+#: (alpha, beta, gamma) tried by :func:`fit_holt_winters`
+HOLT_WINTERS_GRID = tuple(itertools.product((0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), (0.0, 0.01, 0.05, 0.1, 0.2),
+                                            (0.01, 0.05, 0.1, 0.2, 0.4, 0.6)))
+
+
+def _holt_winters(y: np.ndarray, season: int, alpha, beta, gamma, horizon: int = 0):
+    """Additive Holt-Winters (level l, trend b, seasonal profile s of period ``season``) run over ``y``:
+
+        l_t = alpha (y_t - s_{t-season}) + (1 - alpha)(l_{t-1} + b_{t-1})
+        b_t = beta (l_t - l_{t-1}) + (1 - beta) b_{t-1}
+        s_t = gamma (y_t - l_t) + (1 - gamma) s_{t-season}
+
+    started from the least-squares line through the first min(3, n // season) seasons (level and trend) and the
+    mean detrended value per phase (the profile, centred). Returns (seasonal, level, trend): seasonal
+    (params, n + horizon) holds s_{t-season}, the seasonal part of the one-step forecast of y_t (for t >= n only
+    states before n enter, the last season's profile repeated), level and trend (params, n + 1) the states before each step and after the last."""
+    y = np.asarray(y, np.float64)
+    n = len(y)
+    alpha, beta, gamma = (np.atleast_1d(np.asarray(v, np.float64)) for v in np.broadcast_arrays(alpha, beta, gamma))
+    first = min(3, n // season) * season
+    t = np.arange(first, dtype=np.float64)
+    slope, intercept = np.polyfit(t, y[:first], 1)
+    profile = (y[:first] - (intercept + slope * t)).reshape(-1, season).mean(0)
+    profile -= profile.mean()
+    seasonal = np.zeros((len(alpha), n + horizon + season))  # seasonal[:, t + season] holds s_t
+    seasonal[:, :season] = profile
+    level = np.empty((len(alpha), n + 1))
+    trend = np.empty((len(alpha), n + 1))
+    level[:, 0], trend[:, 0] = intercept - slope, slope
+    for i in range(n):
+        back = seasonal[:, i]
+        new_level = alpha * (y[i] - back) + (1 - alpha) * (level[:, i] + trend[:, i])
+        trend[:, i + 1] = beta * (new_level - level[:, i]) + (1 - beta) * trend[:, i]
+        seasonal[:, i + season] = gamma * (y[i] - new_level) + (1 - gamma) * back
+        level[:, i + 1] = new_level
+    for i in range(n, n + horizon):  # past the data the profile repeats: s_t = s_{t-season}
+        seasonal[:, i + season] = seasonal[:, i]
+    return seasonal[:, :n + horizon], level, trend
+
+
+def holt_winters_reference(y: np.ndarray, season: int, alpha, beta, gamma, horizon: int = 0) -> np.ndarray:
+    """s_{t-season} of additive Holt-Winters (see :func:`_holt_winters`) for t = 0 .. len(y) + horizon - 1: the
+    seasonal part of the one-step forecast; past the end of ``y`` (``horizon`` steps) the last profile repeats,
+    so it uses only values of ``y``. y: (n,) with n >= 2 seasons; alpha, beta, gamma: numbers (returns
+    (n + horizon,)) or arrays of one shape (params,) (returns (params, n + horizon))."""
+    y = np.asarray(y, np.float64)
+    season = int(season)
+    if season < 2 or len(y) < 2 * season:
+        raise ValueError(f"y: needs at least two seasons of {season} steps (season >= 2), got {len(y)} points")
+    if horizon < 0:
+        raise ValueError(f"horizon: expected an integer >= 0, got {horizon}")
+    scalar = np.ndim(alpha) == 0 and np.ndim(beta) == 0 and np.ndim(gamma) == 0
+    reference = _holt_winters(y, season, alpha, beta, gamma, horizon)[0]
+    return reference[0] if scalar else reference
+
+
+def fit_holt_winters(y: np.ndarray, season: int, h: int) -> tuple[float, float, float]:
+    """(alpha, beta, gamma) of :data:`HOLT_WINTERS_GRID` with the lowest absolute error of the Holt-Winters
+    forecasts l_T + k b_T + s_{T+k-season} (the last profile repeated beyond a season), k = 1 .. ``h``, from
+    every origin T after the first two seasons —
+    chosen on the training data only."""
+    y = np.asarray(y, np.float64)
+    season = int(season)
+    if h < 1:
+        raise ValueError(f"h: expected an integer >= 1, got {h}")
+    if season < 2:
+        raise ValueError(f"season: expected an integer >= 2, got {season}")
+    if len(y) < 2 * season + h:
+        raise ValueError(f"y: {len(y)} points leave no origin after two seasons ({2 * season}) and h = {h}")
+    grid = np.asarray(HOLT_WINTERS_GRID).T
+    seasonal, level, trend = _holt_winters(y, season, *grid)
+    steps = np.arange(1, h + 1)
+    error = np.zeros(grid.shape[1])
+    phase = (steps - 1) % season  # the seasonal index of step k from an origin: the last state of its phase
+    for origin in range(2 * season, len(y) - h + 1):
+        forecast = level[:, origin, None] + steps * trend[:, origin, None] + seasonal[:, origin + phase]
+        error += np.abs(y[origin:origin + h] - forecast).sum(1)
+    return tuple(float(v) for v in grid[:, int(np.argmin(error))])
+

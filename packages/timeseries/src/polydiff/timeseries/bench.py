@@ -114,7 +114,9 @@ def model_scale(info, df: pd.DataFrame) -> dict:
     before_test = df["y"].to_numpy(np.float64)[:len(df) - info.h * N_WINDOWS]
     lag, log, seasons = forecaster._choose([before_test])
     scale = {"lag": int(lag), "log": bool(log)}
-    if lag and forecaster._smooths(lag):
+    if lag and not seasons:
+        scale["transform"] = "holt_winters"
+    elif lag and forecaster._smooths(lag):
         scale["transform"] = "double_seasonal"
     elif lag and seasons > 1:
         scale["seasons"] = int(seasons)
@@ -582,10 +584,14 @@ def _scale_text(budget: dict) -> str:
         residual = f"residual of {reference} at {scale['lag']}"
         if scale.get("transform") == "double_seasonal":
             residual = f"residual of double seasonal exponential smoothing (week {scale['lag']})"
+        if scale.get("transform") == "holt_winters":
+            residual = f"residual of the seasonal part of Holt-Winters (season {scale['lag']}, fitted on the training part)"
         level = "window location the recent level (exponential weights, tau = h / 8)"
         shrink = f"median = recent level + {scale.get('shrink', 1):g} x the network's shift from it (shrink)"
+        trend = "window location the least-squares line through the context, extrapolated"
         what = [w for w, on in (("log scale", scale["log"]), (residual, scale["lag"]),
-                                (level, scale.get("scaling") == "level"), (shrink, "shrink" in scale)) if on]
+                                (level, scale.get("scaling") == "level"), (trend, scale.get("scaling") == "trend"),
+                                (shrink, "shrink" in scale)) if on]
         parts.append(f"{name}: {' + '.join(what) if what else 'as is'}")
     return "; ".join(parts)
 

@@ -28,7 +28,13 @@ from polydiff.core.pretrained import load_pretrained, read_config, save_pretrain
 from polydiff.core.sampling import list_solvers
 from polydiff.core.training import TrainConfig, Trainer
 
-from .baseline import fit_smoothing, recent_level, seasonal_reference
+from .baseline import (
+    fit_holt_winters,
+    fit_smoothing,
+    holt_winters_reference,
+    recent_level,
+    seasonal_reference,
+)
 from .data import calendar_features, calendar_seasons, check_frame, check_freq, prefers_log, season_length
 from .diffusion import WindowLoss, csdi_schedule, sample_windows
 from .metrics import level_quantiles
@@ -38,7 +44,7 @@ __all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS", "epoch_train_ste
 
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
 SCALINGS = ("auto", "window", "series", "trend", "level")
-TRANSFORMS = ("auto", "none", "seasonal_diff", "double_seasonal")
+TRANSFORMS = ("auto", "none", "seasonal_diff", "double_seasonal", "holt_winters")
 #: seasons whose median profile ``transform="auto"`` subtracts at its hidden season (``seasons=None``)
 AUTO_SEASONS = 1
 #: what ``transform="auto"`` removes at a hidden season: "seasonal_diff" or "double_seasonal"
@@ -83,7 +89,11 @@ class ForecasterConfig:
     observed history, so forecasts are in data units), "double_seasonal" (the model sees y_t - s_t, s_t the
     seasonal part of the one-step forecast of double seasonal exponential smoothing with the main season of
     ``freq`` and ``season`` (None: the week), its smoothing parameters fitted on each training series, see
-    :mod:`.baseline`; s_t is added back to the sample paths; needs h <= the main season) or "auto" (default): at
+    :mod:`.baseline`; s_t is added back to the sample paths; needs h <= the main season), "holt_winters" (the model
+    sees y_t - s_{t-season}, s the seasonal profile of additive Holt-Winters with level and trend at ``season``
+    (None: the main season of ``freq``), its parameters fitted on each training series, see
+    :func:`.baseline.fit_holt_winters`; beyond the data the last profile repeats, and it is added back to the
+    sample paths; needs two seasons + h points) or "auto" (default): at
     the longest calendar season beyond the main one that the context cannot see (see
     :func:`.data.calendar_seasons`: the week of sub-daily data — 336 steps at 30min with a context of 144, 168
     hourly with 72; daily and coarser data have no such season and are modelled as they are), "double_seasonal"
@@ -198,8 +208,11 @@ class ForecasterConfig:
 
     @property
     def lag(self) -> int:
-        """The seasonal-difference lag of ``transform="seasonal_diff"`` (0 otherwise; "auto" is resolved by
-        :meth:`DiffusionForecaster.fit`, see :attr:`DiffusionForecaster.lag`)."""
+        """The seasonal-difference lag of ``transform="seasonal_diff"``, the long season of "double_seasonal" or
+        the season of "holt_winters" (0 otherwise; "auto" is resolved by :meth:`DiffusionForecaster.fit`, see
+        :attr:`DiffusionForecaster.lag`)."""
+        if self.transform == "holt_winters":
+            return self.season or season_length(self.freq)
         if self.transform == "double_seasonal":
             return self.season or max(calendar_seasons(self.freq))
         if self.transform != "seasonal_diff":
@@ -319,13 +332,19 @@ class DiffusionForecaster:
         return bool(self._state and self._state.get("smoothing"))
 
     @property
+    def holt_winters(self) -> bool:
+        """Whether the model sees the residual of the seasonal part of additive Holt-Winters at :attr:`lag`
+        (:mod:`.baseline`): ``transform="holt_winters"``."""
+        return bool(self._state and self._state.get("holt_winters"))
+
+    @property
     def span(self) -> int:
         """History the seasonal difference consumes before its first value: lag x seasons (0 without one)."""
         return self.lag * self.seasons if self.lag else 0
 
     def _choose(self, raw: list, impute: bool = False) -> tuple[int, bool, int]:
         """(lag, log, seasons) for the series ``raw`` (arrays in data units): the config's choices with "auto"
-        resolved."""
+        resolved; seasons = 0 marks the residual of Holt-Winters at ``lag`` (no history consumed)."""
         c = self.config
         main = season_length(c.freq)
         log = all(prefers_log(y, main) for y in raw) if c.log == "auto" else bool(c.log)
@@ -337,6 +356,8 @@ class DiffusionForecaster:
                 seasons = SMOOTHING_SEASONS
             if lag and any(len(y) < self.length + (seasons + 1) * lag for y in raw):
                 lag = 0
+        elif c.transform == "holt_winters":
+            lag, seasons = c.lag, 0
         elif c.transform == "double_seasonal":
             lag, seasons = c.lag, SMOOTHING_SEASONS
         else:
@@ -355,7 +376,10 @@ class DiffusionForecaster:
 
     def _residual(self, y: np.ndarray, uid) -> np.ndarray:
         """y (model scale) -> what the network sees: the seasonal difference, or y minus the seasonal part of
-        double seasonal smoothing, started from y's first point; both drop the first :attr:`span` values."""
+        double seasonal smoothing or of Holt-Winters, started from y's first point; each drops the first
+        :attr:`span` values (none for Holt-Winters)."""
+        if self.holt_winters:
+            return y - holt_winters_reference(y, self.lag, *self._state["holt_winters"][str(uid)])
         if not self.smoothing:
             return _difference(y, self.lag, self.seasons)
         alpha, delta, omega = self._state["smoothing"][str(uid)]
@@ -365,11 +389,16 @@ class DiffusionForecaster:
     def _tail(self, y: np.ndarray) -> np.ndarray:
         """The history a forecast needs: the last context + :attr:`span` values, or all of them where the model
         sees the residual of double seasonal smoothing (its states run over the whole history, as in training)."""
-        return y if self.smoothing else y[-(self.config.resolved_context + self.span):]
+        return y if self.smoothing or self.holt_winters else y[-(self.config.resolved_context + self.span):]
 
     def _restore(self, histories: list, samples: np.ndarray, ids: list) -> np.ndarray:
         """Undo :meth:`_residual` on sample paths (series, samples, h), histories (per series, at least span +
         context values) the observed values (model scale) before the forecast."""
+        if self.holt_winters:
+            h = samples.shape[-1]
+            future = np.stack([holt_winters_reference(y, self.lag, *self._state["holt_winters"][str(uid)],
+                                                      horizon=h)[-h:] for y, uid in zip(histories, ids, strict=True)])
+            return samples + future[:, None]
         if not self.smoothing:
             return _integrate(np.stack([y[-self.span:] for y in histories]), samples, self.lag)
         main, h = season_length(self.config.freq), samples.shape[-1]
@@ -498,6 +527,14 @@ class DiffusionForecaster:
                 str(uid): list(fit_smoothing(self._forward(y, uid), main, lag, c.h, c.resolved_context,
                                              c.resolved_level_steps))
                 for uid, y in zip(ids, raw, strict=True)}
+        if lag and not seasons:
+            short = [uid for uid, y in zip(ids, raw, strict=True) if len(y) < 2 * lag + c.h]
+            if lag < 2 or short:
+                raise ValueError(f"transform: holt_winters needs a season >= 2 and every series at least two seasons "
+                                 f"+ h = {2 * lag + c.h} points; got season={lag}"
+                                 + (f", series {short[0]!r} is shorter" if short else ""))
+            self._state["holt_winters"] = {str(uid): list(fit_holt_winters(self._forward(y, uid), lag, c.h))
+                                           for uid, y in zip(ids, raw, strict=True)}
         length, span = self.length, self.span
         for uid, y in zip(ids, raw, strict=True):
             if len(y) < length + span:
@@ -541,7 +578,7 @@ class DiffusionForecaster:
         torch.manual_seed(c.seed)
         network = self._network(num_series, tensors[2].shape[1])
         loss = WindowLoss(self._schedule(), self._prediction(), c.model == "csdi", c.h, stats=series_stats,
-                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=c.scaling == "trend",
+                          fourier_weight=0.1 if c.model == "diffusion_ts" else 0.0, trend=self.scaling == "trend",
                           level=self._level())
         steps = c.train_steps if c.epochs is None else epoch_train_steps(
             len(tensors[0]), c.batch_size, c.epochs, c.min_train_steps, c.train_steps)
@@ -597,7 +634,7 @@ class DiffusionForecaster:
             if stats is not None and not c.multivariate:
                 stats = stats[:, None]  # (windows, 1, 2): each window its own series' statistics
             out = sample_windows(self.network, self._schedule(), self._prediction(), v, m, s, stats=stats,
-                                 trend=c.scaling == "trend", level=self._level(), **kwargs)
+                                 trend=self.scaling == "trend", level=self._level(), **kwargs)
         finally:
             torch.random.set_rng_state(generator_state)
         return out.numpy().astype(np.float64)
@@ -740,7 +777,7 @@ class DiffusionForecaster:
         <name>-lo/hi interval columns (equal to y on observed rows). An unfitted forecaster is first fitted on
         ``df`` itself (its NaN entries are left out of the loss)."""
         levels = _check_levels(level)
-        if self.config.transform in ("seasonal_diff", "double_seasonal") or (self.network is not None and self.lag):
+        if self.config.transform in ("seasonal_diff", "double_seasonal", "holt_winters") or (self.network is not None and self.lag):
             raise ValueError("transform: impute works on models of the series itself; use transform='none' or "
                              "'auto' (which impute resolves to 'none')")
         frame = check_frame(df, self.config.freq, allow_nan=True, exog=self._exog_columns(df))
