@@ -207,3 +207,19 @@ def test_cli_image_demos_train_eval(gl, tmp_path, capsys):
     assert main(["robotics", "eval", str(policy), "--episodes", "2", "--steps", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["episodes"] == 2 and 0 <= summary["success"] <= 1
+
+
+def test_shift_frames_moves_each_window_by_one_offset():
+    from polydiff.robotics.image_policy import shift_frames
+
+    torch.manual_seed(0)
+    pixels = torch.randint(0, 256, (6, 2, 8, 8, 3), dtype=torch.uint8)
+    shifted = shift_frames(pixels, 2)
+    assert shifted.shape == pixels.shape
+    padded = torch.nn.functional.pad(pixels.permute(0, 1, 4, 2, 3).float().flatten(1, 2), (2, 2, 2, 2),
+                                     mode="replicate").unflatten(1, (2, 3)).permute(0, 1, 3, 4, 2)
+    for b in range(6):  # one offset explains both frames of the window
+        assert any(torch.equal(shifted[b], padded[b, :, dy:dy + 8, dx:dx + 8]) for dy in range(5) for dx in range(5))
+    assert shift_frames(pixels, 1).shape == pixels.shape
+    with pytest.raises(ValueError, match="random_shift"):
+        ImageMLPPolicy(4, 2, image_size=SIZE, random_shift=-1)

@@ -36,17 +36,33 @@ class _Conditioned(nn.Module):
     -> (batch, To * (feature_dim + S)); ``forward(x, t, pixels, state)`` runs the UNet head on them (the
     diffusion loss's ``model(x_t, t, **cond)``)."""
 
-    def __init__(self, encoder: ImageEncoder, head: nn.Module):
+    def __init__(self, encoder: ImageEncoder, head: nn.Module, random_shift: int = 0):
         super().__init__()
-        self.encoder, self.head = encoder, head
+        self.encoder, self.head, self.random_shift = encoder, head, random_shift
 
     def features(self, pixels: Tensor, state: Tensor) -> Tensor:
         batch, steps = state.shape[:2]
+        if self.training and self.random_shift:
+            pixels = shift_frames(pixels, self.random_shift)
         encoded = self.encoder(pixels.flatten(0, 1)).view(batch, steps, -1)
         return torch.cat([encoded, state], dim=-1).flatten(1)
 
     def forward(self, x: Tensor, t: Tensor, pixels: Tensor, state: Tensor) -> Tensor:
         return self.head(x, t, cond=self.features(pixels, state))
+
+
+def shift_frames(pixels: Tensor, shift: int) -> Tensor:
+    """Random-shift augmentation (Kostrikov et al., 2020, "Image Augmentation Is All You Need", DrQ): each window's
+    frames (batch, To, H, W, 3) are padded by ``shift`` pixels repeating the border and cropped back at one random
+    offset, shared by the window's To frames. Returns float frames on the uint8 scale."""
+    batch, steps, height, width, channels = pixels.shape
+    stacked = pixels.permute(0, 1, 4, 2, 3).reshape(batch, steps * channels, height, width).float()
+    padded = nn.functional.pad(stacked, (shift,) * 4, mode="replicate")
+    dx, dy = torch.randint(0, 2 * shift + 1, (2, batch), device=pixels.device)
+    rows = (dy[:, None] + torch.arange(height, device=pixels.device))[:, :, None]
+    cols = (dx[:, None] + torch.arange(width, device=pixels.device))[:, None, :]
+    cropped = padded[torch.arange(batch, device=pixels.device)[:, None, None], :, rows, cols]  # (batch, H, W, To*C)
+    return cropped.reshape(batch, height, width, steps, channels).permute(0, 3, 1, 2, 4)
 
 
 def _image_mse_loss(model: _Conditioned, batch) -> Tensor:
@@ -72,8 +88,11 @@ class _ImageObservations:
 
     obs_mode = "image"  # what rollout() makes the environments return
 
-    def _setup_image(self, image_size: int, encoder_channels, keypoints: int, feature_dim: int) -> None:
-        self.image_size = image_size
+    def _setup_image(self, image_size: int, encoder_channels, keypoints: int, feature_dim: int,
+                     random_shift: int) -> None:
+        if isinstance(random_shift, bool) or not isinstance(random_shift, int) or not 0 <= random_shift < image_size:
+            raise ValueError(f"random_shift: expected an integer in [0, {image_size}), got {random_shift!r}")
+        self.image_size, self.random_shift = image_size, random_shift
         self.encoder = ImageEncoder(image_size, encoder_channels, keypoints, feature_dim)
         self.feature_dim = feature_dim
 
@@ -192,12 +211,13 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
                  horizon: int = 16, n_action_steps: int = 8, channels=(32, 64), encoder_channels=(8, 16, 32),
                  keypoints: int = 32, feature_dim: int = 64, time_embedding_dim: int = 32, kernel_size: int = 5,
                  n_groups: int = 8, num_train_timesteps: int = 100, obs_stats: dict | None = None,
-                 action_stats: dict | None = None, solver: str = "ddim", steps: int = 10, grid: str = "trailing"):
+                 action_stats: dict | None = None, solver: str = "ddim", steps: int = 10, grid: str = "trailing",
+                 random_shift: int = 0):
         super().__init__(state_dim, action_dim, n_obs_steps=n_obs_steps, horizon=horizon,
                          n_action_steps=n_action_steps, channels=channels, time_embedding_dim=time_embedding_dim,
                          kernel_size=kernel_size, n_groups=n_groups, num_train_timesteps=num_train_timesteps,
                          obs_stats=obs_stats, action_stats=action_stats, solver=solver, steps=steps, grid=grid)
-        self._setup_image(image_size, encoder_channels, keypoints, feature_dim)
+        self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift)
         # the state policy's UNet is conditioned on the raw history; this one on the image features and states
         self.unet = UNet1D(action_dim, channels=tuple(channels), cond_dim=self.cond_dim,
                            time_embedding_dim=time_embedding_dim, kernel_size=kernel_size, n_groups=n_groups)
@@ -206,10 +226,11 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
         config = dict(self.config)
         del config["obs_dim"]
         self.config = {"state_dim": state_dim, **config, "image_size": image_size,
-                       "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim}
+                       "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim,
+                       "random_shift": random_shift}
 
     def _network(self) -> _Conditioned:
-        return _Conditioned(self.encoder, self.unet)
+        return _Conditioned(self.encoder, self.unet, self.random_shift)
 
     def _training_parts(self, episodes):
         data = self._image_windows(episodes, self.horizon)
@@ -219,14 +240,16 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
 
 class ImageMLPPolicy(_ImageObservations, MLPPolicy):
     """MLP behaviour cloning on image observations: the same encoder and features as
-    :class:`ImageDiffusionPolicy`, an MLP head regressing ``n_action_steps`` actions (MSE), trained end to end."""
+    :class:`ImageDiffusionPolicy`, an MLP head regressing ``n_action_steps`` actions (MSE), trained end to end
+    (``random_shift`` as there)."""
 
     def __init__(self, state_dim: int, action_dim: int, image_size: int = 64, n_obs_steps: int = 2,
                  n_action_steps: int = 1, hidden=(256, 256, 256), encoder_channels=(8, 16, 32), keypoints: int = 32,
-                 feature_dim: int = 64, obs_stats: dict | None = None, action_stats: dict | None = None):
+                 feature_dim: int = 64, obs_stats: dict | None = None, action_stats: dict | None = None,
+                 random_shift: int = 0):
         super().__init__(state_dim, action_dim, n_obs_steps=n_obs_steps, n_action_steps=n_action_steps,
                          hidden=hidden, obs_stats=obs_stats, action_stats=action_stats)
-        self._setup_image(image_size, encoder_channels, keypoints, feature_dim)
+        self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift)
         hidden = list(hidden)
         widths = [self.cond_dim, *hidden]
         layers: list[nn.Module] = []
@@ -236,10 +259,11 @@ class ImageMLPPolicy(_ImageObservations, MLPPolicy):
         config = dict(self.config)
         del config["obs_dim"]
         self.config = {"state_dim": state_dim, **config, "image_size": image_size,
-                       "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim}
+                       "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim,
+                       "random_shift": random_shift}
 
     def _network(self) -> _Conditioned:
-        return _Conditioned(self.encoder, self.net)
+        return _Conditioned(self.encoder, self.net, self.random_shift)
 
     def _training_parts(self, episodes):
         return self._network(), _image_mse_loss, self._image_windows(episodes, self.n_action_steps)
