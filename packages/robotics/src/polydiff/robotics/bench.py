@@ -61,7 +61,7 @@ PUSHER_BUDGET = {"pusher_demos": 100, "pusher_policy": {"channels": [32, 64], "h
 # policy's 256 (the encoder makes a window about four times dearer). 3000 steps at batch 128 did no better on
 # validation episodes (0.44 against 0.54 with DDIM-10, reset seeds from 200000)
 IMAGE_BUDGET = {"image_demos": 200, "image_size": 64, "image_policy_steps": 4000, "image_policy_batch": 64,
-                "image_mlp_steps": 2000, "image_mlp_batch": 64, "image_episodes": 50}
+                "image_mlp_steps": 2000, "image_mlp_batch": 64, "image_random_shift": 0, "image_episodes": 50}
 
 
 def budgets(quick: bool) -> dict:
@@ -313,15 +313,19 @@ def image_models(budget: dict, seed: int, runs: Path, fresh: bool) -> dict:
     from .image_policy import ImageDiffusionPolicy, ImageMLPPolicy
 
     demos = collect_demos("obstacle", budget["image_demos"], seed=seed, obs="image", image_size=budget["image_size"])
-    specs = {"image_diffusion_policy": (lambda: ImageDiffusionPolicy.from_episodes(demos, **budget["policy"]),
+    shift = budget["image_random_shift"]
+    specs = {"image_diffusion_policy": (lambda: ImageDiffusionPolicy.from_episodes(demos, random_shift=shift,
+                                                                                   **budget["policy"]),
                                         budget["image_policy_steps"], budget["image_policy_batch"]),
-             "image_mlp_bc": (lambda: ImageMLPPolicy.from_episodes(demos, n_action_steps=1), budget["image_mlp_steps"],
-                              budget["image_mlp_batch"])}
+             "image_mlp_bc": (lambda: ImageMLPPolicy.from_episodes(demos, n_action_steps=1, random_shift=shift),
+                              budget["image_mlp_steps"], budget["image_mlp_batch"])}
     models = {}
     for name, (build, steps, batch) in specs.items():
         tag = {"demos": len(demos), "image_size": budget["image_size"], "policy": budget["policy"], "batch": batch}
-        # one model folder (and checkpoint folder) per batch size, so that another batch never resumes this one
-        folder = name if batch == 64 else f"{name}_batch{batch}"
+        if shift:
+            tag["random_shift"] = shift
+        # one model folder (and checkpoint folder) per batch size and augmentation, so that none resumes another
+        folder = name + ("" if batch == 64 else f"_batch{batch}") + (f"_shift{shift}" if shift else "")
         models[name] = _trained(folder, build, demos, steps, batch, seed, runs, fresh, tag=tag)
     return models
 
@@ -680,8 +684,10 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
             f"{budget['policy']['n_action_steps']}) through FiLM. {budget['image_policy_steps']} steps at batch "
             f"{budget['image_policy_batch']} (the state policy: {budget['policy_steps']} at {budget['policy_batch']}); the "
             f"MLP BC row puts the same encoder under the baseline's MLP, {budget['image_mlp_steps']} steps at batch "
-            f"{budget['image_mlp_batch']}. "
-            f"{budget['image_episodes']} episodes from reset seed 100000; latency_ms includes the encoder."]
+            f"{budget['image_mlp_batch']}"
+            + (f", both with random shifts of up to {budget['image_random_shift']} pixels (DrQ) in training. "
+               if budget["image_random_shift"] else ". ")
+            + f"{budget['image_episodes']} episodes from reset seed 100000; latency_ms includes the encoder."]
     if budget.get("pusher_demos"):
         lines[-1:-1] = [
             f"- Pusher-v5 (gymnasium, 7-DoF arm, torque actions, 100 steps of 0.05 s): success = the object's centre "
