@@ -456,7 +456,7 @@ def _figures(out: Path, paths: dict) -> list[str]:
             ax.plot(path[:, 0], path[:, 1], lw=0.8, alpha=0.7, color="#3050c8" if path[-1, 0] < 0 else "#d07020")
         ax.plot([0], [0.6], "o", color="#3caa3c", ms=8)
         ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal", xticks=[], yticks=[],
-               title=name.replace("Image Diffusion Policy ", "Diffusion Policy, image\n"))
+               title=name.replace("Image Diffusion Policy DPM-Solver++(2M)-5", "from images, DPM-Solver++(2M)-5"))
     fig.tight_layout()
     names = ["robotics-obstacle-paths.png"]
     fig.savefig(out / names[0], dpi=80)
