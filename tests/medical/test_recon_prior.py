@@ -102,3 +102,15 @@ def test_validation_slices_are_neither_test_slices_nor_training_contrasts():
         assert z in TRAIN_SLICES and z not in TEST_SLICES and v not in volumes
     with pytest.raises(ValueError, match="slices"):
         validation_slices(slices=(7,))
+
+
+def test_conditional_default_zeta_is_fresh_noise_every_step(recon_prior):
+    image = np.random.default_rng(5).uniform(0, 100, (16, 16))
+    kspace, lines = undersample(image, 4, seed=1)
+    default = reconstruct(kspace, lines, recon_prior, method="conditional", steps=3, num_samples=2)
+    np.testing.assert_array_equal(default, reconstruct(kspace, lines, recon_prior, method="conditional", steps=3,
+                                                       num_samples=2, diffpir_zeta=1.0))
+    assert not np.array_equal(default, reconstruct(kspace, lines, recon_prior, method="conditional", steps=3,
+                                                   num_samples=2, diffpir_zeta=0.3))
+    with pytest.raises(ValueError, match="diffpir_zeta"):
+        reconstruct(kspace, lines, recon_prior, method="conditional", steps=3, diffpir_zeta=1.5)

@@ -19,13 +19,14 @@ Tasks:
                                      metric inside the mask.
     recon-4x / -8x                   Cartesian single-coil undersampling (8 % centre lines kept) of the same
                                      held-out slices; the reconstruction-conditioned prior (conditioned on the
-                                     zero-filled image, DiffPIR with exact data consistency, samples averaged),
+                                     zero-filled image, DiffPIR with exact data consistency and fresh noise
+                                     at every step, samples averaged),
                                      DiffPIR (from the noised CS estimate, and from noise), DDNM and DPS on the
                                      slice prior vs zero-filled and FISTA-TV compressed sensing; whole-slice
                                      PSNR / SSIM / MSE.
 Both priors train only on slices 0-5 of the b0 volume, its phantom at those slices and dipy's other real brain
 slices (T1, aniso_vox, test_piesno); every task image comes from slices 6-9 of the b0 volume and its phantom, so
-nothing is evaluated on training data. Sampling settings (the ``t_start`` budgets) were chosen on
+nothing is evaluated on training data. Sampling settings (the ``t_start`` and ``zeta`` budgets) were chosen on
 :func:`~polydiff.medical.prior.validation_slices`, never on the task images.
 
 Options after the package name (``polydiff bench medical --out DIR -- --tasks denoise-snr10``):
@@ -78,17 +79,19 @@ def budgets(quick: bool) -> dict:
         return {"phantom": "32x32x5x64 crop", "denoise_train_steps": 10, "denoise_batch": 8,
                 "denoise_sample_steps": 1, "prior_train_steps": 10, "prior_crop": 32, "sample_steps": 4,
                 "repaint_jumps": "length 2 x 2", "inpaint_samples": 1, "inpaint_t_start": 0.5, "recon_samples": 1,
-                "recon_t_start": 0.1, "recon_conditioned_t_start": 0.1, "recon_prior_train_steps": 4,
+                "recon_t_start": 0.1, "recon_conditioned_t_start": 0.1, "recon_conditioned_zeta": 1.0,
+                "recon_prior_train_steps": 4,
                 "recon_prior_batch": 2, "test_images": 1, "cs_iterations": 60}
     return {"phantom": "64x64x10x64 crop", "denoise_train_steps": 200, "denoise_batch": 16, "denoise_sample_steps": 1,
             "prior_train_steps": PRIOR_STEPS, "prior_crop": 64, "sample_steps": 20, "repaint_jumps": "length 5 x 2",
             "inpaint_samples": 8, "inpaint_t_start": 0.5, "recon_samples": 8, "recon_t_start": 0.05,
-            "recon_conditioned_t_start": 0.05, "recon_prior_train_steps": RECON_STEPS, "recon_prior_batch": 8,
+            "recon_conditioned_t_start": 0.05, "recon_conditioned_zeta": 1.0, "recon_prior_train_steps": RECON_STEPS,
+            "recon_prior_batch": 8,
             "test_images": 2, "cs_iterations": 60}
 
 
 PRIOR_STEPS = 1400  # the slice prior (continuing it to 2,600 steps did not lower its denoising error: README)
-RECON_STEPS = 2500  # the reconstruction-conditioned prior (64 x 64 crops of undersampled slices, batch 8)
+RECON_STEPS = 4000  # the reconstruction-conditioned prior (64 x 64 crops of undersampled slices, batch 8)
 CROPS = {"32x32x5x64 crop": (slice(48, 80), slice(48, 80), slice(2, 7)),
          "64x64x10x64 crop": (slice(32, 96), slice(32, 96), slice(0, 10)), "128x128x10x64": None}
 
@@ -314,9 +317,11 @@ def _recon_task(acceleration: int, quick: bool, seed: int, budget: dict, prior, 
     steps = budget["sample_steps"]
     samples, t_start = budget["recon_samples"], budget["recon_t_start"]
     methods = {"zero-filled": ("zero-filled", True, {}), "CS (FISTA-TV)": ("cs-tv", True, {}),
-               "polydiff recon-conditioned": ("conditional", False, {"num_samples": samples}),
+               "polydiff recon-conditioned": ("conditional", False, {
+                   "num_samples": samples, "diffpir_zeta": budget["recon_conditioned_zeta"]}),
                "polydiff recon-conditioned from CS": ("conditional", False, {
-                   "num_samples": samples, "t_start": budget["recon_conditioned_t_start"]}),
+                   "num_samples": samples, "t_start": budget["recon_conditioned_t_start"],
+                   "diffpir_zeta": budget["recon_conditioned_zeta"]}),
                "polydiff DiffPIR from CS": ("diffpir", False, {"t_start": t_start, "num_samples": samples}),
                "polydiff DiffPIR": ("diffpir", False, {"num_samples": samples}),
                "polydiff DDNM": ("ddnm", False, {"num_samples": samples}), "polydiff DPS": ("dps", False, {})}

@@ -34,15 +34,17 @@ def undersample(image: np.ndarray, acceleration: float, *, seed: int = 0, center
 
 def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps: int = 50, centered: bool = True,
                 zeta: float = 1.0, tv_weight: float = 0.01, seed: int = 0, num_samples: int = 1,
-                t_start: float | None = None, diffpir_zeta: float = 0.3) -> np.ndarray:
+                t_start: float | None = None, diffpir_zeta: float | None = None) -> np.ndarray:
     """Reconstruct a real (H, W) image from undersampled single-coil k-space.
 
     kspace: (H, W) complex; line_mask: (H,) bool (True = sampled row); prior: a fitted SlicePrior (for the
     :data:`PRIOR_METHODS`; H, W multiples of 4). method: one of :data:`RECON_METHODS`: "conditional" (a
     reconstruction-conditioned prior, ``PriorConfig(task="recon")``, given the normalised zero-filled image and
     sampled by core's DiffPIR with its exact data step), "diffpir" (core's
-    DiffPIR, noise-free: the measured lines are put back exactly at every step; ``diffpir_zeta`` its share of
-    fresh noise), "ddnm", "dps" (step ``zeta``), "zero-filled" or "cs-tv" (FISTA-TV, ``tv_weight``).
+    DiffPIR, noise-free: the measured lines are put back exactly at every step), "ddnm", "dps" (step ``zeta``),
+    "zero-filled" or "cs-tv" (FISTA-TV, ``tv_weight``). diffpir_zeta: DiffPIR's share of fresh noise per step
+    (None: 1.0 for "conditional", where every step re-noises the data-consistent x0 estimate, which scored
+    0.3 dB above 0.3 on the validation slices at 4x with 8 samples averaged; 0.3 for "diffpir").
     t_start: None starts the prior methods from pure noise at the schedule's t_max; a time in (0, t_max] starts
     them there from the CS-TV estimate noised to that level (a warm start: the prior only refines what the
     measured lines already determine). num_samples > 1 averages that many samples (the posterior-mean estimate
@@ -68,6 +70,10 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
     if method not in RECON_METHODS:
         raise ValueError(f"method: expected one of {RECON_METHODS}, got {method!r}")
     check_sampling(steps, num_samples, t_start)
+    if diffpir_zeta is None:
+        diffpir_zeta = 1.0 if method == "conditional" else 0.3
+    if not (isinstance(diffpir_zeta, (int, float)) and 0 <= diffpir_zeta <= 1):
+        raise ValueError(f"diffpir_zeta: expected None or a value in [0, 1], got {diffpir_zeta!r}")
     if method in PRIOR_METHODS and not isinstance(prior, SlicePrior):
         raise ValueError(f"prior: method {method!r} needs a fitted SlicePrior, got {type(prior).__name__}")
     if method in PRIOR_METHODS and (method == "conditional") != (prior.config.task == "recon"):
