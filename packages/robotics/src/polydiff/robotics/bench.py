@@ -459,7 +459,7 @@ def _figures(out: Path, paths: dict) -> list[str]:
                title=name.replace("Image Diffusion Policy DPM-Solver++(2M)-5", "from images, DPM-Solver++(2M)-5"))
     fig.tight_layout()
     names = ["robotics-obstacle-paths.png"]
-    fig.savefig(out / names[0], dpi=80)
+    fig.savefig(out / names[0], dpi=80, bbox_inches="tight")
     plt.close(fig)
 
     from .envs.obstacle import ObstacleReachEnv
@@ -498,7 +498,7 @@ def _figures(out: Path, paths: dict) -> list[str]:
             ax.set(xlim=(0.2, 0.7), ylim=(-0.4, 0.1), aspect="equal", title=name.removeprefix("Pusher "),
                    xticks=[], yticks=[])
         fig.tight_layout()
-        fig.savefig(out / "robotics-pusher-paths.png", dpi=80)
+        fig.savefig(out / "robotics-pusher-paths.png", dpi=80, bbox_inches="tight")
         plt.close(fig)
         names.append("robotics-pusher-paths.png")
     return names
