@@ -25,7 +25,7 @@ from polydiff.core.losses import DiffusionLoss
 from polydiff.core.nn import TracedNetwork, UNet1D
 
 from .data import Episodes, sequence_windows
-from .policy import DiffusionPolicy, MLPPolicy
+from .policy import DiffusionPolicy, MLPPolicy, mlp
 from .vision import ImageEncoder
 
 __all__ = ["ImageDiffusionPolicy", "ImageMLPPolicy"]
@@ -95,6 +95,12 @@ class _ImageObservations:
         self.image_size, self.random_shift = image_size, random_shift
         self.encoder = ImageEncoder(image_size, encoder_channels, keypoints, feature_dim)
         self.feature_dim = feature_dim
+        # the state policy's config, its obs_dim renamed state_dim, plus the encoder's settings
+        config = dict(self.config)
+        state_dim = config.pop("obs_dim")
+        self.config = {"state_dim": state_dim, **config, "image_size": image_size,
+                       "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim,
+                       "random_shift": random_shift}
 
     @property
     def cond_dim(self) -> int:
@@ -223,11 +229,6 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
                            time_embedding_dim=time_embedding_dim, kernel_size=kernel_size, n_groups=n_groups)
         self._traced = TracedNetwork(self.unet)
         self._inference_denoiser = Denoiser(self._traced, self.schedule, "eps", clip_x0=1.0)
-        config = dict(self.config)
-        del config["obs_dim"]
-        self.config = {"state_dim": state_dim, **config, "image_size": image_size,
-                       "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim,
-                       "random_shift": random_shift}
 
     def _network(self) -> _Conditioned:
         return _Conditioned(self.encoder, self.unet, self.random_shift)
@@ -250,17 +251,7 @@ class ImageMLPPolicy(_ImageObservations, MLPPolicy):
         super().__init__(state_dim, action_dim, n_obs_steps=n_obs_steps, n_action_steps=n_action_steps,
                          hidden=hidden, obs_stats=obs_stats, action_stats=action_stats)
         self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift)
-        hidden = list(hidden)
-        widths = [self.cond_dim, *hidden]
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Linear(a, b), nn.Mish()]
-        self.net = nn.Sequential(*layers, nn.Linear(widths[-1], n_action_steps * action_dim))
-        config = dict(self.config)
-        del config["obs_dim"]
-        self.config = {"state_dim": state_dim, **config, "image_size": image_size,
-                       "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim,
-                       "random_shift": random_shift}
+        self.net = mlp(self.cond_dim, list(hidden), n_action_steps * action_dim)
 
     def _network(self) -> _Conditioned:
         return _Conditioned(self.encoder, self.net, self.random_shift)

@@ -238,6 +238,15 @@ def _mse_loss(model, batch) -> Tensor:
     return (model(batch["cond"]["cond"]) - batch["x0"].flatten(1)).square().mean()
 
 
+def mlp(in_dim: int, hidden, out_dim: int) -> nn.Sequential:
+    """in_dim -> hidden widths (each followed by Mish) -> out_dim: the regression baselines' head."""
+    widths = [in_dim, *hidden]
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.Mish()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], out_dim))
+
+
 class MLPPolicy(_ChunkPolicy):
     """Regression baseline: an MLP from the flattened normalised observation history to ``n_action_steps``
     normalised actions, trained with MSE. ``n_action_steps=1``: behaviour cloning; ``> 1``: the chunked MLP."""
@@ -252,11 +261,7 @@ class MLPPolicy(_ChunkPolicy):
         self.config = {"obs_dim": obs_dim, "action_dim": action_dim, "n_obs_steps": n_obs_steps,
                        "n_action_steps": n_action_steps, "hidden": hidden, "obs_stats": obs_stats,
                        "action_stats": action_stats}
-        widths = [n_obs_steps * obs_dim, *hidden]
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Linear(a, b), nn.Mish()]
-        self.net = nn.Sequential(*layers, nn.Linear(widths[-1], n_action_steps * action_dim))
+        self.net = mlp(n_obs_steps * obs_dim, hidden, n_action_steps * action_dim)
 
     @classmethod
     def from_episodes(cls, episodes: Episodes, **kwargs) -> MLPPolicy:
