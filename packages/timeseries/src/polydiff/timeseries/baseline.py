@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 
 __all__ = ["seasonal_reference", "fit_smoothing", "recent_level", "SMOOTHING_GRID", "holt_winters_reference",
-           "fit_holt_winters", "HOLT_WINTERS_GRID"]
+           "fit_holt_winters", "HOLT_WINTERS_GRID", "centred_mean", "decompose", "decomposition_reference"]
 
 #: (alpha, delta, omega) tried by :func:`fit_smoothing`
 SMOOTHING_GRID = tuple(itertools.product((0.005, 0.01, 0.02, 0.05, 0.1), (0.1, 0.2, 0.4, 0.6, 0.8),
@@ -165,3 +165,86 @@ def fit_holt_winters(y: np.ndarray, season: int, h: int) -> tuple[float, float, 
         error += np.abs(y[origin:origin + h] - forecast).sum(1)
     return tuple(float(v) for v in grid[:, int(np.argmin(error))])
 
+
+
+def centred_mean(x: np.ndarray, period: int) -> np.ndarray:
+    """Centred moving average of ``x`` (n,) over ``period`` steps (2 x period for an even period, the end points
+    weighted by half, as the classical decomposition's trend); near the ends the window is cut to the values there
+    are and the mean taken over them."""
+    x = np.asarray(x, np.float64)
+    n, half = len(x), period // 2
+    total = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(n)
+    lo, hi = np.clip(i - half, 0, n), np.clip(i + half + 1, 0, n)
+    sums, counts = total[hi] - total[lo], (hi - lo).astype(np.float64)
+    if period % 2 == 0:  # the 2 x period average: half weight on the two end points where they exist
+        left, right = i - half >= 0, i + half < n
+        sums = sums - 0.5 * (left * x[np.clip(i - half, 0, n - 1)] + right * x[np.clip(i + half, 0, n - 1)])
+        counts = counts - 0.5 * left - 0.5 * right
+    return sums / counts
+
+
+def _cycle_profile(d: np.ndarray, period: int, tau: float) -> np.ndarray:
+    """Per phase of ``period`` the weighted mean of the cycle-subseries of ``d`` (the last cycle aligned with the
+    end of ``d``; weights exp(-age in cycles / tau)), centred to mean zero; entry k is the phase of d[-period + k]."""
+    cycles = d[len(d) - len(d) // period * period:].reshape(-1, period)
+    weight = np.exp(-np.arange(len(cycles))[::-1] / tau)
+    profile = (cycles * weight[:, None]).sum(0) / weight.sum()
+    return profile - profile.mean()
+
+
+def decompose(x: np.ndarray, periods: tuple[int, ...], taus: tuple[float, ...], iterations: int = 3) -> list:
+    """MSTL-style decomposition x = trend + sum of seasonal profiles + remainder, in numpy. ``periods`` ascending,
+    each a multiple of the one before; x needs at least two cycles of the longest. The trend is the centred moving
+    average over the longest period of x without its seasonal parts; each period's profile is the per-phase mean
+    of its cycle-subseries of x without the trend and the other profiles, exponentially weighted by age in cycles
+    (``taus``, one per period: a short memory for the day, a long one for the week), less its own mean and, for a
+    longer period, the part a shorter period repeats (so that the week holds no daily profile); the loop runs
+    ``iterations`` times (STL's inner loop). Returns one profile per period, entry k the phase of x[-period + k]:
+    profile[k % period] continues it k steps past the end."""
+    x = np.asarray(x, np.float64)
+    n, longest = len(x), max(periods)
+    if n < 2 * longest:
+        raise ValueError(f"x: needs at least two cycles of the longest period ({2 * longest} steps), got {n}")
+    profiles = [np.zeros(p) for p in periods]
+    phases = [(np.arange(n) - n) % p for p in periods]
+    trend = centred_mean(x, longest)
+    for _ in range(iterations):
+        for i, (period, tau) in enumerate(zip(periods, taus, strict=True)):
+            others = sum((profiles[j][phases[j]] for j in range(len(periods)) if j != i), np.zeros(n))
+            profile = _cycle_profile(x - trend - others, period, tau)
+            for shorter in periods[:i]:
+                profile = profile - np.tile(profile.reshape(-1, shorter).mean(0), period // shorter)
+            profiles[i] = profile
+        trend = centred_mean(x - sum(profiles[j][phases[j]] for j in range(len(periods))), longest)
+    return profiles
+
+
+#: cycles of memory of :func:`decomposition_reference`'s profiles: the short season's and the long season's
+DECOMPOSITION_TAUS = (5.0, 8.0)
+#: longest seasons of history each decomposition of :func:`decomposition_reference` looks at
+DECOMPOSITION_WINDOW = 20
+
+
+def decomposition_reference(y: np.ndarray, short: int, long: int, horizon: int = 0,
+                            taus: tuple[float, float] = DECOMPOSITION_TAUS,
+                            window: int = DECOMPOSITION_WINDOW) -> np.ndarray:
+    """The seasonal part of the forecasts of an MSTL-style decomposition (:func:`decompose` at ``short`` and
+    ``long``) for t = 0 .. len(y) + horizon - 1. The series is decomposed at the origins n, n - short, n - 2 short,
+    ... (n = len(y)), each time on the last ``window`` long seasons before the origin only, and the value at t is
+    the sum of the profiles of the latest origin r <= t continued t - r steps: over the last ``short`` steps and
+    the ``horizon`` steps past the data (horizon <= short) it is the forecast made at n. NaN where the origin holds
+    fewer than two long seasons. y: (n,) with long a multiple of short. Returns (n + horizon,)."""
+    y = np.asarray(y, np.float64)
+    n = len(y)
+    if short < 1 or long % short:
+        raise ValueError(f"long: expected a multiple of short={short}, got {long}")
+    if not 0 <= horizon <= short:
+        raise ValueError(f"horizon: expected 0 .. short = {short}, got {horizon}")
+    reference = np.full(n + horizon, np.nan)
+    for origin in range(n, 2 * long - 1, -short):
+        profiles = decompose(y[max(0, origin - window * long):origin], (short, long), taus)
+        stop = n + horizon if origin == n else min(origin + short, n)
+        ahead = np.arange(stop - origin)
+        reference[origin:stop] = profiles[0][ahead % short] + profiles[1][ahead % long]
+    return reference

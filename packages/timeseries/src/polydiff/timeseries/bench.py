@@ -117,7 +117,7 @@ def model_scale(info, df: pd.DataFrame) -> dict:
     if lag and not seasons:
         scale["transform"] = "holt_winters"
     elif lag and forecaster._smooths(lag):
-        scale["transform"] = "double_seasonal"
+        scale["transform"] = "mstl" if forecaster._decomposes() else "double_seasonal"
     elif lag and seasons > 1:
         scale["seasons"] = int(seasons)
     scaling = forecaster.config.scaling
@@ -584,6 +584,9 @@ def _scale_text(budget: dict) -> str:
         residual = f"residual of {reference} at {scale['lag']}"
         if scale.get("transform") == "double_seasonal":
             residual = f"residual of double seasonal exponential smoothing (week {scale['lag']})"
+        if scale.get("transform") == "mstl":
+            residual = (f"residual of the mean of two seasonal references, double seasonal exponential smoothing "
+                        f"and an MSTL-style decomposition (day and week {scale['lag']})")
         if scale.get("transform") == "holt_winters":
             residual = f"residual of the seasonal part of Holt-Winters (season {scale['lag']}, fitted on the training part)"
         level = "window location the recent level (exponential weights, tau = h / 8)"

@@ -29,6 +29,7 @@ from polydiff.core.sampling import list_solvers
 from polydiff.core.training import TrainConfig, Trainer
 
 from .baseline import (
+    decomposition_reference,
     fit_holt_winters,
     fit_smoothing,
     holt_winters_reference,
@@ -44,10 +45,10 @@ __all__ = ["DiffusionForecaster", "ForecasterConfig", "MODELS", "epoch_train_ste
 
 MODELS = {"csdi": "CSDI", "tsdiff": "TSDiff", "diffusion_ts": "DiffusionTS"}
 SCALINGS = ("auto", "window", "series", "trend", "level")
-TRANSFORMS = ("auto", "none", "seasonal_diff", "double_seasonal", "holt_winters")
+TRANSFORMS = ("auto", "none", "seasonal_diff", "double_seasonal", "mstl", "holt_winters")
 #: seasons whose median profile ``transform="auto"`` subtracts at its hidden season (``seasons=None``)
 AUTO_SEASONS = 1
-#: what ``transform="auto"`` removes at a hidden season: "seasonal_diff" or "double_seasonal"
+#: what ``transform="auto"`` removes at a hidden season: "seasonal_diff", "double_seasonal" or "mstl"
 AUTO_TRANSFORM = "double_seasonal"
 #: long seasons of history that start the states of ``transform="double_seasonal"`` before the context
 SMOOTHING_SEASONS = 3
@@ -89,7 +90,10 @@ class ForecasterConfig:
     observed history, so forecasts are in data units), "double_seasonal" (the model sees y_t - s_t, s_t the
     seasonal part of the one-step forecast of double seasonal exponential smoothing with the main season of
     ``freq`` and ``season`` (None: the week), its smoothing parameters fitted on each training series, see
-    :mod:`.baseline`; s_t is added back to the sample paths; needs h <= the main season), "holt_winters" (the model
+    :mod:`.baseline`; s_t is added back to the sample paths; needs h <= the main season), "mstl" (as
+    "double_seasonal", s_t the mean of that seasonal part and the seasonal forecast of an MSTL-style decomposition
+    at the main season and ``season``, redone every main season on the history before it, see
+    :func:`.baseline.decomposition_reference`), "holt_winters" (the model
     sees y_t - s_{t-season}, s the seasonal profile of additive Holt-Winters with level and trend at ``season``
     (None: the main season of ``freq``), its parameters fitted on each training series, see
     :func:`.baseline.fit_holt_winters`; beyond the data the last profile repeats, and it is added back to the
@@ -213,7 +217,7 @@ class ForecasterConfig:
         :attr:`DiffusionForecaster.lag`)."""
         if self.transform == "holt_winters":
             return self.season or season_length(self.freq)
-        if self.transform == "double_seasonal":
+        if self.transform in ("double_seasonal", "mstl"):
             return self.season or max(calendar_seasons(self.freq))
         if self.transform != "seasonal_diff":
             return 0
@@ -358,7 +362,7 @@ class DiffusionForecaster:
                 lag = 0
         elif c.transform == "holt_winters":
             lag, seasons = c.lag, 0
-        elif c.transform == "double_seasonal":
+        elif c.transform in ("double_seasonal", "mstl"):
             lag, seasons = c.lag, SMOOTHING_SEASONS
         else:
             lag, seasons = c.lag, c.seasons or 1
@@ -368,11 +372,31 @@ class DiffusionForecaster:
         """Whether a resolved hidden-season ``lag`` is removed by double seasonal smoothing (see :attr:`smoothing`):
         explicitly, or under "auto" with ``AUTO_TRANSFORM`` so where the horizon fits in the main season."""
         c = self.config
-        if c.transform == "double_seasonal":
+        if c.transform in ("double_seasonal", "mstl"):
             return True
         main = season_length(c.freq)
-        return (c.transform == "auto" and AUTO_TRANSFORM == "double_seasonal" and c.seasons is None and bool(lag)
-                and c.h <= main and lag % main == 0)
+        return (c.transform == "auto" and AUTO_TRANSFORM in ("double_seasonal", "mstl") and c.seasons is None
+                and bool(lag) and c.h <= main and lag % main == 0)
+
+    def _decomposes(self) -> bool:
+        """Whether a smoothed hidden season (:meth:`_smooths`) also takes the MSTL-style decomposition's seasonal
+        forecast into its reference: ``transform="mstl"``, or "auto" with ``AUTO_TRANSFORM`` so."""
+        c = self.config
+        return c.transform == "mstl" or (c.transform == "auto" and AUTO_TRANSFORM == "mstl")
+
+    @property
+    def decomposed(self) -> bool:
+        """Whether the reference the model sees the residual of is the mean of double seasonal smoothing's seasonal
+        part and the seasonal forecast of an MSTL-style decomposition (``transform="mstl"``)."""
+        return bool(self._state and self._state.get("decomposed"))
+
+    def _reference(self, y: np.ndarray, uid, horizon: int = 0) -> np.ndarray:
+        """The seasonal reference of :attr:`smoothing` over y (model scale) and ``horizon`` steps past it."""
+        main = season_length(self.config.freq)
+        reference = seasonal_reference(y, main, self.lag, *self._state["smoothing"][str(uid)], horizon=horizon)
+        if self.decomposed:
+            reference = 0.5 * (reference + decomposition_reference(y, main, self.lag, horizon=horizon))
+        return reference
 
     def _residual(self, y: np.ndarray, uid) -> np.ndarray:
         """y (model scale) -> what the network sees: the seasonal difference, or y minus the seasonal part of
@@ -382,9 +406,7 @@ class DiffusionForecaster:
             return y - holt_winters_reference(y, self.lag, *self._state["holt_winters"][str(uid)])
         if not self.smoothing:
             return _difference(y, self.lag, self.seasons)
-        alpha, delta, omega = self._state["smoothing"][str(uid)]
-        reference = seasonal_reference(y, season_length(self.config.freq), self.lag, alpha, delta, omega)
-        return (y - reference)[self.span:]
+        return (y - self._reference(y, uid))[self.span:]
 
     def _tail(self, y: np.ndarray) -> np.ndarray:
         """The history a forecast needs: the last context + :attr:`span` values, or all of them where the model
@@ -401,9 +423,8 @@ class DiffusionForecaster:
             return samples + future[:, None]
         if not self.smoothing:
             return _integrate(np.stack([y[-self.span:] for y in histories]), samples, self.lag)
-        main, h = season_length(self.config.freq), samples.shape[-1]
-        future = np.stack([seasonal_reference(y, main, self.lag, *self._state["smoothing"][str(uid)],
-                                              horizon=h)[-h:] for y, uid in zip(histories, ids, strict=True)])
+        h = samples.shape[-1]
+        future = np.stack([self._reference(y, uid, h)[-h:] for y, uid in zip(histories, ids, strict=True)])
         return samples + future[:, None]
 
     def _forward(self, y: np.ndarray, uid) -> np.ndarray:
@@ -521,8 +542,9 @@ class DiffusionForecaster:
         if lag and self._smooths(lag):
             main = season_length(c.freq)
             if c.h > main or lag % main:
-                raise ValueError(f"transform: double_seasonal needs h <= the main season ({main}) and season a "
-                                 f"multiple of it; got h={c.h}, season={lag}")
+                raise ValueError(f"transform: {c.transform if c.transform != 'auto' else AUTO_TRANSFORM} needs h <= "
+                                 f"the main season ({main}) and season a multiple of it; got h={c.h}, season={lag}")
+            self._state["decomposed"] = self._decomposes()
             self._state["smoothing"] = {
                 str(uid): list(fit_smoothing(self._forward(y, uid), main, lag, c.h, c.resolved_context,
                                              c.resolved_level_steps))
@@ -777,7 +799,7 @@ class DiffusionForecaster:
         <name>-lo/hi interval columns (equal to y on observed rows). An unfitted forecaster is first fitted on
         ``df`` itself (its NaN entries are left out of the loss)."""
         levels = _check_levels(level)
-        if self.config.transform in ("seasonal_diff", "double_seasonal", "holt_winters") or (self.network is not None and self.lag):
+        if self.config.transform in ("seasonal_diff", "double_seasonal", "mstl", "holt_winters") or (self.network is not None and self.lag):
             raise ValueError("transform: impute works on models of the series itself; use transform='none' or "
                              "'auto' (which impute resolves to 'none')")
         frame = check_frame(df, self.config.freq, allow_nan=True, exog=self._exog_columns(df))
