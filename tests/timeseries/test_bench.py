@@ -81,15 +81,15 @@ def test_csdi_budget_follows_the_amount_of_training_data():
 
 def test_model_scale_of_the_bench_series():
     """The automatic rules on the data before the first test window: airline (multiplicative seasonality) on the
-    log scale, taylor's weekly season (336 > the 144-step context) removed by the residual of double seasonal
-    smoothing, scaled around its recent level; co2 and sunspots as is, so their cache keys keep the form they had
+    log scale, taylor's weekly season (336 > the 144-step context) removed by the residual of the mean of double
+    seasonal smoothing's and the MSTL-style decomposition's seasonal references, scaled around its recent level; co2 and sunspots as is, so their cache keys keep the form they had
     before the rules."""
     from polydiff.timeseries.data import DATASETS, load_dataset
 
     scales = {name: bench.model_scale(DATASETS[name], load_dataset(name)) for name in bench.SERIES}
     assert scales == {"co2": {"lag": 0, "log": False}, "airline": {"lag": 0, "log": True},
                       "sunspots": {"lag": 0, "log": False},
-                      "taylor": {"lag": 336, "log": False, "transform": "double_seasonal", "scaling": "level",
+                      "taylor": {"lag": 336, "log": False, "transform": "mstl", "scaling": "level",
                                  "shrink": 0.25}}
     budget = bench.budgets(False)
     assert "scale" not in bench._cache_key("CSDI", budget, False, 0, 526, scales["co2"])["budget"]

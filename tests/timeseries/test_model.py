@@ -230,13 +230,15 @@ def test_calendar_seasons_and_the_log_rule():
 
 def test_auto_transform_removes_the_season_the_context_cannot_see():
     """DiffusionForecaster(h=24, freq="h"): context 72 sees the day but not the week (168), which "auto" removes
-    with the residual of double seasonal smoothing (three weeks of history start its states) when the series is
+    with the residual of the mean of double seasonal smoothing's and an MSTL-style decomposition's seasonal
+    references (three weeks of history start the smoothing's states) when the series is
     long enough; a short series is modelled as is; seasons=3 takes the seasonal difference to the median of the
     last three weeks instead; a horizon beyond the day falls back to the seasonal-naive residual."""
     fc = DiffusionForecaster(h=24, freq="h")
     hours = np.arange(3000)
     y = 50 + 10 * np.sin(2 * np.pi * hours / 24) + 5 * np.sin(2 * np.pi * hours / 168)
     assert fc.config.resolved_context == 72 and fc._choose([y]) == (168, False, 3) and fc._smooths(168)
+    assert fc._decomposes() and not DiffusionForecaster(h=24, freq="h", transform="double_seasonal")._decomposes()
     assert fc._choose([y[:700]]) == (0, False, 3)  # needs context + h + 4 weeks = 768 points
     assert not DiffusionForecaster(h=24, freq="h", seasons=3)._smooths(168)
     assert not DiffusionForecaster(h=36, freq="h")._smooths(168)

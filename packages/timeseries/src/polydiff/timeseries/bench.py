@@ -107,7 +107,8 @@ def model_scale(info, df: pd.DataFrame) -> dict:
     """How the default CSDI models a series (``transform="auto"``, ``log="auto"``, resolved on the data before
     the first test window): {"lag": seasonal-difference lag or 0, "log": bool}, plus "seasons" (the seasons whose
     median profile is the reference) where the difference takes more than one, "transform": "double_seasonal"
-    where the hidden season's residual is that of double seasonal smoothing, "scaling" where the window
+    where the hidden season's residual is that of double seasonal smoothing ("mstl": of the mean of its
+    reference and the MSTL-style decomposition's), "scaling" where the window
     scaling is not "window", and "shrink" where the network keeps only part of its level shift (below 1)."""
     forecaster = _ours_forecaster("csdi", info, {"train_steps": 1, "dim": 8, "depth": 1, "num_samples": 1,
                                                  "sample_steps": 1}, 0)
@@ -614,8 +615,10 @@ def _preamble(budget: dict, quick: bool, from_cache: list[str]) -> str:
               "defaults transform='auto', scaling='auto' and log='auto', resolved on the data before the first "
               "test window: the log scale where Guerrero's rule finds the seasonal spread growing with the level, "
               "and, at a calendar season the context cannot see (the week of sub-daily data), the residual of "
-              "double seasonal exponential smoothing (day and week profiles, parameters fitted on the training "
-              "part), scaled around its recent level" + (f" — {_scale_text(budget)}" if _scale_text(budget) else "")
+              "the mean of two seasonal references — double seasonal exponential smoothing (day and week profiles, "
+              "parameters fitted on the training part) and an MSTL-style decomposition (moving-average trend, "
+              "day and week profiles of exponentially weighted cycle-subseries, redone every day on the history "
+              "before it; numpy) — scaled around its recent level" + (f" — {_scale_text(budget)}" if _scale_text(budget) else "")
               + "; TSDiff and Diffusion-TS model every series as is.",
               "- val_wql: the wQL of the same trained network and solver on up to 5 windows of h that end at the "
               "first test cutoff (airline: 3, as its length allows), forecast like the test windows. The network "

@@ -49,10 +49,11 @@ TRANSFORMS = ("auto", "none", "seasonal_diff", "double_seasonal", "mstl", "holt_
 #: seasons whose median profile ``transform="auto"`` subtracts at its hidden season (``seasons=None``)
 AUTO_SEASONS = 1
 #: what ``transform="auto"`` removes at a hidden season: "seasonal_diff", "double_seasonal" or "mstl"
-AUTO_TRANSFORM = "double_seasonal"
+AUTO_TRANSFORM = "mstl"
 #: long seasons of history that start the states of ``transform="double_seasonal"`` before the context
 SMOOTHING_SEASONS = 3
-#: ``shrink`` where the residual of double seasonal smoothing is modelled around its recent level (``shrink=None``)
+#: ``shrink`` where the residual of a smoothed hidden season ("double_seasonal", "mstl") is modelled around its
+#: recent level (``shrink=None``)
 AUTO_SHRINK = 0.25
 LOGS = ("auto", True, False)
 GUIDANCE = ("dps", "repaint")
@@ -100,11 +101,11 @@ class ForecasterConfig:
     sample paths; needs two seasons + h points) or "auto" (default): at
     the longest calendar season beyond the main one that the context cannot see (see
     :func:`.data.calendar_seasons`: the week of sub-daily data — 336 steps at 30min with a context of 144, 168
-    hourly with 72; daily and coarser data have no such season and are modelled as they are), "double_seasonal"
+    hourly with 72; daily and coarser data have no such season and are modelled as they are), "mstl"
     (or, with ``seasons`` given or h beyond the main season, "seasonal_diff" at that season), provided every
     series holds context + h + 4 such seasons (``seasons`` + 1 for "seasonal_diff"), else "none". season: the
     lag of "seasonal_diff" (None: the main season of ``freq``, see :func:`.data.season_length`) or the long
-    season of "double_seasonal". seasons: the reference of the seasonal difference is the median of the values
+    season of "double_seasonal" and "mstl". seasons: the reference of the seasonal difference is the median of the values
     1, ..., ``seasons`` seasons back (a robust seasonal profile; None: 1, the seasonal-naive forecast). log: True
     models log(y) (sample paths are exponentiated back), False y itself, "auto" (default) decides from the
     training data by :func:`.data.prefers_log` (Guerrero's rule: positive series whose seasonal spread grows with
