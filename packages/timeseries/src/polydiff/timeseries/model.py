@@ -114,7 +114,8 @@ class ForecasterConfig:
     the sample paths are moved together so that their median becomes r + shrink x (median - r), r the recent level
     of the context (the location of the window, the forecast the network refines), their spread unchanged; 1 keeps
     the network's median, 0 puts it on r. None (default): ``AUTO_SHRINK`` where the residual of double seasonal
-    smoothing is modelled around its recent level, else 1.
+    smoothing ("double_seasonal") or of its mean with the MSTL-style reference ("mstl") is modelled around its
+    recent level, else 1.
     multivariate: model the series jointly (they must share timestamps). alias: the output column name.
     checkpoint_dir: Trainer checkpoints (a killed fit resumes there). device: torch device for training and
     sampling.
