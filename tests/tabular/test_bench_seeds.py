@@ -121,3 +121,12 @@ def test_an_isolated_run_measures_the_fit_in_a_fresh_process():
     assert row["fit_peak_mb"] > 1 and row["seeds"] == 1
     assert 0 <= row["ml_efficiency"] <= 1
     assert "fit_peak_mb" not in bench._run_one(task, train, test, "TabDDPM", budget, 0)
+
+
+def test_a_single_table_run_needs_its_one_table_ahead_of_the_peers():
+    rows = [{"task": "a", "method": "real", "ml_efficiency": 0.80}, _row("a", "TabDiff", 0.70, 0.01),
+            _row("a", "SMOTENC", 0.78, 0.01)]
+    by = {(r["task"], r["method"]): r for r in rows}
+    peers = bench._seed_aware_goals(rows, by, ["a"], False)[1]
+    assert peers["met"] is False and "at least 1 of 1" in peers["goal"]
+    assert [bench._need(n) for n in (0, 1, 2, 6)] == [0, 1, 1, 5]
