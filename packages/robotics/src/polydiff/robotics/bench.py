@@ -68,7 +68,7 @@ def budgets(quick: bool) -> dict:
     """Data, training and evaluation budgets of every method (the markdown lists them)."""
     policy = {"channels": [32, 64], "horizon": 8, "n_action_steps": 4}
     if quick:
-        return {"demos": 30, "policy_steps": 150, "policy_batch": 64, "mlp_steps": 150, "diffuser_steps": 150,
+        return {"demos": 60, "policy_steps": 2500, "policy_batch": 64, "mlp_steps": 800, "diffuser_steps": 150,
                 "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10,
                 "dppo_noise": 0.0, "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8,
                 "dppo": dict(DPPO, update_epochs=2), "episodes": 10, "ddpm_episodes": 4, "latency_repeats": 5,
