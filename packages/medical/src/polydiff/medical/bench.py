@@ -77,11 +77,11 @@ def budgets(quick: bool) -> dict:
     """Every method's budget (the markdown lists them)."""
     if quick:
         return {"phantom": "32x32x5x64 crop", "denoise_train_steps": 10, "denoise_batch": 8,
-                "denoise_sample_steps": 1, "prior_train_steps": 10, "prior_crop": 32, "sample_steps": 4,
+                "denoise_sample_steps": 1, "prior_train_steps": 300, "prior_crop": 32, "sample_steps": 4,
                 "repaint_jumps": "length 2 x 2", "inpaint_samples": 1, "inpaint_t_start": 0.5, "recon_samples": 1,
                 "recon_t_start": 0.1, "recon_conditioned_t_start": 0.1, "recon_conditioned_zeta": 1.0,
-                "recon_prior_train_steps": 4,
-                "recon_prior_batch": 2, "test_images": 1, "cs_iterations": 60}
+                "recon_prior_train_steps": 400,
+                "recon_prior_batch": 8, "test_images": 1, "cs_iterations": 60}
     return {"phantom": "64x64x10x64 crop", "denoise_train_steps": 200, "denoise_batch": 16, "denoise_sample_steps": 1,
             "prior_train_steps": PRIOR_STEPS, "prior_crop": 64, "sample_steps": 20, "repaint_jumps": "length 5 x 2",
             "inpaint_samples": 8, "inpaint_t_start": 0.5, "recon_samples": 8, "recon_t_start": 0.05,
