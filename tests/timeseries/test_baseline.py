@@ -62,7 +62,7 @@ def test_level_scaling_centres_on_the_recent_conditioning_values():
     assert normalize(values, cond, level=1e6)[1].item() == pytest.approx(2.5, rel=1e-4)  # tau -> inf: the mean
 
 
-def test_double_seasonal_forecaster_is_in_data_units_and_round_trips(tmp_path):
+def test_double_seasonal_forecaster_is_in_data_units_and_round_trips(tmp_path, persistence):
     n = 42 * 8
     y = double_seasonal(n, noise=0.5)
     frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-06", periods=n, freq="4h"), "y": y})
@@ -71,13 +71,8 @@ def test_double_seasonal_forecaster_is_in_data_units_and_round_trips(tmp_path):
     assert tuple(fc._state["smoothing"]["a"]) in SMOOTHING_GRID
     assert np.isfinite(fc.predict()["CSDI"].to_numpy()).all()
 
-    def persistence(values, cond, side, ids):  # a network that carries the last residual over the horizon
-        last = values[..., :-6][..., -1:]
-        paths = np.concatenate([values[..., :-6], np.repeat(last, 6, -1)], -1)
-        return np.repeat(paths[:, None], 16, 1)
-
     exact = DiffusionForecaster.from_pretrained(fc.save_pretrained(tmp_path / "p"))
-    exact._sample = persistence
+    exact._sample = persistence(6)
     np.testing.assert_allclose(exact.predict()["CSDI"].to_numpy(), double_seasonal(n + 6)[n:], atol=3.0)
     fc.save_pretrained(tmp_path / "m")
     again = DiffusionForecaster.from_pretrained(tmp_path / "m")

@@ -63,7 +63,7 @@ def test_decomposition_reference_uses_only_the_past_and_is_the_forecast_at_the_o
         decomposition_reference(y, 6, 40)
 
 
-def test_mstl_forecaster_inverts_its_reference_and_round_trips(tmp_path):
+def test_mstl_forecaster_inverts_its_reference_and_round_trips(tmp_path, persistence):
     n = 42 * 8
     y = two_seasons(n, noise=0.5)
     frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-06", periods=n, freq="4h"), "y": y})
@@ -74,14 +74,9 @@ def test_mstl_forecaster_inverts_its_reference_and_round_trips(tmp_path):
     np.testing.assert_allclose(fc._residual(y, "a"), expected[fc.span:])
     assert np.isfinite(fc.predict()["CSDI"].to_numpy()).all()
 
-    def persistence(values, cond, side, ids):  # a network that carries the last residual over the horizon
-        last = values[..., :-6][..., -1:]
-        paths = np.concatenate([values[..., :-6], np.repeat(last, 6, -1)], -1)
-        return np.repeat(paths[:, None], 16, 1)
-
     exact = DiffusionForecaster.from_pretrained(fc.save_pretrained(tmp_path / "p"))
     assert exact.decomposed
-    exact._sample = persistence
+    exact._sample = persistence(6)
     np.testing.assert_allclose(exact.predict()["CSDI"].to_numpy(), two_seasons(n + 6)[n:], atol=3.0)
     again = DiffusionForecaster.from_pretrained(tmp_path / "p")
     np.testing.assert_allclose(again.predict_samples(), fc.predict_samples())
