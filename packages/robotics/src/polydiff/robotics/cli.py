@@ -43,14 +43,15 @@ def _train(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise ValueError(f"--out: {out} exists; pass --force to overwrite it")
     episodes = load_episodes(args.demos)
-    if episodes.images is not None:  # image demonstrations train the image policies
-        DiffusionPolicy, MLPPolicy = ImageDiffusionPolicy, ImageMLPPolicy  # noqa: N806
+    # image demonstrations train the image policies
+    diffusion, mlp = ((ImageDiffusionPolicy, ImageMLPPolicy) if episodes.images is not None
+                      else (DiffusionPolicy, MLPPolicy))
     if args.policy == "diffusion":
-        policy = DiffusionPolicy.from_episodes(episodes, n_obs_steps=args.n_obs_steps, horizon=args.horizon,
-                                               n_action_steps=args.n_action_steps)
+        policy = diffusion.from_episodes(episodes, n_obs_steps=args.n_obs_steps, horizon=args.horizon,
+                                         n_action_steps=args.n_action_steps)
     else:
-        policy = MLPPolicy.from_episodes(episodes, n_obs_steps=args.n_obs_steps,
-                                         n_action_steps=1 if args.policy == "mlp" else args.n_action_steps)
+        policy = mlp.from_episodes(episodes, n_obs_steps=args.n_obs_steps,
+                                   n_action_steps=1 if args.policy == "mlp" else args.n_action_steps)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=0.999,
                          warmup_steps=min(100, args.steps // 10), lr_schedule="cosine", seed=args.seed,
                          checkpoint_dir=args.checkpoint_dir, progress=not args.quiet)
