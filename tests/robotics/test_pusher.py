@@ -31,6 +31,20 @@ def test_inverse_kinematics_reaches_a_pose_above_a_reachable_object():
     assert np.all(q >= expert.low - 1e-9) and np.all(q <= expert.high + 1e-9)
 
 
+def test_corner_orientation_points_its_diagonal_along_the_push_and_keeps_the_u_horizontal():
+    expert = PusherExpert()
+    direction = np.array([0.6, 0.8, 0.0])
+    for side in (1.0, -1.0):
+        rotation = expert.orientation(direction, side)
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(rotation) == pytest.approx(1.0)
+        np.testing.assert_allclose(rotation @ np.array([1.0, side, 0.0]) / np.sqrt(2.0), direction, atol=1e-12)
+        np.testing.assert_allclose(rotation[:, 2], [0.0, 0.0, 1.0], atol=1e-12)
+        # the object's centre in the corner is 0.07 m from the crossbar (x = 0) and from the prong (y = -side 0.1)
+        contact = expert.contact(side)
+        assert contact[0] == pytest.approx(0.07) and abs(contact[1] + side * 0.1) == pytest.approx(0.07)
+
+
 def test_expert_is_deterministic_and_moves_the_object_towards_the_goal():
     a, actions, info = expert_episode("pusher", 9)
     b, _, _ = expert_episode("pusher", 9)
@@ -42,9 +56,9 @@ def test_expert_is_deterministic_and_moves_the_object_towards_the_goal():
 
 @pytest.mark.slow
 def test_expert_success_on_twenty_seeds():
-    # measured on seeds 0 to 49: 0.50; the object moves at about 0.04 m/s when pushed (see envs/pusher.py)
+    # measured: 0.85 on seeds 0 to 19, 0.86 on 0 to 49; pushing with one prong instead of the corner scored 0.50
     success = np.mean([expert_episode("pusher", seed)[2]["success"] for seed in range(20)])
-    assert success >= 0.3
+    assert success > 0.5
 
 
 def test_expert_rejects_a_wrong_or_nan_observation():
@@ -55,3 +69,17 @@ def test_expert_rejects_a_wrong_or_nan_observation():
         expert(np.full(23, np.nan))
     with pytest.raises(ValueError, match="lead"):
         PusherExpert(lead=-1.0)
+
+
+def test_benchmark_collects_again_the_demonstrations_of_an_earlier_expert(tmp_path):
+    from polydiff.robotics.bench import expert_demos
+    from polydiff.robotics.tasks import expert_version
+
+    assert expert_version("pusher") == PusherExpert.version == 2 and expert_version("obstacle") == 1
+    first = expert_demos("pusher", tmp_path, 1)
+    assert first.meta["expert_version"] == 2
+    first.meta["expert_version"] = 1  # as the single-prong expert's file would say
+    first.action[:] = 0.0
+    first.save(tmp_path / "pusher_demos.npz", force=True)
+    again = expert_demos("pusher", tmp_path, 1)
+    assert again.meta["expert_version"] == 2 and np.abs(again.action).max() > 0

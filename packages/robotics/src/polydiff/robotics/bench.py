@@ -106,7 +106,8 @@ def _train_config(steps: int, batch: int, seed: int, checkpoint_dir: Path, devic
 def _trained(name: str, build, episodes, steps: int, batch: int, seed: int, runs: Path, fresh: bool,
              device: str = "cpu", tag: dict | None = None):
     """Train (or reuse) a model; returns (model, train_minutes). The core Trainer's checkpoints under
-    runs/checkpoints/<name> let an interrupted training resume exactly. The record beside the model keeps its
+    runs/checkpoints/<name> let an interrupted training of the same seed and tag resume exactly (run.json there
+    says which; checkpoints of another run are set aside and training starts afresh). The record beside the model keeps its
     steps, seed, train_minutes, the device it was trained on and ``tag`` (what else must match for a reuse: the
     number of demonstrations, the network's width...)."""
     model_dir, record = runs / "models" / name, runs / "models" / f"{name}.json"
@@ -117,8 +118,13 @@ def _trained(name: str, build, episodes, steps: int, batch: int, seed: int, runs
             return type(model).from_pretrained(model_dir), saved["train_minutes"]
     print(f"[robotics] training {name} ({steps} steps on {device})", flush=True)
     start = time.perf_counter()
-    model.fit(episodes, _train_config(steps, batch, seed, runs / "checkpoints" / name, device),
-              resume=None if not fresh else False)
+    checkpoints = runs / "checkpoints" / name
+    # the checkpoints resume only a run of the same seed and tag (same demonstrations and network)
+    stamp, wanted = checkpoints / "run.json", {"seed": seed, **({"tag": tag} if tag is not None else {})}
+    resume = not fresh and stamp.exists() and json.loads(stamp.read_text()) == wanted
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(wanted))
+    model.fit(episodes, _train_config(steps, batch, seed, checkpoints, device), resume=None if resume else False)
     minutes = (time.perf_counter() - start) / 60
     model = model.cpu()
     model.save_pretrained(model_dir)
@@ -153,13 +159,15 @@ EXPERT_TASKS = {"pusht": "Push-T", "pusher": "Pusher-v5"}  # the tasks whose dem
 def expert_demos(task: str, runs: Path, episodes: int, seed: int = 0):
     """The first ``episodes`` successful expert episodes of ``task`` ("pusht" or "pusher") from reset seed ``seed``
     on (``collect_demos``), kept in runs/<task>_demos.npz (a file holding more of them, in the same seed order, is
-    cut to the first ``episodes``)."""
+    cut to the first ``episodes``; one collected by another version of the expert is collected again)."""
     from .data import collect_demos, load_episodes
+    from .tasks import expert_version
 
     path = Path(runs) / f"{task}_demos.npz"
     if path.exists():
         demos = load_episodes(path)
-        if len(demos) >= episodes and demos.meta.get("seed") == seed:
+        if (len(demos) >= episodes and demos.meta.get("seed") == seed
+                and demos.meta.get("expert_version", 1) == expert_version(task)):
             return demos if len(demos) == episodes else demos.subset(range(episodes))
     print(f"[robotics] collecting {episodes} {EXPERT_TASKS[task]} demonstrations", flush=True)
     demos = collect_demos(task, episodes, seed=seed)
@@ -181,6 +189,9 @@ def expert_task_models(task: str, demos, budget: dict, seed: int, runs: Path, fr
              f"{task}_chunked_mlp": (lambda: MLPPolicy.from_episodes(demos, n_action_steps=policy["n_action_steps"]),
                                      mlp_steps)}
     tag = {"demos": len(demos), "policy": policy}
+    version = demos.meta.get("expert_version", 1)
+    if version != 1:  # models trained on a later expert's demonstrations (a first version's records lack the key)
+        tag["expert_version"] = version
     return {name: _trained(name, build, demos, steps, budget[f"{task}_batch"], seed, runs, fresh, device, tag)
             for name, (build, steps) in specs.items() if only is None or name in only}
 

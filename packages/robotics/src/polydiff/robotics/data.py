@@ -151,7 +151,7 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
                   progress: bool = False, obs: str = "state", image_size: int = 64) -> Episodes:
     """Roll out the task's expert for ``episodes`` seeded episodes (reset seeds seed, seed + 1, ...) and keep
     the successful ones' observations and actions. meta: task, seed, noise, perturb, attempts, per-episode
-    ``mode`` (ObstacleReach: -1 left / +1 right).
+    ``mode`` (ObstacleReach: -1 left / +1 right), ``expert_version`` (``tasks.expert_version``).
 
     noise: Gaussian noise (std) on the recorded and executed actions (deliberately imperfect demonstrations).
     perturb: Gaussian noise (std) on the executed action only, the clean expert action being recorded (DART,
@@ -198,7 +198,8 @@ def collect_demos(task: str, episodes: int, *, seed: int = 0, noise: float = 0.0
     if bar is not None:
         bar.close()
     env.close()
-    meta = {"task": task, "seed": seed, "noise": noise, "perturb": float(perturb), "attempts": attempt, "mode": modes}
+    meta = {"task": task, "seed": seed, "noise": noise, "perturb": float(perturb), "attempts": attempt, "mode": modes,
+            "expert_version": int(getattr(expert, "version", 1))}
     if obs != "state":
         meta.update(obs=obs, image_size=image_size)
     return Episodes(np.concatenate(all_obs), np.concatenate(all_actions), np.array(ends), meta,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TASKS", "make_env", "make_expert", "check_task"]
+__all__ = ["TASKS", "make_env", "make_expert", "expert_version", "check_task"]
 
 TASKS = ("obstacle", "pusht", "pusher")
 
@@ -44,3 +44,16 @@ def make_expert(task: str, noise: float = 0.0):
     from .envs.pusht import PushTExpert
 
     return PushTExpert(noise=noise)
+
+
+def expert_version(task: str) -> int:
+    """The version of the task's expert (its class's ``version``, 1 where it has none), kept in the meta of the
+    demonstrations it collects so that demonstrations of an earlier expert are not reused as its own."""
+    check_task(task)
+    if task == "obstacle":
+        from .envs.obstacle import ObstacleReachExpert as expert
+    elif task == "pusher":
+        from .envs.pusher import PusherExpert as expert
+    else:
+        from .envs.pusht import PushTExpert as expert
+    return int(getattr(expert, "version", 1))

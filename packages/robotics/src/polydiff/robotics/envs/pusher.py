@@ -10,22 +10,26 @@ step's info. Observation (23,): joint angles (7), joint velocities (7), fingerti
 
 The expert (:class:`PusherExpert`) works on a private copy of the environment's own MuJoCo model, set to the
 observed state (the arm's joints and the object's position; the object starts at rest). Only the wrist's fork, a
-U of three capsules 0.16 m wide inside, collides with the object, so the expert lowers the open U over the object
-(U horizontal, its prongs across the object-to-goal line) and pushes it with the inside of the trailing prong:
+U of three capsules (a crossbar and two prongs, 0.16 m apart inside), collides with the object, so the expert
+lowers the open U over the object (U horizontal) and pushes it with the inside corner between the crossbar and
+one prong, the object's centre 0.07 m from both, so that the crossbar and the prong press on it together:
 
-1. bounded least-squares inverse kinematics (multi-start) for two poses, the U 0.07 m above the object and the U
-   round it, the contact point a few centimetres behind the object's centre on the goal-object line;
+1. bounded least-squares inverse kinematics (multi-start) for two poses, the U ``HOVER`` above the object and the
+   U round it, the corner a few centimetres behind the object's centre on the goal-object line and the corner's
+   diagonal along that line; for each of the two corners (left or right prong), keeping the one whose second
+   pose the arm reaches more closely;
 2. computed-torque joint control (mass matrix times a PD acceleration, plus the bias forces ``qfrc_bias``) to
    the first pose, then the second;
-3. operational-space control of the contact point and the U's orientation (Jacobian ``mj_jac``, the
-   operational-space inertia, bias compensation, null-space damping), its target ``LEAD`` ahead of the object's
-   centre towards the goal, re-aimed every step.
+3. operational-space control of the object's place in the corner and the U's orientation (Jacobian ``mj_jac``,
+   the operational-space inertia, bias compensation, null-space damping), its target ``LEAD`` ahead of the
+   object's centre towards the goal, re-aimed every step.
 
-Why the expert is not always fast enough: the object weighs 8 mg (its density is 1e-5) while its slide joints
-carry 0.04 of armature and a damping of 0.5 N s/m. MuJoCo scales a contact's softness by the bodies' mass, so a
-contact with the object is very soft: at a penetration of 0.05 m it pushes with about 0.02 N, and the object
-moves at about 0.04 m/s. The expert therefore presses the prong as deep as it can without the object slipping
-through (``LEAD``); objects far from the goal cannot be pushed onto it in the 5 s episode.
+Why the push is slow: the object weighs 8 mg (its density is 1e-5) while its slide joints carry 0.04 of
+armature and a damping of 0.5 N s/m. MuJoCo scales a contact's softness by the bodies' mass, so a contact with
+the object is very soft: at a penetration of 0.05 m it pushes with about 0.02 N, and the object moves at about
+0.04 m/s behind one capsule. Pressing with two capsules at once (the corner) pushes it faster, and the corner
+holds it deeper without its slipping out (``LEAD`` 0.085 m; behind a single prong anything above 0.07 m lets it
+slip through). Objects far from the goal still cannot be pushed onto it in the 5 s episode.
 """
 
 from __future__ import annotations
@@ -41,11 +45,12 @@ OBS_DIM = 23
 _GOAL = np.array([0.45, -0.05])  # the goal body's position in pusher.xml (the environment never moves it)
 _OBJECT_Z = -0.275
 _UP = np.array([0.0, 0.0, 1.0])
-# the object's centre in the wrist frame when it touches the inside of the trailing prong (the prong at y = -0.1
-# of radius 0.02, the object of radius 0.05), half-way along the prong
-_CONTACT = np.array([0.05, -0.03, 0.0])
-HOVER = 0.07   # m above the object for the first pose
-LEAD = 0.07    # m: the contact point's target ahead of the object's centre while pushing
+# the object's centre in the wrist frame when it sits in the U's inside corner at the prong y = -0.1 (side +1) or
+# y = +0.1 (side -1): 0.07 m (the object's radius 0.05 plus the capsules' 0.02) from the crossbar (x = 0) and from
+# the prong; the push direction is the corner's diagonal (1, side, 0) / sqrt(2)
+_CORNER = 0.07
+HOVER = 0.04   # m above the object for the first pose
+LEAD = 0.085   # m: the contact point's target ahead of the object's centre while pushing
 BACK = 0.04    # m: the contact point's distance behind the object's centre at the second pose
 
 
@@ -80,6 +85,8 @@ class PusherExpert:
     """The scripted pusher of the module docstring: ``reset(seed)``; ``expert(obs) -> torques (7,)``.
     ``noise``: Gaussian noise (std, N m) added to each torque, for imperfect demonstrations."""
 
+    version = 2  # 1 pushed with a single prong (success 0.44 on the benchmark's episodes); 2 with the corner
+
     def __init__(self, noise: float = 0.0, *, hover: float = HOVER, lead: float = LEAD, back: float = BACK,
                  starts: int = 6):
         for name, value in (("noise", noise), ("hover", hover), ("lead", lead), ("back", back)):
@@ -98,12 +105,22 @@ class PusherExpert:
 
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(seed)
-        self.phase, self.poses = 0, None
+        self.phase, self.poses, self.side = 0, None, 1.0
 
-    @staticmethod
-    def orientation(direction: np.ndarray) -> np.ndarray:
-        """The wrist's target rotation: the U horizontal, its y axis (across the prongs) along ``direction``."""
-        return np.stack([np.cross(direction, _UP), direction, _UP], 1)
+    def contact(self, side: float | None = None) -> np.ndarray:
+        """The object's centre in the wrist frame when it sits in the corner of ``side`` (+1 or -1; the
+        expert's chosen one by default)."""
+        side = self.side if side is None else side
+        return np.array([_CORNER, side * (_CORNER - 0.1), 0.0])
+
+    def orientation(self, direction: np.ndarray, side: float | None = None) -> np.ndarray:
+        """The wrist's target rotation: the U horizontal, the diagonal of the corner of ``side`` (the expert's
+        chosen one by default) along the horizontal unit vector ``direction``."""
+        side = self.side if side is None else side
+        diagonal = np.array([1.0, side, 0.0]) / np.sqrt(2.0)
+        world = np.stack([direction, np.cross(_UP, direction), _UP], 1)
+        wrist = np.stack([diagonal, np.cross(_UP, diagonal), _UP], 1)
+        return world @ wrist.T
 
     def _state(self, obs: np.ndarray) -> None:
         """Set the private copy to the observed state (the object at rest) and compute its kinematics."""
@@ -113,18 +130,21 @@ class PusherExpert:
         d.qvel[7:] = 0.0
         mujoco.mj_forward(self.model, d)
 
-    def solve(self, q0: np.ndarray, position: np.ndarray, rotation: np.ndarray) -> tuple[np.ndarray, float]:
-        """Joint angles (within the limits) putting the contact point at ``position`` with the wrist at
-        ``rotation``: bounded least squares from ``q0`` and ``starts`` random starts; also the residual norm."""
+    def solve(self, q0: np.ndarray, position: np.ndarray, rotation: np.ndarray,
+              side: float | None = None) -> tuple[np.ndarray, float]:
+        """Joint angles (within the limits) putting the contact point of the corner of ``side`` at ``position``
+        with the wrist at ``rotation``: bounded least squares from ``q0`` and ``starts`` random starts; also the
+        residual norm."""
         from scipy.optimize import least_squares
 
         m, d = self.model, self._ik
+        contact = self.contact(side)
 
         def residual(q):
             d.qpos[:7] = q
             mujoco.mj_kinematics(m, d)
             frame = d.xmat[self.wrist].reshape(3, 3)
-            point = d.xpos[self.wrist] + frame @ _CONTACT
+            point = d.xpos[self.wrist] + frame @ contact
             return np.concatenate([point - position, 0.15 * (frame - rotation).ravel()])
 
         best = None
@@ -139,14 +159,20 @@ class PusherExpert:
         return best.x, float(np.sqrt(2 * best.cost))
 
     def plan(self, obs: np.ndarray) -> list[np.ndarray]:
-        """The two approach poses (joint angles) for the object's observed position."""
+        """The two approach poses (joint angles) for the object's observed position, with the corner whose
+        second pose the arm reaches more closely (sets ``side``)."""
         obj = np.array([obs[17], obs[18], _OBJECT_Z])
         direction = np.array([*(_GOAL - obs[17:19]), 0.0])
         direction /= max(np.linalg.norm(direction), 1e-9)
-        rotation = self.orientation(direction)
-        above, _ = self.solve(obs[:7], obj - self.back * direction + self.hover * _UP, rotation)
-        around, _ = self.solve(above, obj - self.back * direction, rotation)
-        return [above, around]
+        best = None
+        for side in (1.0, -1.0):
+            rotation = self.orientation(direction, side)
+            above, _ = self.solve(obs[:7], obj - self.back * direction + self.hover * _UP, rotation, side)
+            around, error = self.solve(above, obj - self.back * direction, rotation, side)
+            if best is None or error < best[0]:
+                best = (error, side, [above, around])
+        self.side = best[1]
+        return best[2]
 
     def __call__(self, obs) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
@@ -180,7 +206,7 @@ class PusherExpert:
         distance = float(np.linalg.norm(offset))
         direction = np.array([*(offset / max(distance, 1e-9)), 0.0])
         frame = d.xmat[self.wrist].reshape(3, 3)
-        point = d.xpos[self.wrist] + frame @ _CONTACT
+        point = d.xpos[self.wrist] + frame @ self.contact()
         target = np.array([obs[17], obs[18], _OBJECT_Z]) + direction * min(self.lead, distance)
         jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
         mujoco.mj_jac(m, d, jacp, jacr, point, self.wrist)
