@@ -128,3 +128,24 @@ def test_traced_inference_matches_the_eager_network_and_sees_weight_updates(demo
     policy.train()
     np.testing.assert_allclose(traced_after, chunk(), atol=1e-6)
     assert not np.allclose(traced_after, eager, atol=1e-4)
+
+
+def test_x0_prediction_trains_samples_and_round_trips(demos, tmp_path):
+    from polydiff.core.losses import DiffusionLoss
+
+    torch.manual_seed(0)
+    policy = DiffusionPolicy.from_episodes(demos, prediction="x0")
+    network, loss, _ = policy._training_parts(demos)
+    assert isinstance(loss, DiffusionLoss) and loss.prediction == "x0" and policy.denoiser().prediction == "x0"
+    policy.fit(demos, TrainConfig(steps=10, batch_size=32, lr=1e-3, device="cpu"))
+    chunks = {s: policy.predict_action_chunk(demos.obs[:2], solver=s, steps=4, generator=torch.Generator().manual_seed(1))
+              for s in ("ddim", "dpmpp_2m")}
+    assert all(c.shape == (8, 2) and np.all(np.isfinite(c)) for c in chunks.values())
+    policy.save_pretrained(tmp_path / "x0")
+    back = load_policy(tmp_path / "x0")
+    assert back.prediction == "x0"
+    np.testing.assert_allclose(back.predict_action_chunk(demos.obs[:2], solver="ddim", steps=4,
+                                                         generator=torch.Generator().manual_seed(1)),
+                               chunks["ddim"], atol=1e-5)
+    with pytest.raises(ValueError, match="prediction"):
+        DiffusionPolicy.from_episodes(demos, prediction="v")

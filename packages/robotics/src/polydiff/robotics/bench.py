@@ -51,8 +51,10 @@ PUSHT_BUDGET = {"pusht_demos": 69, "pusht_policy": {"channels": [64, 128, 256], 
                 "pusht_ddpm_episodes": 50}
 
 
-# Pusher-v5 (the arm task): ObstacleReach's policy sizes and horizons on the 23-dimensional state, torque actions
-PUSHER_BUDGET = {"pusher_demos": 100, "pusher_policy": {"channels": [32, 64], "horizon": 8, "n_action_steps": 4},
+# Pusher-v5 (the arm task): ObstacleReach's policy sizes and horizons on the 23-dimensional state, joint-angle
+# targets as actions, the chunk predicted directly (x0): predicting the noise, the policy barely used the state
+PUSHER_BUDGET = {"pusher_demos": 100,
+                 "pusher_policy": {"channels": [32, 64], "horizon": 8, "n_action_steps": 4, "prediction": "x0"},
                  "pusher_policy_steps": 3000, "pusher_mlp_steps": 2000, "pusher_batch": 256, "pusher_episodes": 50}
 
 
@@ -701,13 +703,16 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
             + f"{budget['image_episodes']} episodes from reset seed 100000; latency_ms includes the encoder."]
     if budget.get("pusher_demos"):
         lines[-1:-1] = [
-            f"- Pusher-v5 (gymnasium, 7-DoF arm, torque actions, 100 steps of 0.05 s): success = the object's centre "
+            "- Pusher-v5 (gymnasium, 7-DoF arm, 100 steps of 0.05 s; actions are joint-angle targets that a fixed "
+            "computed-torque PD turns into the environment's torques, `make_env(\"pusher\")`'s default "
+            "control=\"position\"): success = the object's centre "
             "ends within 0.08 m of the goal's (the radius of the environment's goal disk; the environment's reward "
             "is the negative distance and defines no success). Demonstrations: the first "
             f"{budget['pusher_demos']} successful episodes of the scripted expert (`PusherExpert`) from reset seed 0 "
             f"on; every row on the same {budget['pusher_episodes']} episodes from reset seed 100000, the expert's "
             f"row included. Diffusion Policy UNet1D {tuple(budget['pusher_policy']['channels'])}, To = 2, Tp = "
             f"{budget['pusher_policy']['horizon']}, Ta = {budget['pusher_policy']['n_action_steps']}, "
+            f"{budget['pusher_policy'].get('prediction', 'eps')} prediction, "
             f"{budget['pusher_policy_steps']} steps at batch {budget['pusher_batch']}; MLP BC and chunked MLP "
             f"{budget['pusher_mlp_steps']} steps. final_distance = mean final object-goal distance (m)."]
     if history:

@@ -209,8 +209,8 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
     Args:
         state_dim: size of the proprioception stacked with each frame; image_size: frames are (image_size,
             image_size, 3) uint8. encoder_channels, keypoints, feature_dim: the :class:`ImageEncoder`'s.
-        The rest as :class:`DiffusionPolicy` (n_obs_steps, horizon, n_action_steps, the UNet, the schedule and
-        the default sampler).
+        The rest as :class:`DiffusionPolicy` (n_obs_steps, horizon, n_action_steps, the UNet, the schedule, the
+        default sampler and the prediction).
     """
 
     def __init__(self, state_dim: int, action_dim: int, image_size: int = 64, n_obs_steps: int = 2,
@@ -218,17 +218,18 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
                  keypoints: int = 32, feature_dim: int = 64, time_embedding_dim: int = 32, kernel_size: int = 5,
                  n_groups: int = 8, num_train_timesteps: int = 100, obs_stats: dict | None = None,
                  action_stats: dict | None = None, solver: str = "ddim", steps: int = 10, grid: str = "trailing",
-                 random_shift: int = 0):
+                 random_shift: int = 0, prediction: str = "eps"):
         super().__init__(state_dim, action_dim, n_obs_steps=n_obs_steps, horizon=horizon,
                          n_action_steps=n_action_steps, channels=channels, time_embedding_dim=time_embedding_dim,
                          kernel_size=kernel_size, n_groups=n_groups, num_train_timesteps=num_train_timesteps,
-                         obs_stats=obs_stats, action_stats=action_stats, solver=solver, steps=steps, grid=grid)
+                         obs_stats=obs_stats, action_stats=action_stats, solver=solver, steps=steps, grid=grid,
+                         prediction=prediction)
         self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift)
         # the state policy's UNet is conditioned on the raw history; this one on the image features and states
         self.unet = UNet1D(action_dim, channels=tuple(channels), cond_dim=self.cond_dim,
                            time_embedding_dim=time_embedding_dim, kernel_size=kernel_size, n_groups=n_groups)
         self._traced = TracedNetwork(self.unet)
-        self._inference_denoiser = Denoiser(self._traced, self.schedule, "eps", clip_x0=1.0)
+        self._inference_denoiser = Denoiser(self._traced, self.schedule, self.prediction, clip_x0=1.0)
 
     def _network(self) -> _Conditioned:
         return _Conditioned(self.encoder, self.unet, self.random_shift)
@@ -236,7 +237,7 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
     def _training_parts(self, episodes):
         data = self._image_windows(episodes, self.horizon)
         data.targets = data.targets.transpose(1, 2).contiguous()  # (windows, action_dim, horizon) for the UNet
-        return self._network(), DiffusionLoss(self.schedule, prediction="eps"), data
+        return self._network(), DiffusionLoss(self.schedule, prediction=self.prediction), data
 
 
 class ImageMLPPolicy(_ImageObservations, MLPPolicy):

@@ -178,14 +178,20 @@ class DiffusionPolicy(_ChunkPolicy):
         obs_stats, action_stats: min-max statistics (``MinMaxNormalizer.to_dict()``); set by ``from_episodes``.
         solver, steps, grid: the default sampler (any name from ``polydiff.core.list_solvers()``); the grid ends
             at t = 0, so the last step returns the denoised chunk.
+        prediction: what the UNet predicts, "eps" (the noise, the paper's default) or "x0" (the clean chunk,
+            the paper's ``prediction_type="sample"``).
     """
 
     def __init__(self, obs_dim: int, action_dim: int, n_obs_steps: int = 2, horizon: int = 16,
                  n_action_steps: int = 8, channels=(32, 64), time_embedding_dim: int = 32, kernel_size: int = 5,
                  n_groups: int = 8, num_train_timesteps: int = 100, obs_stats: dict | None = None,
-                 action_stats: dict | None = None, solver: str = "ddim", steps: int = 10, grid: str = "trailing"):
+                 action_stats: dict | None = None, solver: str = "ddim", steps: int = 10, grid: str = "trailing",
+                 prediction: str = "eps"):
         super().__init__()
         self._setup(obs_dim, action_dim, n_obs_steps, n_action_steps, obs_stats, action_stats)
+        if prediction not in ("eps", "x0"):
+            raise ValueError(f"prediction: expected 'eps' (the paper's) or 'x0' (the chunk itself), got {prediction!r}")
+        self.prediction = prediction
         _check_int("horizon", horizon)
         _check_int("num_train_timesteps", num_train_timesteps, 2)
         _check_int("steps", steps)
@@ -196,13 +202,14 @@ class DiffusionPolicy(_ChunkPolicy):
                        "horizon": horizon, "n_action_steps": n_action_steps, "channels": list(channels),
                        "time_embedding_dim": time_embedding_dim, "kernel_size": kernel_size, "n_groups": n_groups,
                        "num_train_timesteps": num_train_timesteps, "obs_stats": obs_stats,
-                       "action_stats": action_stats, "solver": solver, "steps": steps, "grid": grid}
+                       "action_stats": action_stats, "solver": solver, "steps": steps, "grid": grid,
+                       "prediction": prediction}
         self.unet = UNet1D(action_dim, channels=tuple(channels), cond_dim=n_obs_steps * obs_dim,
                            time_embedding_dim=time_embedding_dim, kernel_size=kernel_size, n_groups=n_groups)
         self.schedule = DiscreteSchedule.cosine(num_train_timesteps)
         self.solver, self.steps, self.grid = solver, steps, grid
         self._traced = TracedNetwork(self.unet)
-        self._inference_denoiser = Denoiser(self._traced, self.schedule, "eps", clip_x0=1.0)
+        self._inference_denoiser = Denoiser(self._traced, self.schedule, self.prediction, clip_x0=1.0)
 
     def train(self, mode: bool = True) -> DiffusionPolicy:
         self._traced.clear()  # a mode change (and every fit) re-records the inference graph
@@ -216,11 +223,12 @@ class DiffusionPolicy(_ChunkPolicy):
     def denoiser(self, clip: bool = True) -> Denoiser:
         """The core Denoiser over normalised action chunks (batch, action_dim, horizon), cond={"cond": features}.
         ``clip`` clamps the x0 prediction to the normalised range [-1, 1] (the paper's ``clip_sample``)."""
-        return Denoiser(self.unet, self.schedule, "eps", clip_x0=1.0 if clip else None)
+        return Denoiser(self.unet, self.schedule, self.prediction, clip_x0=1.0 if clip else None)
 
     def _training_parts(self, episodes):
         features, targets = self._windows(episodes, self.horizon)
-        return self.unet, DiffusionLoss(self.schedule, prediction="eps"), _WindowData(features, targets.transpose(1, 2))
+        return (self.unet, DiffusionLoss(self.schedule, prediction=self.prediction),
+                _WindowData(features, targets.transpose(1, 2)))
 
     def _predict_normalized(self, features: Tensor, *, solver: str | None = None, steps: int | None = None,
                             grid=None, generator: torch.Generator | None = None, **options) -> Tensor:

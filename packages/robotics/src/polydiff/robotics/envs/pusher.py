@@ -6,7 +6,10 @@ fingertip-object distance and a torque penalty). Here an episode succeeds when t
 ``GOAL_RADIUS`` = 0.08 m of the goal's, the radius of the environment's red goal disk (pusher.xml), i.e. the
 object's centre ends on the disk. The wrapper adds ``distance`` (object to goal, m) and ``success`` to every
 step's info. Observation (23,): joint angles (7), joint velocities (7), fingertip, object and goal positions
-(3 each). Action (7,): joint torques in [-2, 2]. 100 steps of 0.05 s.
+(3 each). 100 steps of 0.05 s. Action (7,), by ``control``: "position" (the default), joint-angle targets (rad)
+that a fixed computed-torque PD turns into the motors' torques at every step, ``M (KP (target - q) - KD qdot) +
+qfrc_bias`` clipped to the motors' [-2, 2] N m, as Diffusion Policy acts through a low-level controller on its
+robot tasks; or "torque", the environment's own joint torques in [-2, 2].
 
 The expert (:class:`PusherExpert`) works on a private copy of the environment's own MuJoCo model, set to the
 observed state (the arm's joints and the object's position; the object starts at rest). Only the wrist's fork, a
@@ -14,10 +17,12 @@ U of three capsules (a crossbar and two prongs, 0.16 m apart inside), collides w
 lowers the open U over the object (U horizontal) and pushes it with the inside corner between the crossbar and
 one prong, the object's centre 0.07 m from both, so that the crossbar and the prong press on it together:
 
-1. bounded least-squares inverse kinematics (multi-start) for two poses, the U ``HOVER`` above the object and the
-   U round it, the corner a few centimetres behind the object's centre on the goal-object line and the corner's
-   diagonal along that line; for each of the two corners (left or right prong), keeping the one whose second
-   pose the arm reaches more closely;
+1. bounded least-squares inverse kinematics for two poses, the U ``HOVER`` above the object and the U round it,
+   the corner a few centimetres behind the object's centre on the goal-object line and the corner's diagonal
+   along that line; for each of the two corners (left or right prong), keeping the one whose second pose the arm
+   reaches more closely. The solver starts from one nominal arm configuration and is pulled weakly towards it,
+   so the poses are a smooth function of the object's position: a policy learns them from a hundred episodes,
+   where random restarts picked among the arm's equivalent solutions (the roll joints differ by up to 3 rad);
 2. computed-torque joint control (mass matrix times a PD acceleration, plus the bias forces ``qfrc_bias``) to
    the first pose, then the second;
 3. operational-space control of the object's place in the corner and the U's orientation (Jacobian ``mj_jac``,
@@ -38,7 +43,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-__all__ = ["make_pusher", "PusherExpert", "GOAL_RADIUS", "OBS_DIM"]
+__all__ = ["make_pusher", "PusherExpert", "GOAL_RADIUS", "OBS_DIM", "CONTROLS"]
 
 GOAL_RADIUS = 0.08
 OBS_DIM = 23
@@ -49,6 +54,11 @@ _UP = np.array([0.0, 0.0, 1.0])
 # y = +0.1 (side -1): 0.07 m (the object's radius 0.05 plus the capsules' 0.02) from the crossbar (x = 0) and from
 # the prong; the push direction is the corner's diagonal (1, side, 0) / sqrt(2)
 _CORNER = 0.07
+# the arm's configuration behind a typical object (the inverse kinematics' start and the weak pull towards it)
+_NOMINAL = np.array([-0.2, 0.8, -1.45, -1.45, -0.7, -0.7, 1.5])
+_PULL = 0.02
+KP, KD = 150.0, 20.0  # the computed-torque PD of the approach, and of the "position" control's joint targets
+CONTROLS = ("position", "torque")
 HOVER = 0.04   # m above the object for the first pose
 LEAD = 0.085   # m: the contact point's target ahead of the object's centre while pushing
 BACK = 0.04    # m: the contact point's distance behind the object's centre at the second pose
@@ -70,31 +80,67 @@ class _PusherSuccess(gym.Wrapper):
         return obs, reward, terminated, truncated, self._flag(obs, info)
 
 
-def make_pusher(render_mode: str | None = None, max_episode_steps: int = 100):
-    """Pusher-v5 (100 steps) with the success flag of the module docstring."""
+class _JointTargets(gym.Wrapper):
+    """Actions are joint-angle targets (7, rad); each step applies the computed-torque PD of the module
+    docstring, computed on a private copy of the current state, clipped to the motors' range."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        model = env.unwrapped.model
+        self._model, self._data = model, mujoco.MjData(model)
+        low, high = model.jnt_range[:7, 0], model.jnt_range[:7, 1]
+        self.action_space = gym.spaces.Box((low - 1.0).astype(np.float32), (high + 1.0).astype(np.float32))
+
+    def torque(self, target) -> np.ndarray:
+        """The motors' torques (7,) that the PD applies for ``target`` in the current state."""
+        m, d, source = self._model, self._data, self.env.unwrapped.data
+        d.qpos[:], d.qvel[:] = source.qpos, source.qvel
+        mujoco.mj_forward(m, d)
+        mass = np.zeros((m.nv, m.nv))
+        mujoco.mj_fullM(m, d, mass)
+        return np.clip(mass[:7, :7] @ (KP * (target - d.qpos[:7]) - KD * d.qvel[:7]) + d.qfrc_bias[:7], -2.0, 2.0)
+
+    def step(self, action):
+        target = np.asarray(action, dtype=np.float64)
+        if target.shape != (7,):
+            raise ValueError(f"action: expected 7 joint-angle targets, got shape {target.shape}")
+        if not np.all(np.isfinite(target)):
+            raise ValueError("action: contains NaN or inf")
+        return self.env.step(self.torque(target).astype(np.float32))
+
+
+def make_pusher(render_mode: str | None = None, max_episode_steps: int = 100, control: str = "position"):
+    """Pusher-v5 (100 steps) with the success flag and the ``control`` ("position" or "torque") of the module
+    docstring."""
+    if control not in CONTROLS:
+        raise ValueError(f"control: expected one of {list(CONTROLS)}, got {control!r}")
     if render_mode not in (None, "rgb_array"):
         raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
     if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
         raise ValueError(f"max_episode_steps: expected a positive integer, got {max_episode_steps!r}")
     kwargs = {"width": 160, "height": 160} if render_mode else {}
-    return _PusherSuccess(gym.make("Pusher-v5", render_mode=render_mode, max_episode_steps=max_episode_steps,
-                                   **kwargs))
+    env = _PusherSuccess(gym.make("Pusher-v5", render_mode=render_mode, max_episode_steps=max_episode_steps,
+                                  **kwargs))
+    return _JointTargets(env) if control == "position" else env
 
 
 class PusherExpert:
-    """The scripted pusher of the module docstring: ``reset(seed)``; ``expert(obs) -> torques (7,)``.
+    """The scripted pusher of the module docstring: ``reset(seed)``; ``expert(obs) -> action (7,)``, joint-angle
+    targets for ``control="position"`` (those whose PD torques are the expert's), torques for "torque".
     ``noise``: Gaussian noise (std, N m) added to each torque, for imperfect demonstrations."""
 
-    version = 2  # 1 pushed with a single prong (success 0.44 on the benchmark's episodes); 2 with the corner
+    # 1 pushed with a single prong (success 0.44 on the benchmark's episodes); 2 with the corner; 3 solves its
+    # poses from one nominal configuration and acts by joint targets
+    version = 3
 
     def __init__(self, noise: float = 0.0, *, hover: float = HOVER, lead: float = LEAD, back: float = BACK,
-                 starts: int = 6):
+                 control: str = "position"):
         for name, value in (("noise", noise), ("hover", hover), ("lead", lead), ("back", back)):
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: expected a finite value >= 0, got {value!r}")
-        if isinstance(starts, bool) or not isinstance(starts, int) or starts < 0:
-            raise ValueError(f"starts: expected an integer >= 0, got {starts!r}")
-        self.noise, self.hover, self.lead, self.back, self.starts = float(noise), hover, lead, back, starts
+        if control not in CONTROLS:
+            raise ValueError(f"control: expected one of {list(CONTROLS)}, got {control!r}")
+        self.noise, self.hover, self.lead, self.back, self.control = float(noise), hover, lead, back, control
         env = gym.make("Pusher-v5")
         self.model = env.unwrapped.model
         env.close()
@@ -133,30 +179,24 @@ class PusherExpert:
     def solve(self, q0: np.ndarray, position: np.ndarray, rotation: np.ndarray,
               side: float | None = None) -> tuple[np.ndarray, float]:
         """Joint angles (within the limits) putting the contact point of the corner of ``side`` at ``position``
-        with the wrist at ``rotation``: bounded least squares from ``q0`` and ``starts`` random starts; also the
-        residual norm."""
+        with the wrist at ``rotation``: bounded least squares from the nominal configuration, pulled weakly
+        towards it; also the residual norm of the pose (the pull left out). ``q0`` is the current configuration
+        (unused: starting from it made the poses depend on where the arm happened to be)."""
         from scipy.optimize import least_squares
 
         m, d = self.model, self._ik
         contact = self.contact(side)
 
-        def residual(q):
+        def pose_error(q):
             d.qpos[:7] = q
             mujoco.mj_kinematics(m, d)
             frame = d.xmat[self.wrist].reshape(3, 3)
             point = d.xpos[self.wrist] + frame @ contact
             return np.concatenate([point - position, 0.15 * (frame - rotation).ravel()])
 
-        best = None
-        starts = [np.clip(q0, self.low, self.high)] + [self.rng.uniform(self.low, self.high)
-                                                        for _ in range(self.starts)]
-        for q in starts:
-            result = least_squares(residual, q, bounds=(self.low, self.high), max_nfev=60)
-            if best is None or result.cost < best.cost:
-                best = result
-            if best.cost < 1e-6:
-                break
-        return best.x, float(np.sqrt(2 * best.cost))
+        result = least_squares(lambda q: np.concatenate([pose_error(q), _PULL * (q - _NOMINAL)]), _NOMINAL,
+                               bounds=(self.low, self.high), max_nfev=100)
+        return result.x, float(np.linalg.norm(pose_error(result.x)))
 
     def plan(self, obs: np.ndarray) -> list[np.ndarray]:
         """The two approach poses (joint angles) for the object's observed position, with the corner whose
@@ -190,14 +230,17 @@ class PusherExpert:
         q, qdot = d.qpos[:7].copy(), d.qvel[:7].copy()
         if self.phase < 2:
             pose = self.poses[self.phase]
-            torque = mass @ (150.0 * (pose - q) - 20.0 * qdot) + d.qfrc_bias[:7]
+            torque = mass @ (KP * (pose - q) - KD * qdot) + d.qfrc_bias[:7]
             if np.abs(pose - q).max() < (0.2 if self.phase == 0 else 0.12):
                 self.phase += 1
         else:
             torque = self._push(obs, mass, qdot)
         if self.noise:
             torque = torque + self.noise * self.rng.standard_normal(7)
-        return np.clip(torque, -2.0, 2.0).astype(np.float32)
+        if self.control == "torque":
+            return np.clip(torque, -2.0, 2.0).astype(np.float32)
+        # the joint targets whose PD torques (see _JointTargets) are these: the same clipped torques follow
+        return (q + (np.linalg.solve(mass, torque - d.qfrc_bias[:7]) + KD * qdot) / KP).astype(np.float32)
 
     def _push(self, obs: np.ndarray, mass: np.ndarray, qdot: np.ndarray) -> np.ndarray:
         """Operational-space control of the contact point (LEAD ahead of the object) and the wrist's rotation."""
