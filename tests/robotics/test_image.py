@@ -223,3 +223,17 @@ def test_shift_frames_moves_each_window_by_one_offset():
     assert shift_frames(pixels, 1).shape == pixels.shape
     with pytest.raises(ValueError, match="random_shift"):
         ImageMLPPolicy(4, 2, image_size=SIZE, random_shift=-1)
+
+
+def test_image_policy_x0_prediction_reaches_its_loss_sampler_and_config(image_demos, tmp_path):
+    torch.manual_seed(0)
+    policy = ImageDiffusionPolicy.from_episodes(image_demos, horizon=8, n_action_steps=4, prediction="x0")
+    _, loss, _ = policy._training_parts(image_demos)
+    assert loss.prediction == "x0" and policy.denoiser().prediction == "x0"
+    policy.fit(image_demos, TrainConfig(steps=2, batch_size=8, lr=1e-3, device="cpu"))
+    obs = {"pixels": image_demos.images[:2], "state": image_demos.obs[:2]}
+    chunk = policy.predict_action_chunk(obs, solver="ddim", steps=3, generator=torch.Generator().manual_seed(0))
+    assert chunk.shape == (4, 2) and np.all(np.isfinite(chunk))
+    policy.save_pretrained(tmp_path / "x0")
+    back = load_policy(tmp_path / "x0")
+    assert isinstance(back, ImageDiffusionPolicy) and back.prediction == "x0"
