@@ -48,7 +48,7 @@ def _train(args: argparse.Namespace) -> int:
                       else (DiffusionPolicy, MLPPolicy))
     if args.policy == "diffusion":
         policy = diffusion.from_episodes(episodes, n_obs_steps=args.n_obs_steps, horizon=args.horizon,
-                                         n_action_steps=args.n_action_steps)
+                                         n_action_steps=args.n_action_steps, prediction=args.prediction)
     else:
         policy = mlp.from_episodes(episodes, n_obs_steps=args.n_obs_steps,
                                    n_action_steps=1 if args.policy == "mlp" else args.n_action_steps)
@@ -126,6 +126,9 @@ def register(subparsers) -> None:
     train.add_argument("--n-obs-steps", type=int, default=2, help="To: observations conditioned on")
     train.add_argument("--horizon", type=int, default=16, help="Tp: actions predicted per chunk (diffusion)")
     train.add_argument("--n-action-steps", type=int, default=8, help="Ta: actions executed per chunk")
+    train.add_argument("--prediction", default="eps", choices=["eps", "x0"],
+                       help="diffusion: predict the noise (the paper's default) or the chunk itself (the benchmark's "
+                            "choice on pusher)")
     train.add_argument("--seed", type=int, default=0, help="training seed")
     train.add_argument("--checkpoint-dir", default=None,
                        help="Trainer checkpoint folder; an interrupted run started again resumes from it")
