@@ -88,6 +88,21 @@ def test_encoder_output_shape():
         ImageEncoder(30)
 
 
+def test_encoder_downsample_sets_the_keypoint_grid_and_reaches_the_policy_config(image_demos, tmp_path):
+    pixels = torch.randint(0, 256, (2, SIZE, SIZE, 3), dtype=torch.uint8)
+    for downsample, cells in ((2, SIZE // 4), (1, SIZE // 2), (0, SIZE)):
+        encoder = ImageEncoder(SIZE, channels=(4, 8), keypoints=6, feature_dim=10, downsample=downsample)
+        assert encoder.spatial_softmax.grid.shape == (cells ** 2, 2)
+        assert encoder.convs(pixels.permute(0, 3, 1, 2).float()).shape[-2:] == (cells, cells)
+    with pytest.raises(ValueError, match="encoder_downsample"):
+        ImageEncoder(SIZE, channels=(4,), downsample=2)
+    policy = ImageMLPPolicy.from_episodes(image_demos, encoder_downsample=1)
+    policy.save_pretrained(tmp_path / "p")
+    back = load_policy(tmp_path / "p")
+    assert back.config["encoder_downsample"] == 1
+    assert back.encoder.spatial_softmax.grid.shape == ((SIZE // 2) ** 2, 2)
+
+
 def test_image_episodes_save_load_and_subset(image_demos, tmp_path):
     path = image_demos.save(tmp_path / "demos.npz")
     loaded = load_episodes(path)

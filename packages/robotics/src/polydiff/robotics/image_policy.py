@@ -89,18 +89,18 @@ class _ImageObservations:
     obs_mode = "image"  # what rollout() makes the environments return
 
     def _setup_image(self, image_size: int, encoder_channels, keypoints: int, feature_dim: int,
-                     random_shift: int) -> None:
+                     random_shift: int, encoder_downsample: int = 2) -> None:
         if isinstance(random_shift, bool) or not isinstance(random_shift, int) or not 0 <= random_shift < image_size:
             raise ValueError(f"random_shift: expected an integer in [0, {image_size}), got {random_shift!r}")
         self.image_size, self.random_shift = image_size, random_shift
-        self.encoder = ImageEncoder(image_size, encoder_channels, keypoints, feature_dim)
+        self.encoder = ImageEncoder(image_size, encoder_channels, keypoints, feature_dim, encoder_downsample)
         self.feature_dim = feature_dim
         # the state policy's config, its obs_dim renamed state_dim, plus the encoder's settings
         config = dict(self.config)
         state_dim = config.pop("obs_dim")
         self.config = {"state_dim": state_dim, **config, "image_size": image_size,
                        "encoder_channels": list(encoder_channels), "keypoints": keypoints, "feature_dim": feature_dim,
-                       "random_shift": random_shift}
+                       "random_shift": random_shift, "encoder_downsample": encoder_downsample}
 
     @property
     def cond_dim(self) -> int:
@@ -208,7 +208,8 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
 
     Args:
         state_dim: size of the proprioception stacked with each frame; image_size: frames are (image_size,
-            image_size, 3) uint8. encoder_channels, keypoints, feature_dim: the :class:`ImageEncoder`'s.
+            image_size, 3) uint8. encoder_channels, keypoints, feature_dim, encoder_downsample (its
+            ``downsample``): the :class:`ImageEncoder`'s.
         The rest as :class:`DiffusionPolicy` (n_obs_steps, horizon, n_action_steps, the UNet, the schedule, the
         default sampler and the prediction).
     """
@@ -218,13 +219,13 @@ class ImageDiffusionPolicy(_ImageObservations, DiffusionPolicy):
                  keypoints: int = 32, feature_dim: int = 64, time_embedding_dim: int = 32, kernel_size: int = 5,
                  n_groups: int = 8, num_train_timesteps: int = 100, obs_stats: dict | None = None,
                  action_stats: dict | None = None, solver: str = "ddim", steps: int = 10, grid: str = "trailing",
-                 random_shift: int = 0, prediction: str = "eps"):
+                 random_shift: int = 0, prediction: str = "eps", encoder_downsample: int = 2):
         super().__init__(state_dim, action_dim, n_obs_steps=n_obs_steps, horizon=horizon,
                          n_action_steps=n_action_steps, channels=channels, time_embedding_dim=time_embedding_dim,
                          kernel_size=kernel_size, n_groups=n_groups, num_train_timesteps=num_train_timesteps,
                          obs_stats=obs_stats, action_stats=action_stats, solver=solver, steps=steps, grid=grid,
                          prediction=prediction)
-        self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift)
+        self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift, encoder_downsample)
         # the state policy's UNet is conditioned on the raw history; this one on the image features and states
         self.unet = UNet1D(action_dim, channels=tuple(channels), cond_dim=self.cond_dim,
                            time_embedding_dim=time_embedding_dim, kernel_size=kernel_size, n_groups=n_groups)
@@ -248,10 +249,10 @@ class ImageMLPPolicy(_ImageObservations, MLPPolicy):
     def __init__(self, state_dim: int, action_dim: int, image_size: int = 64, n_obs_steps: int = 2,
                  n_action_steps: int = 1, hidden=(256, 256, 256), encoder_channels=(8, 16, 32), keypoints: int = 32,
                  feature_dim: int = 64, obs_stats: dict | None = None, action_stats: dict | None = None,
-                 random_shift: int = 0):
+                 random_shift: int = 0, encoder_downsample: int = 2):
         super().__init__(state_dim, action_dim, n_obs_steps=n_obs_steps, n_action_steps=n_action_steps,
                          hidden=hidden, obs_stats=obs_stats, action_stats=action_stats)
-        self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift)
+        self._setup_image(image_size, encoder_channels, keypoints, feature_dim, random_shift, encoder_downsample)
         self.net = mlp(self.cond_dim, list(hidden), n_action_steps * action_dim)
 
     def _network(self) -> _Conditioned:

@@ -39,13 +39,15 @@ def _groups(channels: int) -> int:
 class ImageEncoder(nn.Module):
     """uint8 RGB frames (batch, image_size, image_size, 3) -> features (batch, feature_dim).
 
-    The first two convolutions (5x5, then 3x3) halve the resolution each, the others (3x3) keep it, so the
-    spatial softmax reads keypoints on an (image_size / 4)^2 grid (16 x 16 for 64 x 64 frames: the soft argmax
-    still places a keypoint between cells). Pixels are scaled to [-1, 1] inside, so the encoder takes the frames
-    as an environment renders them.
+    The first ``downsample`` convolutions (5x5, then 3x3) halve the resolution each, the others (3x3) keep it, so
+    the spatial softmax reads keypoints on an (image_size / 2^downsample)^2 grid (16 x 16 for 64 x 64 frames at
+    the default 2: the soft argmax still places a keypoint between cells; 32 x 32 at 1, for about three times
+    the compute). Pixels are scaled to [-1, 1] inside, so the encoder takes the frames as an environment renders
+    them.
     """
 
-    def __init__(self, image_size: int = 64, channels=(8, 16, 32), keypoints: int = 32, feature_dim: int = 64):
+    def __init__(self, image_size: int = 64, channels=(8, 16, 32), keypoints: int = 32, feature_dim: int = 64,
+                 downsample: int = 2):
         super().__init__()
         channels = list(channels)
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8 or image_size % 4:
@@ -55,17 +57,19 @@ class ImageEncoder(nn.Module):
         for name, value in (("keypoints", keypoints), ("feature_dim", feature_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        if isinstance(downsample, bool) or downsample not in range(min(2, len(channels)) + 1):
+            raise ValueError(f"encoder_downsample: expected 0 to {min(2, len(channels))} halvings, got {downsample!r}")
         self.image_size = image_size
         layers: list[nn.Module] = []
         width = 3
         for i, c in enumerate(channels):
-            kernel, stride = (5 if i == 0 else 3), (2 if i < 2 else 1)
+            kernel, stride = (5 if i == 0 else 3), (2 if i < downsample else 1)
             layers += [nn.Conv2d(width, c, kernel, stride=stride, padding=kernel // 2), nn.GroupNorm(_groups(c), c),
                        nn.Mish()]
             width = c
         layers.append(nn.Conv2d(width, keypoints, 1))
         self.convs = nn.Sequential(*layers)
-        grid = image_size // 2 ** min(2, len(channels))
+        grid = image_size // 2 ** downsample
         self.spatial_softmax = SpatialSoftmax(grid, grid)
         self.project = nn.Linear(2 * keypoints, feature_dim)
         self.feature_dim = feature_dim
