@@ -176,12 +176,11 @@ class PusherExpert:
         d.qvel[7:] = 0.0
         mujoco.mj_forward(self.model, d)
 
-    def solve(self, q0: np.ndarray, position: np.ndarray, rotation: np.ndarray,
-              side: float | None = None) -> tuple[np.ndarray, float]:
+    def solve(self, position: np.ndarray, rotation: np.ndarray, side: float | None = None) -> tuple[np.ndarray, float]:
         """Joint angles (within the limits) putting the contact point of the corner of ``side`` at ``position``
         with the wrist at ``rotation``: bounded least squares from the nominal configuration, pulled weakly
-        towards it; also the residual norm of the pose (the pull left out). ``q0`` is the current configuration
-        (unused: starting from it made the poses depend on where the arm happened to be)."""
+        towards it (not from the arm's current configuration, which would make the poses depend on where the arm
+        happened to be); also the residual norm of the pose (the pull left out)."""
         from scipy.optimize import least_squares
 
         m, d = self.model, self._ik
@@ -207,8 +206,8 @@ class PusherExpert:
         best = None
         for side in (1.0, -1.0):
             rotation = self.orientation(direction, side)
-            above, _ = self.solve(obs[:7], obj - self.back * direction + self.hover * _UP, rotation, side)
-            around, error = self.solve(above, obj - self.back * direction, rotation, side)
+            above, _ = self.solve(obj - self.back * direction + self.hover * _UP, rotation, side)
+            around, error = self.solve(obj - self.back * direction, rotation, side)
             if best is None or error < best[0]:
                 best = (error, side, [above, around])
         self.side = best[1]
