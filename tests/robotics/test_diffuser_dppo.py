@@ -36,6 +36,22 @@ def test_planner_replans_every_k_steps(planner, demos):
     assert len(calls) == 3  # replan_every = 4: steps 0, 4, 8
 
 
+def test_window_pad_keeps_the_windows_that_start_near_an_episode_start(demos, tmp_path):
+    every = Diffuser.from_episodes(demos, horizon=16, channels=(16, 32))._trajectories(demos)
+    near = Diffuser.from_episodes(demos, horizon=16, channels=(16, 32), window_pad=2)
+    windows = near._trajectories(demos)
+    lengths = np.diff(np.concatenate([[0], demos.episode_ends]))
+    # a window of 16 reaching at most 2 steps past the end starts at one of the first (length + 2 - 16 + 1) steps
+    assert windows.shape[0] == int(np.clip(lengths + 2 - 16 + 1, 0, None).sum()) < every.shape[0]
+    first = near.normalizer.normalize(np.concatenate([demos.obs[0, :4], demos.action[0]])[None])[0]
+    assert np.allclose(windows[0, :, 0].numpy(), first, atol=1e-6)  # the first window starts the first episode
+    near.save_pretrained(tmp_path / "d")
+    assert Diffuser.from_pretrained(tmp_path / "d").window_pad == 2
+    for bad in (16, -1, 2.5):
+        with pytest.raises(ValueError, match="window_pad"):
+            Diffuser.from_episodes(demos, horizon=16, window_pad=bad)
+
+
 def test_rollout_runs_the_planner_on_seeded_episodes(planner):
     result = rollout(planner, "obstacle", 2)
     assert set(result) >= {"success", "mode_left", "paths"} and len(result["paths"]) == 2

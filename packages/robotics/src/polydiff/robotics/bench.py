@@ -71,13 +71,15 @@ def budgets(quick: bool) -> dict:
     policy = {"channels": [32, 64], "horizon": 8, "n_action_steps": 4}
     if quick:
         return {"demos": 60, "policy_steps": 2500, "policy_batch": 64, "mlp_steps": 800, "diffuser_steps": 150,
-                "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32], "dppo_demos": 10,
+                "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32],
+                "diffuser_planner": {"horizon": 24, "window_pad": 4, "replan_every": 24}, "dppo_demos": 10,
                 "dppo_noise": 0.0, "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8,
                 "dppo": dict(DPPO, update_epochs=2), "episodes": 10, "ddpm_episodes": 4, "latency_repeats": 5,
                 **PUSHT_BUDGET, "pusht_demos": 0, **PUSHER_BUDGET, "pusher_demos": 0, **IMAGE_BUDGET,
                 "image_demos": 0}
     return {"demos": 200, "policy_steps": 6000, "policy_batch": 256, "mlp_steps": 2000,
-            "diffuser_steps": 1000, "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32],
+            "diffuser_steps": 3000, "batch_size": 64, "policy": policy, "diffuser_channels": [32, 64],
+            "diffuser_planner": {"horizon": 24, "window_pad": 4, "replan_every": 24},
             "dppo_demos": 20, "dppo_noise": 0.0, "dppo_pretrain_steps": 1000, "dppo_iterations": 70, "dppo_envs": 100,
             "dppo": dict(DPPO), "episodes": 50, "ddpm_episodes": 50, "latency_repeats": 21, **PUSHT_BUDGET,
             **PUSHER_BUDGET, **IMAGE_BUDGET}
@@ -249,8 +251,10 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=None) -> dict:
         row(label, metrics, nfe=1, train_minutes=minutes, episodes=episodes)
 
     # ---------------------------------------------------------------- Diffuser
-    planner, minutes = _trained("diffuser", lambda: Diffuser.from_episodes(demos, channels=budget["diffuser_channels"]), demos, budget["diffuser_steps"],
-                                batch, seed, runs, args.fresh)
+    planner, minutes = _trained("diffuser", lambda: Diffuser.from_episodes(demos, channels=budget["diffuser_channels"],
+                                                                           **budget["diffuser_planner"]),
+                                demos, budget["diffuser_steps"], batch, seed, runs, args.fresh,
+                                tag={"channels": budget["diffuser_channels"], **budget["diffuser_planner"]})
     metrics = _evaluate_row(planner, "Diffuser", episodes, paths)
     from polydiff.core.benchkit import median_time
 
@@ -652,9 +656,14 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
               "through a traced (torch.jit) copy of the UNet at inference.",
               f"- Baselines: MLP (256, 256, 256) on the same To = 2 history, {budget['mlp_steps']} steps, same "
               f"optimiser; MLP BC predicts 1 action, the chunked MLP Ta = {budget['policy']['n_action_steps']}.",
-              f"- Diffuser: UNet1D {tuple(budget['diffuser_channels'])} over (position, velocity, action) trajectories of 32 steps, "
-              f"{budget['diffuser_steps']} steps; plans with RePaint (20 DDPM steps) with the current state and the "
-              "goal position inpainted, replanning every 4 steps.",
+              f"- Diffuser: UNet1D {tuple(budget['diffuser_channels'])} over (position, velocity, action) trajectories of "
+              f"{budget['diffuser_planner']['horizon']} steps, trained on the windows that reach at most "
+              f"{budget['diffuser_planner']['window_pad']} steps past an episode's end (those starting near its "
+              f"start), {budget['diffuser_steps']} steps; plans with RePaint (20 DDPM steps) with the start state and "
+              "the goal position (at the last step) inpainted, and executes the plan's actions "
+              + ("open loop (one plan per episode)." if budget['diffuser_planner']['replan_every']
+                 >= budget['diffuser_planner']['horizon'] else
+                 f"replanning every {budget['diffuser_planner']['replan_every']} steps."),
               f"- DPPO: Diffusion Policy pre-trained {budget['dppo_pretrain_steps']} steps on {budget['dppo_demos']} "
               f"demonstrations (expert action noise std {budget['dppo_noise']} m/s), then {budget['dppo_iterations']} "
               f"PPO iterations of {budget['dppo_envs']} lockstep episodes (reset seeds from 500000) over its "

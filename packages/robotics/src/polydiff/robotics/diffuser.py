@@ -40,12 +40,17 @@ class Diffuser(nn.Module, PretrainedMixin):
             position in obs.
         channels, time_embedding_dim: the UNet1D's. num_train_timesteps: DDPM steps (squared cosine).
         stats: min-max statistics of the joint (state, action) vector; set by ``from_episodes``.
-        steps: denoising steps when planning; replan_every: actions executed per plan.
+        steps: denoising steps when planning; replan_every: actions executed per plan (``horizon``: plan once
+            from the episode's start and execute the plan open loop).
+        window_pad: how many steps past an episode's end a training window may reach, padded with the last state
+            and zero actions (None: ``horizon - 1``, every start in the episode). A small value keeps the windows
+            that start near the episode's start, so a plan from a start state to the goal is what the model
+            has seen most.
     """
 
     def __init__(self, state_dim: int, action_dim: int, horizon: int = 32, goal_offset=(4, 6),
                  channels=(64, 128), time_embedding_dim: int = 32, num_train_timesteps: int = 100,
-                 stats: dict | None = None, steps: int = 20, replan_every: int = 4):
+                 stats: dict | None = None, steps: int = 20, replan_every: int = 4, window_pad: int | None = None):
         super().__init__()
         for name, value in (("state_dim", state_dim), ("action_dim", action_dim), ("horizon", horizon),
                             ("steps", steps), ("replan_every", replan_every)):
@@ -55,10 +60,14 @@ class Diffuser(nn.Module, PretrainedMixin):
             raise ValueError(f"state_dim: the first two state features are the position, got {state_dim}")
         if replan_every > horizon:
             raise ValueError(f"replan_every: {replan_every} exceeds horizon {horizon}")
+        if window_pad is not None and (isinstance(window_pad, bool) or not isinstance(window_pad, int)
+                                       or not 0 <= window_pad < horizon):
+            raise ValueError(f"window_pad: expected None or an integer in [0, {horizon}), got {window_pad!r}")
+        self.window_pad = horizon - 1 if window_pad is None else window_pad
         self.config = {"state_dim": state_dim, "action_dim": action_dim, "horizon": horizon,
                        "goal_offset": list(goal_offset), "channels": list(channels),
                        "time_embedding_dim": time_embedding_dim, "num_train_timesteps": num_train_timesteps,
-                       "stats": stats, "steps": steps, "replan_every": replan_every}
+                       "stats": stats, "steps": steps, "replan_every": replan_every, "window_pad": window_pad}
         self.state_dim, self.action_dim, self.horizon = state_dim, action_dim, horizon
         self.goal_offset = slice(*goal_offset)
         self.steps, self.replan_every = steps, replan_every
@@ -77,7 +86,7 @@ class Diffuser(nn.Module, PretrainedMixin):
         return cls(state_dim, episodes.action_dim, stats=MinMaxNormalizer.fit(joint).to_dict(), **kwargs)
 
     def _trajectories(self, episodes: Episodes) -> Tensor:
-        obs, actions = sequence_windows(episodes, self.horizon, pad_after=self.horizon - 1, action_pad="zero")
+        obs, actions = sequence_windows(episodes, self.horizon, pad_after=self.window_pad, action_pad="zero")
         joint = self.normalizer.normalize(np.concatenate([obs[..., :self.state_dim], actions], axis=-1))
         return torch.as_tensor(joint, dtype=torch.float32).transpose(1, 2)
 
