@@ -30,30 +30,27 @@ def make_env(task: str, **kwargs):
     return make_pusht(**kwargs)
 
 
-def make_expert(task: str, noise: float = 0.0):
-    """The task's expert: ``reset(seed)`` then ``expert(obs) -> action``."""
+def _expert_class(task: str):
     check_task(task)
     if task == "obstacle":
         from .envs.obstacle import ObstacleReachExpert
 
-        return ObstacleReachExpert(noise=noise)
+        return ObstacleReachExpert
     if task == "pusher":
         from .envs.pusher import PusherExpert
 
-        return PusherExpert(noise=noise)
+        return PusherExpert
     from .envs.pusht import PushTExpert
 
-    return PushTExpert(noise=noise)
+    return PushTExpert
+
+
+def make_expert(task: str, noise: float = 0.0):
+    """The task's expert: ``reset(seed)`` then ``expert(obs) -> action``."""
+    return _expert_class(task)(noise=noise)
 
 
 def expert_version(task: str) -> int:
     """The version of the task's expert (its class's ``version``, 1 where it has none), kept in the meta of the
     demonstrations it collects so that demonstrations of an earlier expert are not reused as its own."""
-    check_task(task)
-    if task == "obstacle":
-        from .envs.obstacle import ObstacleReachExpert as expert
-    elif task == "pusher":
-        from .envs.pusher import PusherExpert as expert
-    else:
-        from .envs.pusht import PushTExpert as expert
-    return int(getattr(expert, "version", 1))
+    return int(getattr(_expert_class(task), "version", 1))

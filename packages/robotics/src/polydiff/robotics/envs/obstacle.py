@@ -28,6 +28,8 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
+from .checks import check_action  # noqa: E402
+
 __all__ = ["ObstacleReachEnv", "ObstacleReachExpert", "obstacle_reach_xml", "path_distance", "WALL_HALF_WIDTH",
            "GOAL_RADIUS", "OBS_MODES", "render_top_view"]
 
@@ -224,12 +226,7 @@ class ObstacleReachEnv(gym.Env):
         return info
 
     def step(self, action):
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,):
-            raise ValueError(f"action: expected shape (2,), got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError("action: contains NaN or inf")
-        self.data.ctrl[:] = np.clip(action, -1.0, 1.0)
+        self.data.ctrl[:] = np.clip(check_action(action, 2), -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self.elapsed += 1
         x, y = self.data.qpos[:2]

@@ -43,6 +43,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from .checks import check_action
+
 __all__ = ["make_pusher", "PusherExpert", "GOAL_RADIUS", "OBS_DIM", "CONTROLS"]
 
 GOAL_RADIUS = 0.08
@@ -80,6 +82,23 @@ class _PusherSuccess(gym.Wrapper):
         return obs, reward, terminated, truncated, self._flag(obs, info)
 
 
+def _arm_mass(model, data) -> np.ndarray:
+    """The arm's joint-space mass matrix (7, 7) in ``data``'s (forward-computed) state."""
+    mass = np.zeros((model.nv, model.nv))
+    mujoco.mj_fullM(model, data, mass)
+    return mass[:7, :7]
+
+
+def _pd_torque(mass, bias, q, qdot, target) -> np.ndarray:
+    """The computed-torque PD of the module docstring (unclipped)."""
+    return mass @ (KP * (target - q) - KD * qdot) + bias
+
+
+def _pd_target(mass, bias, q, qdot, torque) -> np.ndarray:
+    """The joint targets for which :func:`_pd_torque` gives ``torque`` (its inverse)."""
+    return q + (np.linalg.solve(mass, torque - bias) + KD * qdot) / KP
+
+
 class _JointTargets(gym.Wrapper):
     """Actions are joint-angle targets (7, rad); each step applies the computed-torque PD of the module
     docstring, computed on a private copy of the current state, clipped to the motors' range."""
@@ -96,17 +115,10 @@ class _JointTargets(gym.Wrapper):
         m, d, source = self._model, self._data, self.env.unwrapped.data
         d.qpos[:], d.qvel[:] = source.qpos, source.qvel
         mujoco.mj_forward(m, d)
-        mass = np.zeros((m.nv, m.nv))
-        mujoco.mj_fullM(m, d, mass)
-        return np.clip(mass[:7, :7] @ (KP * (target - d.qpos[:7]) - KD * d.qvel[:7]) + d.qfrc_bias[:7], -2.0, 2.0)
+        return np.clip(_pd_torque(_arm_mass(m, d), d.qfrc_bias[:7], d.qpos[:7], d.qvel[:7], target), -2.0, 2.0)
 
     def step(self, action):
-        target = np.asarray(action, dtype=np.float64)
-        if target.shape != (7,):
-            raise ValueError(f"action: expected 7 joint-angle targets, got shape {target.shape}")
-        if not np.all(np.isfinite(target)):
-            raise ValueError("action: contains NaN or inf")
-        return self.env.step(self.torque(target).astype(np.float32))
+        return self.env.step(self.torque(check_action(action, 7)).astype(np.float32))
 
 
 def make_pusher(render_mode: str | None = None, max_episode_steps: int = 100, control: str = "position"):
@@ -223,13 +235,11 @@ class PusherExpert:
         self._state(obs)
         if self.poses is None:
             self.poses = self.plan(obs)
-        mass = np.zeros((m.nv, m.nv))
-        mujoco.mj_fullM(m, d, mass)
-        mass = mass[:7, :7]
+        mass = _arm_mass(m, d)
         q, qdot = d.qpos[:7].copy(), d.qvel[:7].copy()
         if self.phase < 2:
             pose = self.poses[self.phase]
-            torque = mass @ (KP * (pose - q) - KD * qdot) + d.qfrc_bias[:7]
+            torque = _pd_torque(mass, d.qfrc_bias[:7], q, qdot, pose)
             if np.abs(pose - q).max() < (0.2 if self.phase == 0 else 0.12):
                 self.phase += 1
         else:
@@ -239,7 +249,7 @@ class PusherExpert:
         if self.control == "torque":
             return np.clip(torque, -2.0, 2.0).astype(np.float32)
         # the joint targets whose PD torques (see _JointTargets) are these: the same clipped torques follow
-        return (q + (np.linalg.solve(mass, torque - d.qfrc_bias[:7]) + KD * qdot) / KP).astype(np.float32)
+        return _pd_target(mass, d.qfrc_bias[:7], q, qdot, torque).astype(np.float32)
 
     def _push(self, obs: np.ndarray, mass: np.ndarray, qdot: np.ndarray) -> np.ndarray:
         """Operational-space control of the contact point (LEAD ahead of the object) and the wrist's rotation."""
