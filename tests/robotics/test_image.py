@@ -213,8 +213,10 @@ def test_cli_image_demos_train_eval(gl, tmp_path, capsys):
     from polydiff.core.cli import main
 
     demos, policy = tmp_path / "demos.npz", tmp_path / "policy"
-    assert main(["robotics", "demos", "-n", "3", "--obs", "image", "--out", str(demos), "--quiet"]) == 0
+    assert main(["robotics", "demos", "-n", "3", "--obs", "image", "--perturb", "0.5", "--out", str(demos),
+                 "--quiet"]) == 0
     assert load_episodes(demos).images.shape[1:] == (64, 64, 3)
+    assert load_episodes(demos).meta["perturb"] == 0.5
     assert main(["robotics", "train", str(demos), "--out", str(policy), "--steps", "2", "--batch-size", "8",
                  "--horizon", "8", "--n-action-steps", "4", "--quiet"]) == 0
     assert isinstance(load_policy(policy), ImageDiffusionPolicy)

@@ -58,12 +58,16 @@ PUSHER_BUDGET = {"pusher_demos": 100,
                  "pusher_policy_steps": 3000, "pusher_mlp_steps": 2000, "pusher_batch": 256, "pusher_episodes": 50}
 
 
-# ObstacleReach from images: the state policy's demonstrations (same seeds), horizons and UNet, with the CNN
-# encoder on 64 x 64 offscreen renders plus the agent's position and velocity; smaller batches than the state
-# policy's 256 (the encoder makes a window about four times dearer). 3000 steps at batch 128 did no better on
-# validation episodes (0.44 against 0.54 with DDIM-10, reset seeds from 200000)
-IMAGE_BUDGET = {"image_demos": 200, "image_size": 64, "image_policy_steps": 4000, "image_policy_batch": 64,
-                "image_mlp_steps": 2000, "image_mlp_batch": 64, "image_random_shift": 0, "image_episodes": 50}
+# ObstacleReach from images: the state policy's demonstration seeds, horizons and UNet, with the CNN encoder on
+# 64 x 64 offscreen renders plus the agent's position and velocity; smaller batches than the state policy's 256
+# (the encoder makes a window about four times dearer). The demonstrations are DART's (executed actions perturbed
+# by N(0, 0.5^2), the expert's clean action recorded) and the policy predicts the chunk itself (x0). On
+# validation episodes (reset seeds from 200000, DDIM-10): 0.54 with clean demonstrations, 0.78 at perturb 0.3 and
+# 1.00 at 0.5 (50 episodes); at 0.5 on 200 episodes 0.95 predicting the noise, 0.98 predicting x0. 3000 steps at
+# batch 128 (0.44) and 1000 clean demonstrations (0.48) did no better than the clean 200
+IMAGE_BUDGET = {"image_demos": 200, "image_perturb": 0.5, "image_prediction": "x0", "image_size": 64,
+                "image_policy_steps": 4000, "image_policy_batch": 64, "image_mlp_steps": 2000, "image_mlp_batch": 64,
+                "image_random_shift": 0, "image_episodes": 50}
 
 
 def budgets(quick: bool) -> dict:
@@ -329,10 +333,12 @@ def image_models(budget: dict, seed: int, runs: Path, fresh: bool) -> dict:
     from .data import collect_demos
     from .image_policy import ImageDiffusionPolicy, ImageMLPPolicy
 
-    demos = collect_demos("obstacle", budget["image_demos"], seed=seed, obs="image", image_size=budget["image_size"])
-    shift = budget["image_random_shift"]
-    specs = {"image_diffusion_policy": (lambda: ImageDiffusionPolicy.from_episodes(demos, random_shift=shift,
-                                                                                   **budget["policy"]),
+    perturb = budget.get("image_perturb", 0.0)
+    demos = collect_demos("obstacle", budget["image_demos"], seed=seed, obs="image", image_size=budget["image_size"],
+                          perturb=perturb)
+    shift, prediction = budget["image_random_shift"], budget.get("image_prediction", "eps")
+    specs = {"image_diffusion_policy": (lambda: ImageDiffusionPolicy.from_episodes(
+                 demos, random_shift=shift, prediction=prediction, **budget["policy"]),
                                         budget["image_policy_steps"], budget["image_policy_batch"]),
              "image_mlp_bc": (lambda: ImageMLPPolicy.from_episodes(demos, n_action_steps=1, random_shift=shift),
                               budget["image_mlp_steps"], budget["image_mlp_batch"])}
@@ -341,8 +347,15 @@ def image_models(budget: dict, seed: int, runs: Path, fresh: bool) -> dict:
         tag = {"demos": len(demos), "image_size": budget["image_size"], "policy": budget["policy"], "batch": batch}
         if shift:
             tag["random_shift"] = shift
-        # one model folder (and checkpoint folder) per batch size and augmentation, so that none resumes another
-        folder = name + ("" if batch == 64 else f"_batch{batch}") + (f"_shift{shift}" if shift else "")
+        if perturb:
+            tag["perturb"] = perturb
+        x0 = name == "image_diffusion_policy" and prediction == "x0"
+        if x0:
+            tag["prediction"] = prediction
+        # one model folder (and checkpoint folder) per batch size, augmentation, demonstration kind and
+        # prediction, so that none resumes another
+        folder = (name + ("" if batch == 64 else f"_batch{batch}") + (f"_shift{shift}" if shift else "")
+                  + (f"_dart{perturb:g}" if perturb else "") + ("_x0" if x0 else ""))
         models[name] = _trained(folder, build, demos, steps, batch, seed, runs, fresh, tag=tag)
     return models
 
@@ -588,7 +601,9 @@ def _goals(rows, budget, quick, wall) -> list[dict]:
             + (f"; the state policy {best['method']} {best['success']:.2f}" if best is not None else "")
             + (f"; MLP BC on the same images {image_mlp['success']:.2f} (minority mode "
                f"{image_mlp['mode_minority']:.2f})" if image_mlp else "")
-            + f" ({budget['image_demos']} demonstrations, {budget['image_episodes']} episodes)",
+            + f" ({budget['image_demos']} demonstrations"
+            + (f" (DART, perturb {budget['image_perturb']:g})" if budget.get("image_perturb") else "")
+            + f", {budget['image_episodes']} episodes)",
             f"{ISSUE} (image observations once state works; the target is the state one)"))
     else:
         goals.append(benchkit.goal(image_text, None if quick else False,
@@ -695,16 +710,21 @@ def _preamble(rows, budget, quick, wall, modes, history) -> str:
                if any(r.get("train_device") == "cuda" for r in rows) else "")]
     if budget.get("image_demos"):
         lines[-1:-1] = [
-            f"- ObstacleReach (image): the same {budget['image_demos']} demonstrations (same seeds) with a "
-            f"{budget['image_size']} x {budget['image_size']} RGB frame per step, an offscreen MuJoCo render from "
+            f"- ObstacleReach (image): {budget['image_demos']} demonstrations of the same seeds"
+            + (f", DART's (Laskey et al., 2017: each executed action perturbed by N(0, "
+               f"{budget['image_perturb']:g}²), the expert's clean action recorded, so the episodes show how the "
+               "expert recovers from off-path states)" if budget.get("image_perturb") else "")
+            + f", with a {budget['image_size']} x {budget['image_size']} RGB frame per step, an offscreen MuJoCo "
+            "render from "
             "the fixed top-down camera of the MJCF (the goal is seen only there), and the agent's position and "
             "velocity (4) as proprioception. Each of the To = 2 frames goes through one CNN (convolutions "
             "(8, 16, 32) with GroupNorm and Mish, the first two with stride 2, 32 keypoints by spatial softmax, a "
             "linear layer to 64 features), trained end to end with the policy; the features and the normalised "
             "proprioception of both steps condition the same UNet1D "
             f"{tuple(budget['policy']['channels'])} (Tp = {budget['policy']['horizon']}, Ta = "
-            f"{budget['policy']['n_action_steps']}) through FiLM. {budget['image_policy_steps']} steps at batch "
-            f"{budget['image_policy_batch']} (the state policy: {budget['policy_steps']} at {budget['policy_batch']}); the "
+            f"{budget['policy']['n_action_steps']}) through FiLM, {budget.get('image_prediction', 'eps')} "
+            f"prediction. {budget['image_policy_steps']} steps at batch {budget['image_policy_batch']} (the state "
+            f"policy: {budget['policy_steps']} at {budget['policy_batch']}); the "
             f"MLP BC row puts the same encoder under the baseline's MLP, {budget['image_mlp_steps']} steps at batch "
             f"{budget['image_mlp_batch']}"
             + (f", both with random shifts of up to {budget['image_random_shift']} pixels (DrQ) in training. "

@@ -22,8 +22,8 @@ def _demos(args: argparse.Namespace) -> int:
         raise ValueError(f"--out: expected a .npz file name (the episode dataset format), got {args.out!r}")
     if out.exists() and not args.force:
         raise ValueError(f"--out: {out} exists; pass --force to overwrite it")
-    episodes = collect_demos(args.task, args.n, seed=args.seed, noise=args.noise, progress=not args.quiet,
-                             obs=args.obs)
+    episodes = collect_demos(args.task, args.n, seed=args.seed, noise=args.noise, perturb=args.perturb,
+                             progress=not args.quiet, obs=args.obs)
     episodes.save(out, force=args.force)
     modes = episodes.meta.get("mode", [])
     left = sum(m == -1 for m in modes)
@@ -109,6 +109,9 @@ def register(subparsers) -> None:
                        help="observations recorded (image: 64 x 64 camera frames and proprioception, obstacle only)")
     demos.add_argument("--seed", type=int, default=0, help="first reset seed (episodes use seed, seed + 1, ...)")
     demos.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise std of the expert")
+    demos.add_argument("--perturb", type=float, default=0.0,
+                       help="DART: Gaussian noise std on the executed action only, the expert's clean action "
+                            "recorded (the benchmark's image demonstrations use 0.5)")
     demos.add_argument("--out", required=True, help="output .npz file (obs, action, episode_ends, meta)")
     demos.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     demos.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -128,7 +131,7 @@ def register(subparsers) -> None:
     train.add_argument("--n-action-steps", type=int, default=8, help="Ta: actions executed per chunk")
     train.add_argument("--prediction", default="eps", choices=["eps", "x0"],
                        help="diffusion: predict the noise (the paper's default) or the chunk itself (the benchmark's "
-                            "choice on pusher)")
+                            "choice on pusher and on obstacle images)")
     train.add_argument("--seed", type=int, default=0, help="training seed")
     train.add_argument("--checkpoint-dir", default=None,
                        help="Trainer checkpoint folder; an interrupted run started again resumes from it")
