@@ -52,6 +52,34 @@ def test_window_pad_keeps_the_windows_that_start_near_an_episode_start(demos, tm
             Diffuser.from_episodes(demos, horizon=16, window_pad=bad)
 
 
+def test_tracking_gain_steers_towards_the_planned_positions(planner, demos, tmp_path):
+    obs = demos.obs[[0, 20]].copy()
+    planner.reset()
+    open_loop = planner.select_action(obs)
+    plan = planner._plan.copy()
+    planner.tracking_gain = 2.0
+    try:
+        planner.reset()
+        planner._plan, planner._cursor = plan, 0  # the same plan, executed from positions 0.05 m off it
+        moved = obs.copy()
+        moved[:, :2] += 0.05
+        tracked = planner.select_action(moved)
+    finally:
+        planner.tracking_gain = 0.0
+    expected = np.clip(plan[:, 0, 4:] + 2.0 * (plan[:, 0, :2] - moved[:, :2]), planner.normalizer.low[4:],
+                       planner.normalizer.high[4:])
+    np.testing.assert_allclose(tracked, expected, atol=1e-6)
+    np.testing.assert_allclose(open_loop, plan[:, 0, 4:], atol=1e-6)
+    model = Diffuser.from_episodes(demos, horizon=16, channels=(16, 32), tracking_gain=2.0)
+    model.save_pretrained(tmp_path / "d")
+    assert Diffuser.from_pretrained(tmp_path / "d").tracking_gain == 2.0
+    for bad in (-1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="tracking_gain"):
+            Diffuser.from_episodes(demos, horizon=16, tracking_gain=bad)
+    with pytest.raises(ValueError, match="tracking_gain"):
+        Diffuser(4, 3, horizon=16, tracking_gain=1.0)
+
+
 def test_rollout_runs_the_planner_on_seeded_episodes(planner):
     result = rollout(planner, "obstacle", 2)
     assert set(result) >= {"success", "mode_left", "paths"} and len(result["paths"]) == 2

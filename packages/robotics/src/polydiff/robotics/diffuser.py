@@ -5,7 +5,11 @@ The model is an unconditional :class:`polydiff.core.nn.UNet1D` over trajectories
 horizon) in min-max normalised units. Planning fixes the current state at the first step and the goal position at
 the last step and fills in the rest with core's RePaint sampler (:func:`polydiff.core.inverse.sample_repaint`, a
 :class:`~polydiff.core.inverse.Mask` operator: the paper's "conditioning as inpainting", sec. 3.3); the planned
-actions are executed open loop for ``replan_every`` steps, then the planner replans from the new state.
+actions are executed for ``replan_every`` steps, then the planner replans from the new state: open loop, or with
+``tracking_gain`` > 0 through a proportional tracking of the planned positions (for agents whose two actions are
+the commanded velocity of their two position coordinates, as ObstacleReach's): action = planned action + gain x
+(planned position - current position), clipped to the demonstrations' action range. The plan is followed as a
+reference, so the drift of executing it blind does not build up over the episode.
 
 States are the first ``state_dim`` observation features (ObstacleReach: position and velocity); the goal position
 is the position plus the observation's ``goal_offset`` features (ObstacleReach: goal minus position).
@@ -46,11 +50,14 @@ class Diffuser(nn.Module, PretrainedMixin):
             and zero actions (None: ``horizon - 1``, every start in the episode). A small value keeps the windows
             that start near the episode's start, so a plan from a start state to the goal is what the model
             has seen most.
+        tracking_gain: the proportional gain that tracks the plan's positions when executing it (0: open loop);
+            needs ``action_dim == 2`` (velocity commands of the two position coordinates).
     """
 
     def __init__(self, state_dim: int, action_dim: int, horizon: int = 32, goal_offset=(4, 6),
                  channels=(64, 128), time_embedding_dim: int = 32, num_train_timesteps: int = 100,
-                 stats: dict | None = None, steps: int = 20, replan_every: int = 4, window_pad: int | None = None):
+                 stats: dict | None = None, steps: int = 20, replan_every: int = 4, window_pad: int | None = None,
+                 tracking_gain: float = 0.0):
         super().__init__()
         for name, value in (("state_dim", state_dim), ("action_dim", action_dim), ("horizon", horizon),
                             ("steps", steps), ("replan_every", replan_every)):
@@ -63,11 +70,19 @@ class Diffuser(nn.Module, PretrainedMixin):
         if window_pad is not None and (isinstance(window_pad, bool) or not isinstance(window_pad, int)
                                        or not 0 <= window_pad < horizon):
             raise ValueError(f"window_pad: expected None or an integer in [0, {horizon}), got {window_pad!r}")
+        if isinstance(tracking_gain, bool) or not isinstance(tracking_gain, (int, float)) \
+                or not np.isfinite(tracking_gain) or tracking_gain < 0:
+            raise ValueError(f"tracking_gain: expected a finite value >= 0, got {tracking_gain!r}")
+        if tracking_gain and action_dim != 2:
+            raise ValueError(f"tracking_gain: tracking needs velocity commands of the 2 position coordinates "
+                             f"(action_dim 2), got action_dim {action_dim}")
+        self.tracking_gain = float(tracking_gain)
         self.window_pad = horizon - 1 if window_pad is None else window_pad
         self.config = {"state_dim": state_dim, "action_dim": action_dim, "horizon": horizon,
                        "goal_offset": list(goal_offset), "channels": list(channels),
                        "time_embedding_dim": time_embedding_dim, "num_train_timesteps": num_train_timesteps,
-                       "stats": stats, "steps": steps, "replan_every": replan_every, "window_pad": window_pad}
+                       "stats": stats, "steps": steps, "replan_every": replan_every, "window_pad": window_pad,
+                       "tracking_gain": self.tracking_gain}
         self.state_dim, self.action_dim, self.horizon = state_dim, action_dim, horizon
         self.goal_offset = slice(*goal_offset)
         self.steps, self.replan_every = steps, replan_every
@@ -138,6 +153,10 @@ class Diffuser(nn.Module, PretrainedMixin):
         obs = obs if batched else obs[None]
         if self._plan is None or self._cursor >= self.replan_every or self._plan.shape[0] != obs.shape[0]:
             self._plan, self._cursor = self.plan(obs, **options), 0
-        action = self._plan[:, self._cursor, self.state_dim:].astype(np.float32)
+        action = self._plan[:, self._cursor, self.state_dim:]
+        if self.tracking_gain:
+            action = action + self.tracking_gain * (self._plan[:, self._cursor, :2] - obs[:, :2])
+            action = np.clip(action, self.normalizer.low[self.state_dim:], self.normalizer.high[self.state_dim:])
         self._cursor += 1
+        action = action.astype(np.float32)
         return action if batched else action[0]
