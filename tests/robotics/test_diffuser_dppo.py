@@ -73,6 +73,11 @@ def test_tracking_gain_steers_towards_the_planned_positions(planner, demos, tmp_
     model = Diffuser.from_episodes(demos, horizon=16, channels=(16, 32), tracking_gain=2.0)
     model.save_pretrained(tmp_path / "d")
     assert Diffuser.from_pretrained(tmp_path / "d").tracking_gain == 2.0
+    model.tracking_gain = 3  # set after construction: validated and saved with the planner
+    model.save_pretrained(tmp_path / "e")
+    assert Diffuser.from_pretrained(tmp_path / "e").tracking_gain == 3.0
+    with pytest.raises(ValueError, match="tracking_gain"):
+        model.tracking_gain = -2
     for bad in (-1.0, float("nan"), True):
         with pytest.raises(ValueError, match="tracking_gain"):
             Diffuser.from_episodes(demos, horizon=16, tracking_gain=bad)

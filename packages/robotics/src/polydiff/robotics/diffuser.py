@@ -70,20 +70,13 @@ class Diffuser(nn.Module, PretrainedMixin):
         if window_pad is not None and (isinstance(window_pad, bool) or not isinstance(window_pad, int)
                                        or not 0 <= window_pad < horizon):
             raise ValueError(f"window_pad: expected None or an integer in [0, {horizon}), got {window_pad!r}")
-        if isinstance(tracking_gain, bool) or not isinstance(tracking_gain, (int, float)) \
-                or not np.isfinite(tracking_gain) or tracking_gain < 0:
-            raise ValueError(f"tracking_gain: expected a finite value >= 0, got {tracking_gain!r}")
-        if tracking_gain and action_dim != 2:
-            raise ValueError(f"tracking_gain: tracking needs velocity commands of the 2 position coordinates "
-                             f"(action_dim 2), got action_dim {action_dim}")
-        self.tracking_gain = float(tracking_gain)
         self.window_pad = horizon - 1 if window_pad is None else window_pad
         self.config = {"state_dim": state_dim, "action_dim": action_dim, "horizon": horizon,
                        "goal_offset": list(goal_offset), "channels": list(channels),
                        "time_embedding_dim": time_embedding_dim, "num_train_timesteps": num_train_timesteps,
-                       "stats": stats, "steps": steps, "replan_every": replan_every, "window_pad": window_pad,
-                       "tracking_gain": self.tracking_gain}
+                       "stats": stats, "steps": steps, "replan_every": replan_every, "window_pad": window_pad}
         self.state_dim, self.action_dim, self.horizon = state_dim, action_dim, horizon
+        self.tracking_gain = tracking_gain
         self.goal_offset = slice(*goal_offset)
         self.steps, self.replan_every = steps, replan_every
         self.normalizer = MinMaxNormalizer.from_dict(stats) if stats else None
@@ -91,6 +84,21 @@ class Diffuser(nn.Module, PretrainedMixin):
         self.schedule = DiscreteSchedule.cosine(num_train_timesteps)
         self._plan: np.ndarray | None = None
         self._cursor = 0
+
+    @property
+    def tracking_gain(self) -> float:
+        """The gain that tracks the plan's positions when executing it (0: open loop); settable, and saved with
+        the planner."""
+        return self.config["tracking_gain"]
+
+    @tracking_gain.setter
+    def tracking_gain(self, gain: float) -> None:
+        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not np.isfinite(gain) or gain < 0:
+            raise ValueError(f"tracking_gain: expected a finite value >= 0, got {gain!r}")
+        if gain and self.action_dim != 2:
+            raise ValueError(f"tracking_gain: tracking needs velocity commands of the 2 position coordinates "
+                             f"(action_dim 2), got action_dim {self.action_dim}")
+        self.config["tracking_gain"] = float(gain)
 
     @classmethod
     def from_episodes(cls, episodes: Episodes, state_dim: int = 4, **kwargs) -> Diffuser:
