@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from polydiff.core.column_schedules import PowerMaskingSchedule, PowerMeanSchedule, sample_columns
+from polydiff.core.column_schedules import PowerMaskingSchedule, PowerMeanSchedule, churn_time, sample_columns
 
 
 def test_power_mean_ends_and_edm_formula():
@@ -66,6 +66,29 @@ def test_bad_values():
         PowerMaskingSchedule(2, k=0.0)
     with pytest.raises(ValueError, match="steps"):
         sample_columns(lambda x, z, t: (x, []), torch.zeros(2, 0), [], None, None, steps=0)
+    for bad in (-1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="churn"):
+            sample_columns(lambda x, z, t: (x, []), torch.zeros(2, 0), [], None, None, churn=bad)
+
+
+def test_power_mean_inverse_undoes_the_schedule():
+    schedule = PowerMeanSchedule(3, rho=[1.0, 7.0, 3.0])
+    t = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
+    back = schedule.inverse(schedule(t).double())
+    assert torch.allclose(back, t[:, None].expand(-1, 3), atol=1e-5)
+
+
+def test_churn_time_raises_no_column_above_its_bound():
+    schedule = PowerMeanSchedule(2, rho=[1.0, 7.0])
+    t, gamma = 0.4, 0.1
+    back = churn_time(t, gamma, schedule)
+    now, then = (schedule(torch.tensor([v], dtype=torch.float64)).detach().double()[0] for v in (t, back))
+    assert back > t and bool((then <= (1 + gamma) * now * (1 + 1e-5)).all())
+    assert float((then / now).max()) == pytest.approx(1 + gamma, rel=1e-4)  # the binding column reaches it
+    assert churn_time(t, 0.0, schedule) == t
+    assert churn_time(1.0, gamma, schedule) == 1.0  # nowhere to go back to beyond t = 1
+    assert churn_time(0.5, 0.2, None) == pytest.approx(0.6)
+    assert churn_time(0.95, 0.2, None) == 0.95
 
 
 def test_sampler_with_exact_denoiser_recovers_gaussians_and_categoricals():
@@ -92,6 +115,35 @@ def test_sampler_with_exact_denoiser_recovers_gaussians_and_categoricals():
     assert torch.allclose(x.mean(0), m - m * shrink, atol=4 * 2.0 / 20000**0.5)  # 4 standard errors
     assert torch.allclose(x.std(0), shrink * 80.0, rtol=0.03)
     assert bool((z[:, 0] < 3).all()) and bool((z[:, 1] < 2).all())  # every column unmasked
+    for j, p in enumerate(probs):
+        freq = torch.bincount(z[:, j], minlength=len(p)).float() / len(z)
+        assert torch.allclose(freq, p, atol=0.015)
+
+
+def test_stochastic_sampler_with_exact_denoiser_keeps_the_laws():
+    """TabDiff's churn re-noises each column to sigma(t_hat) and re-masks categorical entries before every step; with
+    the exact denoiser that keeps every intermediate law exact, so the laws of the deterministic test above must
+    come back (the prior's mean bias, at most 0.05, may shrink, so the mean is checked to that bias)."""
+    m, s = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0])
+    probs = [torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.25, 0.75])]
+    sigma = PowerMeanSchedule(2, rho=[7.0, 3.0])
+    masking = PowerMaskingSchedule(2, k=[1.0, 0.5])
+
+    def model(x, z, t):
+        sig = sigma(t)
+        return m + s**2 / (s**2 + sig**2) * (x - m), [p.log().expand(x.shape[0], -1) for p in probs]
+
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        x, z = sample_columns(model, torch.randn(20000, 2, generator=generator), [3, 2], sigma, masking, steps=100,
+                              churn=40.0, generator=generator)
+        plain, _ = sample_columns(model, torch.randn(20000, 2, generator=torch.Generator().manual_seed(2)), [3, 2],
+                                  sigma, masking, steps=100, generator=torch.Generator().manual_seed(2))
+    shrink = s / (s**2 + 80.0**2).sqrt()
+    assert torch.allclose(x.mean(0), m, atol=float((m * shrink).abs().max()) + 4 * 2.0 / 20000**0.5)
+    assert torch.allclose(x.std(0), s, rtol=0.03)
+    assert not torch.allclose(x, plain)  # the churn did act
+    assert bool((z[:, 0] < 3).all()) and bool((z[:, 1] < 2).all())
     for j, p in enumerate(probs):
         freq = torch.bincount(z[:, j], minlength=len(p)).float() / len(z)
         assert torch.allclose(freq, p, atol=0.015)

@@ -3,6 +3,7 @@ The API every table model keeps is in test_latent_models.py (fixtures: conftest.
 
 import dataclasses
 
+import pytest
 import torch
 
 from polydiff.tabular.tabdiff import TabDiff, TabDiffConfig
@@ -24,3 +25,16 @@ def test_the_learned_schedules_survive_save_and_load(fitted_tabdiff, tmp_path):
     loaded = TabDiff.from_pretrained(model.save_pretrained(tmp_path / "m"))
     assert torch.equal(loaded.network.sigma.rho, model.network.sigma.rho)
     assert torch.equal(loaded.network.masking.k, model.network.masking.k)
+
+
+def test_churn_is_the_papers_stochastic_sampler_and_survives_save_and_load(fitted_tabdiff, tmp_path):
+    model, _ = fitted_tabdiff
+    plain = model.sample(200, seed=0)
+    stochastic = TabDiff.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    stochastic.config = dataclasses.replace(stochastic.config, churn=1.0)
+    assert TabDiff.from_pretrained(stochastic.save_pretrained(tmp_path / "s")).config.churn == 1.0
+    churned = stochastic.sample(200, seed=0)
+    assert list(churned.columns) == list(plain.columns) and not churned.equals(plain)
+    assert churned.equals(stochastic.sample(200, seed=0))  # still seeded
+    with pytest.raises(ValueError, match="churn"):
+        TabDiffConfig(churn=-1.0)

@@ -16,7 +16,9 @@ rho, and the masked-diffusion weight -alpha_j'(t) / (1 - alpha_j(t)) = k_j / t i
 :func:`sample_columns` walks t from 1 to 0 on a grid: Heun's second-order step of the probability-flow ODE
 dx_i/dt = (x_i - D_i(x, z, t)) sigma_i'(t) / sigma_i(t) for the numerical block (EDM's Algorithm 1, per column),
 and MDLM's ancestral unmasking per categorical column, unmask with probability
-(alpha_j(s) - alpha_j(t)) / (1 - alpha_j(t)) from t to s, drawing the value from the predicted x_0 law.
+(alpha_j(s) - alpha_j(t)) / (1 - alpha_j(t)) from t to s, drawing the value from the predicted x_0 law. With
+``churn`` > 0 it is TabDiff's mixed-type stochastic sampler: before each step, fresh noise and re-masking move
+every column back to a slightly later time (EDM's churn, Algorithm 2).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import Tensor, nn
 
 from .schedules import check_real
 
-__all__ = ["PowerMeanSchedule", "PowerMaskingSchedule", "sample_columns"]
+__all__ = ["PowerMeanSchedule", "PowerMaskingSchedule", "sample_columns", "churn_time"]
 
 
 def _check_columns(name: str, value) -> int:
@@ -90,6 +92,13 @@ class PowerMeanSchedule(nn.Module):
         _, rho, base, span = self._parts(t)
         return rho * base ** (rho - 1) * span
 
+    def inverse(self, sigma: Tensor) -> Tensor:
+        """The time at which each column reaches ``sigma`` (batch, columns): (sigma^(1/rho_i) - sigma_min^(1/rho_i))
+        / (sigma_max^(1/rho_i) - sigma_min^(1/rho_i)), beyond [0, 1] for sigma outside [sigma_min, sigma_max]."""
+        rho = self.rho.to(sigma.dtype)
+        low, high = self.sigma_min ** (1 / rho), self.sigma_max ** (1 / rho)
+        return (sigma ** (1 / rho) - low) / (high - low)
+
 
 class PowerMaskingSchedule(nn.Module):
     """alpha_j(t) = 1 - (1 - eps) t^k_j for ``num_columns`` categorical columns with learnable k_j (TabDiff eq. 7).
@@ -122,19 +131,44 @@ class PowerMaskingSchedule(nn.Module):
         return k / _times(t, k)
 
 
+def churn_time(t: float, gamma: float, sigma: PowerMeanSchedule | None) -> float:
+    """The time a stochastic step first moves back to from ``t`` (TabDiff's mixed-type stochastic sampler, after
+    EDM's churn): the latest time at which no numerical column's noise exceeds (1 + gamma) sigma_i(t), i.e. the
+    smallest of the columns' inverse times (t (1 + gamma) without numerical columns); ``t`` itself when that lies
+    beyond 1 or gamma is 0."""
+    if gamma <= 0:
+        return t
+    if sigma is None:
+        back = t * (1 + gamma)
+    else:
+        with torch.no_grad():
+            level = sigma(torch.tensor([t], dtype=torch.float64)).double() * (1 + gamma)
+            back = float(sigma.inverse(level).min())
+    return t if back > 1 else max(back, t)
+
+
 def sample_columns(model: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, list[Tensor]]], noise: Tensor,
                    num_classes: list[int], sigma: PowerMeanSchedule | None, masking: PowerMaskingSchedule | None,
-                   steps: int = 50, *, heun: bool = True, generator: torch.Generator | None = None
-                   ) -> tuple[Tensor, Tensor]:
+                   steps: int = 50, *, heun: bool = True, churn: float = 0.0,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Joint sampling of numerical and categorical columns on the uniform grid t_i = 1 - i / steps.
 
     model(x (batch, d), z (batch, C) long, t (batch,)) -> (x0 (batch, d), [logits (batch, K_j)] * C): the data
     prediction of every numerical column and the x_0 logits of every categorical column (over its K_j values; the
     mask is not a value). z holds K_j for a masked column j. noise: (batch, d) standard normal, scaled here to
     sigma(1) = sigma_max (d may be 0). Returns (x (batch, d), z (batch, C) long) at t = 0, every column unmasked.
+
+    churn: TabDiff's stochastic sampler (its default S_churn = 1; 0, the default here, is the deterministic
+    sampler). Each step first moves back from t_i to t_hat = :func:`churn_time` (t_i, gamma) with gamma =
+    min(churn / steps, sqrt(2) - 1): every numerical column gets fresh noise of variance sigma_i(t_hat)^2 -
+    sigma_i(t_i)^2, and every unmasked categorical entry is masked again with probability (m_j(t_hat) -
+    m_j(t_i)) / (1 - m_j(t_i)), m_j the masked probability; the step then runs from t_hat to t_(i+1).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    if isinstance(churn, bool) or not isinstance(churn, (int, float)) or not churn >= 0 or churn == float("inf"):
+        raise ValueError(f"churn: expected a finite value >= 0, got {churn!r}")
+    gamma = min(churn / steps, 2**0.5 - 1)
     if not isinstance(noise, Tensor) or noise.ndim != 2 or not noise.is_floating_point():
         raise ValueError("noise: expected a floating-point tensor (batch, numerical columns)")
     batch, d = noise.shape
@@ -149,7 +183,22 @@ def sample_columns(model: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, list[
     times = torch.linspace(1.0, 0.0, steps + 1, dtype=noise.dtype, device=device)
     x = noise * sigma(times[:1])[0] if d else noise
     for i in range(steps):
-        t, s = times[i].expand(batch), times[i + 1].expand(batch)
+        back = churn_time(float(times[i]), gamma, sigma if d else None)
+        if back > float(times[i]):
+            t_now = torch.tensor(float(times[i]), dtype=noise.dtype, device=device)
+            t_back = torch.tensor(back, dtype=noise.dtype, device=device)
+            if d:
+                extra = (sigma(t_back) ** 2 - sigma(t_now) ** 2).clamp_min(0).sqrt()
+                x = x + extra * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+            if num_classes:
+                m_now, m_back = masking.masked_probability(t_now), masking.masked_probability(t_back)
+                remask = (m_back - m_now) / (1 - m_now)  # (1, C)
+                draw = torch.rand(z.shape, generator=generator, device=device, dtype=remask.dtype) < remask
+                z = torch.where(draw & (z != masks), masks.expand_as(z), z)
+            t = t_back.expand(batch)
+        else:
+            t = times[i].expand(batch)
+        s = times[i + 1].expand(batch)
         x0, logits = model(x, z, t)
         if d:
             sigma_t, sigma_s = sigma(t), sigma(s)
