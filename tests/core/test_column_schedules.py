@@ -91,62 +91,56 @@ def test_churn_time_raises_no_column_above_its_bound():
     assert churn_time(0.95, 0.2, None) == 0.95
 
 
-def test_sampler_with_exact_denoiser_recovers_gaussians_and_categoricals():
-    """Data: two independent Gaussian columns N(m, s^2) and two independent categorical columns with known laws.
-    The exact denoiser is D(x; sigma) = m + s^2 / (s^2 + sigma^2) (x - m) and the exact x_0 law of an independent
-    column is its marginal, so the sampler must return those laws (up to Monte Carlo error)."""
-    torch.manual_seed(0)
-    m, s = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0])
-    probs = [torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.25, 0.75])]
+# Two independent Gaussian columns N(M, S^2) and two independent categorical columns with laws PROBS: the exact
+# denoiser is D(x; sigma) = M + S^2 / (S^2 + sigma^2) (x - M), and the exact x_0 law of an independent column is
+# its marginal, so a sampler driven by it must return those laws (up to Monte Carlo error).
+M, S = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0])
+PROBS = [torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.25, 0.75])]
+
+
+def _sample_exact(seed: int, churn: float = 0.0, rows: int = 20000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, z) sampled on 100 steps with the exact denoiser of the independent columns above."""
     sigma = PowerMeanSchedule(2, rho=[7.0, 3.0])
     masking = PowerMaskingSchedule(2, k=[1.0, 0.5])
 
     def model(x, z, t):
         sig = sigma(t)
-        return m + s**2 / (s**2 + sig**2) * (x - m), [p.log().expand(x.shape[0], -1) for p in probs]
+        return M + S**2 / (S**2 + sig**2) * (x - M), [p.log().expand(x.shape[0], -1) for p in PROBS]
 
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        x, z = sample_columns(model, torch.randn(20000, 2, generator=generator), [3, 2], sigma, masking, steps=100,
-                              generator=generator)
-    # the ODE maps x_T = sigma_max eps to m + (x_T - m) s / sqrt(s^2 + sigma_max^2): the prior N(0, sigma_max^2)
-    # ignores the data mean, which leaves a bias -m s / sqrt(s^2 + sigma_max^2) (0.05 for the second column)
-    shrink = s / (s**2 + 80.0**2).sqrt()
-    assert torch.allclose(x.mean(0), m - m * shrink, atol=4 * 2.0 / 20000**0.5)  # 4 standard errors
-    assert torch.allclose(x.std(0), shrink * 80.0, rtol=0.03)
+        return sample_columns(model, torch.randn(rows, 2, generator=generator), [3, 2], sigma, masking, steps=100,
+                              churn=churn, generator=generator)
+
+
+def _check_categorical_laws(z: torch.Tensor) -> None:
     assert bool((z[:, 0] < 3).all()) and bool((z[:, 1] < 2).all())  # every column unmasked
-    for j, p in enumerate(probs):
+    for j, p in enumerate(PROBS):
         freq = torch.bincount(z[:, j], minlength=len(p)).float() / len(z)
         assert torch.allclose(freq, p, atol=0.015)
+
+
+def test_sampler_with_exact_denoiser_recovers_gaussians_and_categoricals():
+    x, z = _sample_exact(1)
+    # the ODE maps x_T = sigma_max eps to m + (x_T - m) s / sqrt(s^2 + sigma_max^2): the prior N(0, sigma_max^2)
+    # ignores the data mean, which leaves a bias -m s / sqrt(s^2 + sigma_max^2) (0.05 for the second column)
+    shrink = S / (S**2 + 80.0**2).sqrt()
+    assert torch.allclose(x.mean(0), M - M * shrink, atol=4 * 2.0 / 20000**0.5)  # 4 standard errors
+    assert torch.allclose(x.std(0), shrink * 80.0, rtol=0.03)
+    _check_categorical_laws(z)
 
 
 def test_stochastic_sampler_with_exact_denoiser_keeps_the_laws():
     """TabDiff's churn re-noises each column to sigma(t_hat) and re-masks categorical entries before every step; with
     the exact denoiser that keeps every intermediate law exact, so the laws of the deterministic test above must
     come back (the prior's mean bias, at most 0.05, may shrink, so the mean is checked to that bias)."""
-    m, s = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0])
-    probs = [torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.25, 0.75])]
-    sigma = PowerMeanSchedule(2, rho=[7.0, 3.0])
-    masking = PowerMaskingSchedule(2, k=[1.0, 0.5])
-
-    def model(x, z, t):
-        sig = sigma(t)
-        return m + s**2 / (s**2 + sig**2) * (x - m), [p.log().expand(x.shape[0], -1) for p in probs]
-
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        x, z = sample_columns(model, torch.randn(20000, 2, generator=generator), [3, 2], sigma, masking, steps=100,
-                              churn=40.0, generator=generator)
-        plain, _ = sample_columns(model, torch.randn(20000, 2, generator=torch.Generator().manual_seed(2)), [3, 2],
-                                  sigma, masking, steps=100, generator=torch.Generator().manual_seed(2))
-    shrink = s / (s**2 + 80.0**2).sqrt()
-    assert torch.allclose(x.mean(0), m, atol=float((m * shrink).abs().max()) + 4 * 2.0 / 20000**0.5)
-    assert torch.allclose(x.std(0), s, rtol=0.03)
+    x, z = _sample_exact(2, churn=40.0)
+    plain, _ = _sample_exact(2)
+    shrink = S / (S**2 + 80.0**2).sqrt()
+    assert torch.allclose(x.mean(0), M, atol=float((M * shrink).abs().max()) + 4 * 2.0 / 20000**0.5)
+    assert torch.allclose(x.std(0), S, rtol=0.03)
     assert not torch.allclose(x, plain)  # the churn did act
-    assert bool((z[:, 0] < 3).all()) and bool((z[:, 1] < 2).all())
-    for j, p in enumerate(probs):
-        freq = torch.bincount(z[:, j], minlength=len(p)).float() / len(z)
-        assert torch.allclose(freq, p, atol=0.015)
+    _check_categorical_laws(z)
 
 
 def test_sampler_is_seeded():
