@@ -143,8 +143,13 @@ class SDVGenerator:
     def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
         import torch
 
-        np.random.seed(self.seed if seed is None else seed)  # noqa: NPY002 -- as in fit
-        torch.manual_seed(self.seed if seed is None else seed)
+        seed = self.seed if seed is None else seed
+        np.random.seed(seed)  # noqa: NPY002 -- as in fit
+        torch.manual_seed(seed)
+        # SDV 2.x seeds its first draw after a fit with a fixed number (73251), whatever the global RNGs hold, so
+        # without this every fit of GaussianCopula (whose fit is deterministic) returned the same rows for every
+        # seed; SDV has no public argument for it
+        self.model._set_random_state(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             frame = self.model.sample(num_rows=n)
