@@ -89,8 +89,10 @@ def test_collect_demos_keeps_the_successful_expert_episodes_in_seed_order():
 
 def test_bench_reuses_a_larger_pusht_demo_file_cut_to_its_first_episodes(tmp_path):
     from polydiff.robotics.bench import expert_demos
+    from polydiff.robotics.tasks import expert_version
 
     obs = np.arange(10.0)[:, None].repeat(5, 1)
-    Episodes(obs, obs[:, :2], [3, 6, 10], {"seed": 0, "mode": [0, 0, 0]}).save(tmp_path / "pusht_demos.npz")
+    meta = {"seed": 0, "mode": [0, 0, 0], "expert_version": expert_version("pusht")}
+    Episodes(obs, obs[:, :2], [3, 6, 10], meta).save(tmp_path / "pusht_demos.npz")
     demos = expert_demos("pusht", tmp_path, 2, seed=0)
     assert len(demos) == 2 and demos.episode_ends.tolist() == [3, 6] and demos.meta["mode"] == [0, 0]

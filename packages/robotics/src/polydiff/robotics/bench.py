@@ -83,7 +83,6 @@ def budgets(quick: bool) -> dict:
         return {"demos": 60, "policy_steps": 2500, "policy_batch": 64, "mlp_steps": 800, "diffuser_steps": 150,
                 "batch_size": 64, "policy": policy, "diffuser_channels": [16, 32],
                 "diffuser_planner": {"horizon": 24, "window_pad": 4, "replan_every": 24},
-            "diffuser_tracking_gain": DIFFUSER_TRACKING_GAIN,
                 "diffuser_tracking_gain": DIFFUSER_TRACKING_GAIN, "dppo_demos": 10,
                 "dppo_noise": 0.0, "dppo_pretrain_steps": 100, "dppo_iterations": 2, "dppo_envs": 8,
                 "dppo": dict(DPPO, update_epochs=2), "episodes": 10, "ddpm_episodes": 4, "latency_repeats": 5,
