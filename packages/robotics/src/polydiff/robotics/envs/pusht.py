@@ -101,6 +101,11 @@ class _Scratch:
         return np.array([*env.block.position, env.block.angle])
 
 
+def _rotation(angle: float) -> np.ndarray:
+    """The block frame's rotation (2, 2) at ``angle``."""
+    return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+
 def _route(start: np.ndarray, goal: np.ndarray, centre: np.ndarray, radius: float = CLEARANCE) -> list:
     """Waypoints on the circle of ``radius`` about ``centre`` (the block's centroid) from ``start``'s bearing to
     ``goal``'s, the shorter way round, 30 degrees apart; none when the straight segment keeps clear of the block
@@ -152,7 +157,7 @@ class PushTExpert:
         """Target sequences of the push primitives at ``contacts`` (n, 4: point and outward normal in the T's
         frame) for each push distance, from ``obs``."""
         agent, block, angle = obs[:2], obs[2:4], obs[4]
-        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        rotation = _rotation(angle)
         centre = block + rotation @ CENTROID
         plans = []
         for contact in contacts:
@@ -205,7 +210,7 @@ class PushTExpert:
         # nothing improves: move to a stand-off point elsewhere around the block (simulated too, so the move
         # does not knock the block away) and look again from there
         angle = obs[4]
-        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        rotation = _rotation(angle)
         centre = obs[2:4] + rotation @ CENTROID
         moves = []
         for contact in self.rng.permutation(_CONTACTS)[:6]:
