@@ -46,6 +46,8 @@ DPPO = {"steps": 10, "fine_tune_steps": 4, "min_std": 0.1, "clip_range": 0.1, "l
 
 
 # Push-T: the paper's horizons (To = 2, Tp = 16, Ta = 8) on state observations; a wider UNet than ObstacleReach's
+# and 15,000 steps (on validation episodes, reset seeds from 200000, DDIM-10: success 0.79 / coverage 0.83 on
+# 100 episodes against 0.53 / 0.78 on 30 after 6,000 steps)
 PUSHT_BUDGET = {"pusht_demos": 100, "pusht_policy": {"channels": [64, 128, 256], "horizon": 16, "n_action_steps": 8},
                 "pusht_policy_steps": 15000, "pusht_mlp_steps": 4000, "pusht_batch": 256, "pusht_episodes": 50,
                 "pusht_ddpm_episodes": 50}
