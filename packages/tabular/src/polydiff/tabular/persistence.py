@@ -46,13 +46,16 @@ def _read_document(config_file: Path, fmt: str, name: str, required: tuple, opti
     return document
 
 
-def _read_config(config_file: Path, config, config_class: type):
+def _read_config(config_file: Path, config, config_class: type, added: dict | None = None):
     """``config`` (the "config" object of a config.json) as a ``config_class`` (a frozen config dataclass):
-    exactly its fields, list values of tuple fields back to tuples, validated by the dataclass itself."""
+    exactly its fields, list values of tuple fields back to tuples, validated by the dataclass itself.
+    ``added``: fields that came after the format's first files, each with the value that reproduces what such a
+    file's model did; a file without one of them reads as that value."""
     fields = [f.name for f in dataclasses.fields(config_class)]
     if not isinstance(config, dict):
         raise ValueError(f"{config_file}: config: expected an object of {config_class.__name__} fields, got "
                          f"{config!r}")
+    config = {**(added or {}), **config}
     missing = [k for k in fields if k not in config]
     unknown = [k for k in config if k not in fields]
     if missing or unknown:

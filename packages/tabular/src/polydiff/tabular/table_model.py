@@ -117,6 +117,8 @@ class TableModel:
     config_class: type = None
     name: str = ""
     format: str = ""
+    #: config fields added after the format's first files, with the value that reproduces such a file's model
+    added_fields: dict = {}
 
     def __init__(self, config=None, *, device=None, **options):
         cls = self.config_class
@@ -235,7 +237,7 @@ class TableModel:
         if not config_file.is_file():
             raise ValueError(f"path: {str(path)!r} has no {CONFIG_FILE} (expected a {cls.name} save_pretrained folder)")
         document = _read_document(config_file, cls.format, cls.name, _REQUIRED_KEYS, ())
-        self = cls(_read_config(config_file, document["config"], cls.config_class), device=device)
+        self = cls(_read_config(config_file, document["config"], cls.config_class, cls.added_fields), device=device)
         tensors, self.transformer = load_weights_and_transformer(config_file, weights_file, document, cls.name)
         state = document["state"]
         if not isinstance(state, dict) or "clip" not in state:
