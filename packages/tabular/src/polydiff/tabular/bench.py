@@ -640,8 +640,9 @@ def _preamble(rows: list[dict], budget: dict, notes: list[str], steps_used: dict
               "(dataset, method) and assembled by the same command.",
               f"- TabSyn: VAE {budget.get('TabSyn_vae_steps')} steps, score model {budget.get('TabSyn_steps')} "
               f"steps, Heun with {budget.get('TabSyn_sample_steps')} steps on the Karras grid; TabDiff: "
-              f"{budget.get('TabDiff_steps')} steps, {budget.get('TabDiff_sample_steps')} sampling steps; both "
-              "otherwise their configs' defaults.",
+              f"{budget.get('TabDiff_steps')} steps, {budget.get('TabDiff_sample_steps')} sampling steps, "
+              "numerical scores whitened where their correlation matrix has an eigenvalue below 0.05 "
+              "(whiten='auto'); both otherwise their configs' defaults.",
               f"- Training seeds: {budget.get('train_seeds', 1)} per generator (diamonds_full: 1); each row is the "
               "mean over seeds, `<metric>_seed_sd` the sd over seeds; `wins` counts the other generators whose "
               "ML efficiency the row beats by more than the combined seed sd; fit_peak_mb (diamonds_full only): peak "
