@@ -125,6 +125,7 @@ def test_prior_save_load_round_trip(tiny_prior, tmp_path):
     tiny_prior.save_pretrained(tmp_path / "prior")
     loaded = SlicePrior.from_pretrained(tmp_path / "prior")
     assert loaded.config == tiny_prior.config
+    assert not any(p.requires_grad for p in loaded.model.parameters())  # frozen, as the fitted prior's EMA copy
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([0.3, 0.7], dtype=torch.float64)
     with torch.no_grad():
         np.testing.assert_array_equal(tiny_prior.denoiser(x, t).numpy(), loaded.denoiser(x, t).numpy())

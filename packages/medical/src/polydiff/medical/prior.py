@@ -428,5 +428,7 @@ class SlicePrior:
         settings = {"fill": "zero", "prediction": "x0", **document["metadata"].get("prior", {})}
         prior = cls(PriorConfig(**{k: tuple(v) if k in ("channels", "accelerations") else v
                                    for k, v in settings.items()}))
-        prior.model = SliceUNet.from_pretrained(directory, device=device)
+        # frozen like a fitted prior's network (the Trainer's EMA copy): on some CPUs the convolutions take
+        # another kernel when the weights require gradients, and the outputs then differ in the last bit
+        prior.model = SliceUNet.from_pretrained(directory, device=device).requires_grad_(False)
         return prior
