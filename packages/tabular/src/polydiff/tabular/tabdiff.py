@@ -225,13 +225,12 @@ class TabDiff(TableModel):
     def _whitens(self, x_num: Tensor) -> bool:
         """Whether ``fit`` whitens these scores (``whiten`` True, or "auto" and a correlation eigenvalue below
         ``WHITEN_BELOW``)."""
-        if self.config.whiten is False or x_num.shape[1] < 2 or x_num.shape[0] < 3:
+        if self.config.whiten is False or x_num.shape[1] < 2 or x_num.shape[0] < 2:
             return False
         if self.config.whiten is True:
             return True
         x = x_num.double()
-        spread = x.std(0)
-        if bool((spread <= 0).any()):  # a constant column: no correlation to read
+        if x.shape[0] < 3 or bool((x.std(0) <= 0).any()):  # too few rows, or a constant column: no correlation
             return False
         values = torch.linalg.eigvalsh(torch.corrcoef(x.T))
         return float(values.min()) < WHITEN_BELOW
