@@ -37,14 +37,13 @@ The network and step count are smaller than the paper's GPU defaults so one fit 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .model import _Rows
-from .table_model import TableModel, check_common_config
+from .table_model import TableModel, check_common_config, finite_list
 
 __all__ = ["TabDiff", "TabDiffConfig"]
 
@@ -211,14 +210,9 @@ class TabDiff(TableModel):
             return
         d = self.num_numeric
         mean, colour = state.get("whiten_mean"), state.get("whiten_colour")
-
-        def numbers(row) -> bool:
-            return (isinstance(row, list) and len(row) == d
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row))
-
-        if not numbers(mean):
+        if not finite_list(mean, d):
             raise ValueError(f"{config_file}: state: whiten_mean: expected {d} finite numbers")
-        if not (isinstance(colour, list) and len(colour) == d and all(numbers(row) for row in colour)):
+        if not (isinstance(colour, list) and len(colour) == d and all(finite_list(row, d) for row in colour)):
             raise ValueError(f"{config_file}: state: whiten_colour: expected a {d} x {d} matrix of finite numbers")
         self.whitening = (torch.tensor(mean, dtype=torch.float64), torch.tensor(colour, dtype=torch.float64))
 
@@ -240,7 +234,7 @@ class TabDiff(TableModel):
         largest (a column that repeats another adds no direction to blow up). Stores (m, C^(1/2)) for sampling."""
         x = x_num.double()
         mean = x.mean(0)
-        values, vectors = torch.linalg.eigh(torch.cov(x.T).reshape(x.shape[1], x.shape[1]))
+        values, vectors = torch.linalg.eigh(torch.cov(x.T))
         values = values.clamp_min(1e-4 * float(values.max().clamp_min(1e-12)))
         self.whitening = (mean, vectors @ torch.diag(values.sqrt()) @ vectors.T)
         return ((x - mean) @ (vectors @ torch.diag(values.rsqrt()) @ vectors.T)).float()

@@ -48,6 +48,11 @@ def _integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def finite_list(value, length: int) -> bool:
+    """Whether ``value`` (read from a JSON state) is a list of ``length`` finite numbers."""
+    return isinstance(value, list) and len(value) == length and all(_real(v) for v in value)
+
+
 def _device(device) -> torch.device:
     """``device`` as a torch.device (None: the CPU); ValueError for a malformed name or CUDA that is absent."""
     if device is None:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .model import _check_solver, _Rows
-from .table_model import TableModel, check_common_config
+from .table_model import TableModel, check_common_config, finite_list
 
 __all__ = ["TabSyn", "TabSynConfig"]
 
@@ -223,8 +223,7 @@ class TabSyn(TableModel):
         values = {}
         for key in ("latent_mean", "latent_scale"):
             value = state.get(key)
-            if not (isinstance(value, list) and len(value) == self.width
-                    and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)):
+            if not finite_list(value, self.width):
                 raise ValueError(f"{config_file}: state: {key}: expected {self.width} finite numbers")
             values[key] = torch.tensor(value, dtype=torch.float32)
         if bool((values["latent_scale"] <= 0).any()):
