@@ -165,3 +165,20 @@ def test_conditional_prior_round_trips(tmp_path):
     x, t = torch.randn(1, 1, 16, 16), torch.tensor([0.5])
     cond = torch.zeros(1, 2, 16, 16)
     torch.testing.assert_close(loaded.model(x, t, cond=cond), prior.model(x, t, cond=cond))
+
+
+@pytest.mark.parametrize("method", ["conditional", "ddnm"])
+def test_inpaint_takes_sides_that_are_not_multiples_of_the_unet(tiny_prior, method):
+    image = np.random.default_rng(0).uniform(0, 100, (18, 21))
+    mask = np.zeros(image.shape, bool)
+    mask[6:11, 15:20] = True  # reaches into the columns the padding adds after
+    filled = inpaint(image, mask, tiny_prior, method=method, steps=2)
+    assert filled.shape == image.shape and np.array_equal(filled[~mask], image[~mask]) and np.isfinite(filled).all()
+
+
+def test_prior_reconstruction_names_kspace_when_its_sides_do_not_fit_the_unet(tiny_prior):
+    image = np.random.default_rng(0).uniform(size=(18, 18))
+    kspace, lines = undersample(image, 4, seed=0)
+    with pytest.raises(ValueError, match="^kspace: method 'ddnm' runs the prior's U-Net.*multiples of 4"):
+        reconstruct(kspace, lines, tiny_prior, method="ddnm", steps=2)
+    assert reconstruct(kspace, lines, method="cs-tv").shape == (18, 18)

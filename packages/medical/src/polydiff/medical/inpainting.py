@@ -72,7 +72,8 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
             jump_n_sample: int = 4, seed: int = 0, num_samples: int = 1, solver: str = "ddim",
             t_start: float | None = None) -> np.ndarray:
     """Fill ``mask`` (True = unknown) of a 2-D ``image`` with the diffusion ``prior`` (a fitted
-    :class:`~polydiff.medical.prior.SlicePrior`; H and W multiples of 4). method: "conditional" (the prior's
+    :class:`~polydiff.medical.prior.SlicePrior`; any H and W: the image is extended by its edge values to the
+    U-Net's multiple and cut back). method: "conditional" (the prior's
     mask-conditional model sampled by the core solver ``solver``; the default for a conditional prior), "repaint"
     (resampling path of ``jump_length`` / ``jump_n_sample``; the default otherwise) or "ddnm"; ``steps`` grid
     steps ending at t = 0; ``num_samples`` > 1 averages that many posterior samples. t_start (conditional only):
@@ -94,12 +95,18 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
     check_sampling(steps, num_samples, t_start)
     values = image.astype(np.float64)
     scaled, bounds = normalise(values, ~mask)
+    # the U-Net needs sides that are multiples of its down-sampling factor: extend the image by its edge values
+    # (known pixels) to the next multiple and cut the result back
+    height, width = image.shape
+    multiple = getattr(prior._require_model(), "multiple", 1)
+    pad = ((0, (-height) % multiple), (0, (-width) % multiple))
+    scaled, mask = np.pad(scaled, pad, mode="edge"), np.pad(mask, pad, constant_values=False)
     denoiser = prior.denoiser
     operator = Mask(torch.from_numpy(~mask)[None])
     x_known = torch.from_numpy(scaled).float()[None, None]
     y = operator.forward(x_known)
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((num_samples, 1) + image.shape, generator=generator)
+    noise = torch.randn((num_samples, 1) + scaled.shape, generator=generator)
     grid = make_grid(prior.schedule, steps, "logsnr", final_zero=True)
     if method == "conditional":
         known = torch.from_numpy(~mask).float()[None, None]
@@ -118,8 +125,8 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
                              jump_n_sample=jump_n_sample, generator=generator)
     else:
         out = sample_ddnm(denoiser, noise, grid, operator, y, generator=generator)
-    filled = denormalise(out.mean(0)[0].double().numpy(), bounds)
-    result = np.where(mask, filled, values)
+    filled = denormalise(out.mean(0)[0].double().numpy(), bounds)[:height, :width]
+    result = np.where(mask[:height, :width], filled, values)
     if np.issubdtype(image.dtype, np.integer):
         info = np.iinfo(image.dtype)
         return np.clip(np.rint(result), info.min, info.max).astype(image.dtype)
