@@ -72,6 +72,15 @@ def test_bench_quick_writes_the_report(tmp_path):
     assert main(["bench", "medical", "--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "medical.md").read_text()
     assert "## Goals" in text and "denoise-snr5" in text and "recon-4x" in text
+    assert "shipped with polydiff-medical" in text
+
+
+@pytest.mark.slow
+def test_bench_quick_can_train_its_priors(tmp_path):
+    assert main(["bench", "medical", "--quick", "--out", str(tmp_path), "--", "--tasks", "recon-4x",
+                 "--train-priors"]) == 0
+    assert "- prior_source: trained by this command" in (tmp_path / "medical.md").read_text()
+    assert (tmp_path / "medical-runs" / "recon-4x-quick-seed0-trained.json").is_file()
 
 
 def test_bench_reads_its_options_after_a_double_dash(tmp_path):
@@ -94,3 +103,19 @@ def test_train_recon_prior_and_reconstruct_with_it(tmp_path):
     out = np.asarray(nib.load(tmp_path / "r.nii.gz").dataobj)[..., 0].astype(np.float64)
     measured = np.fft.fftshift(np.fft.fft2(out, norm="ortho"))[lines]
     np.testing.assert_allclose(measured, kspace[lines], atol=1e-3 * np.abs(kspace).max())
+
+
+def test_bench_priors_are_the_shipped_ones_unless_given_or_trained_and_the_cache_says_which():
+    from argparse import Namespace
+
+    from polydiff.medical.bench import _prior_tag
+
+    def options(prior=None, recon_prior=None, train_priors=False):
+        return Namespace(prior=prior, recon_prior=recon_prior, train_priors=train_priors)
+
+    assert _prior_tag("denoise-snr5", options()) == ""
+    assert _prior_tag("inpaint-2", options()) == "-shipped"
+    assert _prior_tag("recon-4x", options()) == "-shipped"
+    assert _prior_tag("recon-4x", options(recon_prior="dir")) == "-shipped-given"
+    assert _prior_tag("inpaint-2", options(train_priors=True)) == "-trained"
+    assert _prior_tag("recon-8x", options(prior="a", recon_prior="b")) == "-given"

@@ -32,9 +32,12 @@ nothing is evaluated on training data. Sampling settings (the ``t_start`` and ``
 Options after the package name (``polydiff bench medical --out DIR -- --tasks denoise-snr10``):
     --tasks a,b    subset of tasks, run in the order given (default: all)
     --fresh        recompute cached results
-    --prior DIR, --recon-prior DIR   use saved priors instead of training them (the report lists their budgets)
-Each task's rows are cached in ``DIR/medical-runs/`` as they finish (keyed by the mode), so a long full run can be
-split across processes and reassembled by running the command again.
+    --prior DIR, --recon-prior DIR   use saved priors (the report lists their budgets)
+    --train-priors  train both priors here (by default both modes use the priors that ship with the package,
+                    trained by the full run's recipe; --quick --train-priors trains small ones in a minute or two)
+Each task's rows are cached in ``DIR/medical-runs/`` as they finish (keyed by the mode and, for the prior tasks, by
+where the priors came from), so a long full run can be split across processes and reassembled by running the
+command again.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recon-prior", default=None,
                         help="folder of a reconstruction-conditioned prior (`polydiff medical train-prior --task "
                              "recon`) to use instead of training one")
+    parser.add_argument("--train-priors", action="store_true",
+                        help="train the priors in this run (default: the priors shipped with the package)")
 
 
 def budgets(quick: bool) -> dict:
@@ -215,14 +220,16 @@ def _denoise_figure(phantom, outputs: dict, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ prior tasks
 
 
-def _prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = None):
-    """The slice prior: ``given`` (a saved prior's folder), else the cached one, else trained here (full run: 1,400
-    steps, then, if ``prior_train_steps`` is larger, continued from that checkpoint with the cosine schedule
-    stretched to the new length)."""
-    from .prior import SlicePrior, training_set
+def _prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = None, train: bool = False):
+    """The slice prior: ``given`` (a saved prior's folder), else the shipped one (without ``train``), else
+    the cached one, else trained here (full run: 1,400 steps, then, if ``prior_train_steps`` is larger, continued
+    from that checkpoint with the cosine schedule stretched to the new length)."""
+    from .prior import SlicePrior, load_prior, training_set
 
     if given is not None:
         return SlicePrior.from_pretrained(given)
+    if not train:
+        return load_prior("inpaint")
     directory = out / "medical-runs" / f"prior-{'quick' if quick else 'full'}"
     if (directory / "config.json").is_file():
         return SlicePrior.from_pretrained(directory)
@@ -237,12 +244,15 @@ def _prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = 
     return prior
 
 
-def _recon_prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = None):
-    """The reconstruction-conditioned prior: ``given``, else the cached one, else trained here on the CPU."""
-    from .prior import RECON_CHANNELS, SlicePrior, training_set
+def _recon_prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = None, train: bool = False):
+    """The reconstruction-conditioned prior: ``given``, else the shipped one (without ``train``), else the
+    cached one, else trained here on the CPU."""
+    from .prior import RECON_CHANNELS, SlicePrior, load_prior, training_set
 
     if given is not None:
         return SlicePrior.from_pretrained(given)
+    if not train:
+        return load_prior("recon")
     directory = out / "medical-runs" / f"recon-prior-{'quick' if quick else 'full'}"
     if (directory / "config.json").is_file():
         return SlicePrior.from_pretrained(directory)
@@ -253,6 +263,25 @@ def _recon_prior(out: Path, quick: bool, seed: int, budget: dict, given: str | N
     prior.config = PriorConfig(**{**asdict(prior.config), "device": None, "checkpoint_dir": None})
     prior.save_pretrained(directory)
     return prior
+
+
+_SOURCES = {"given": "given with --prior", "shipped": "shipped with polydiff-medical (`load_prior`)",
+            "trained": "trained by this command"}
+
+
+def _source(given: str | None, train: bool) -> str:
+    """Where a prior comes from: "given" (a folder option), "shipped" or "trained"."""
+    return "given" if given is not None else "trained" if train else "shipped"
+
+
+def _prior_tag(task: str, options) -> str:
+    """The cache-name suffix of a task's rows: where its priors came from (none for the denoising tasks)."""
+    if task.startswith("denoise"):
+        return ""
+    sources = [_source(options.prior, options.train_priors)]
+    if task.startswith("recon"):
+        sources.append(_source(options.recon_prior, options.train_priors))
+    return "-" + "-".join(dict.fromkeys(sources))
 
 
 def _test_images(quick: bool):
@@ -440,11 +469,12 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=()) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     budget = budgets(quick)
     mode = "quick" if quick else "full"
-    rows, prior, recon_prior = [], None, None
+    rows, prior, recon_prior, cached = [], None, None, []
     for task in tasks:
-        path = cache / f"{task}-{mode}-seed{seed}.json"
+        path = cache / f"{task}-{mode}-seed{seed}{_prior_tag(task, options)}.json"
         if path.is_file() and not options.fresh:
             rows += json.loads(path.read_text())
+            cached.append(task)
             continue
         if task == "denoise-default":
             if quick:
@@ -453,21 +483,27 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=()) -> dict:
         elif task.startswith("denoise"):
             task_rows = _denoise_task(int(task.split("snr")[1]), quick, seed, budget, out)
         else:
-            prior = prior or _prior(out, quick, seed, budget, options.prior)
+            prior = prior or _prior(out, quick, seed, budget, options.prior, options.train_priors)
             if task.startswith("inpaint"):
                 task_rows = _inpaint_task(int(task.split("-")[1]), quick, seed, budget, prior, out)
             else:
-                recon_prior = recon_prior or _recon_prior(out, quick, seed, budget, options.recon_prior)
+                recon_prior = recon_prior or _recon_prior(out, quick, seed, budget, options.recon_prior,
+                                                          options.train_priors)
                 task_rows = _recon_task(int(task.split("-")[1][:-1]), quick, seed, budget, prior, recon_prior, out)
         path.write_text(json.dumps(task_rows, indent=1))
         rows += task_rows
+    if not options.train_priors:  # rows from the cache: the budget still names the priors they used
+        if prior is None and any(not t.startswith("denoise") for t in tasks):
+            prior = _prior(out, quick, seed, budget, options.prior)
+        if recon_prior is None and any(t.startswith("recon") for t in tasks):
+            recon_prior = _recon_prior(out, quick, seed, budget, options.recon_prior)
     for name, model, given in (("prior", prior, options.prior), ("recon_prior", recon_prior, options.recon_prior)):
         if model is not None:  # the budget of the model actually used (a given one carries its own config)
             budget[f"{name}_train_steps"] = model.config.train_steps
             budget[f"{name}_batch"] = model.config.batch_size
             budget[f"{name}_channels"] = "x".join(str(c) for c in model.config.channels)
-            budget[f"{name}_source"] = ("given with --" + name.replace("_", "-") if given
-                                        else "trained by this command")
+            budget[f"{name}_source"] = _SOURCES[_source(given, options.train_priors)].replace(
+                "--prior", "--" + name.replace("_", "-"))
     timing = {"quick_seconds": time.perf_counter() - started} if quick else {}
     figures = [name for name in ("medical-denoise.png", "medical-inpaint.png", "medical-recon.png")
                if (out / name).is_file()]
@@ -483,7 +519,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=()) -> dict:
         "slices, never from the task images. Seconds: "
         "wall time with one thread on a shared 2-core machine. 'peer' rows are the tools users would otherwise "
         "choose; 'noisy input' is the reference.",
-    ])
+    ] + (["Taken from the cache of an earlier run with the same mode, seed and priors (DIR/medical-runs/): "
+          + ", ".join(cached) + "; the other tasks were computed by this run."] if cached else []))
     return benchkit.write_report(out, "medical", quick=quick, seed=seed, versions=benchkit.versions(VERSIONS),
                                  better=BETTER, rows=rows, title="polydiff-medical benchmark", preamble=preamble,
                                  figures=figures, extra={"budgets": budget, "timing": timing},

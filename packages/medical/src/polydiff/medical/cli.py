@@ -1,9 +1,12 @@
 """``polydiff medical denoise | inpaint | reconstruct``: NIfTI / HDF5 in, NIfTI out (affine, header, dtype kept).
 
     polydiff medical denoise dwi.nii.gz --bval dwi.bval --bvec dwi.bvec --out dwi_denoised.nii.gz
-    polydiff medical inpaint t1.nii.gz --mask lesion.nii.gz --prior prior_dir --out filled.nii.gz
-    polydiff medical reconstruct scan.h5 --prior prior_dir --out recon.nii.gz
+    polydiff medical inpaint t1.nii.gz --mask lesion.nii.gz --out filled.nii.gz
+    polydiff medical reconstruct scan.h5 --out recon.nii.gz
     polydiff medical train-prior --out prior_dir
+
+inpaint and reconstruct use the priors that ship with the package unless ``--prior`` names a folder written by
+``train-prior`` (a prior trained on your own slices).
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ def _denoise(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_prior(path: str):
-    from .prior import SlicePrior
+def _load_prior(path: str | None, shipped: str):
+    """The prior in the folder ``path`` (``--prior``), or the shipped prior ``shipped`` when it is None."""
+    from .prior import load_prior
 
+    if path is None:
+        return load_prior(shipped)
     if not Path(path).is_dir():
         raise ValueError(f"--prior: {path!r} is not a folder written by `polydiff medical train-prior`")
-    return SlicePrior.from_pretrained(path)
+    return load_prior(path)
 
 
 def _inpaint(args: argparse.Namespace) -> int:
@@ -67,7 +73,7 @@ def _inpaint(args: argparse.Namespace) -> int:
     mask, _ = read_nifti(args.mask)
     if mask.shape != data.shape:
         raise ValueError(f"--mask: expected the image's shape {data.shape}, got {mask.shape}")
-    prior = _load_prior(args.prior)
+    prior = _load_prior(args.prior, "inpaint")
     volume = data[..., None] if data.ndim == 2 else data
     mask3 = (np.asarray(mask) > 0)
     mask3 = mask3[..., None] if mask3.ndim == 2 else mask3
@@ -92,9 +98,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.force)
     kspace = read_kspace_h5(args.input)
     sampled = np.abs(kspace).sum(axis=(0, 2)) > 0  # rows with data in any slice
-    prior = _load_prior(args.prior) if args.method in PRIOR_METHODS else None
+    prior = (_load_prior(args.prior, "recon" if args.method == "conditional" else "inpaint")
+             if args.method in PRIOR_METHODS else None)
+    t_start = args.t_start if args.t_start is not None or args.method == "conditional" else 0.1
     slices = [reconstruct(k, sampled, prior, method=args.method, steps=args.steps, seed=args.seed,
-                          num_samples=args.samples, t_start=args.t_start) for k in kspace]
+                          num_samples=args.samples, t_start=t_start) for k in kspace]
     write_nifti(out, np.stack(slices, axis=-1).astype(np.float32), None, force=args.force)
     print(f"wrote {out} ({len(slices)} slices, {int(sampled.sum())} of {sampled.size} lines sampled)")
     return 0
@@ -149,7 +157,8 @@ def register(subparsers) -> None:
     inpaint = sub.add_parser("inpaint", help="fill a masked region of a 2-D / 3-D NIfTI slice by slice")
     inpaint.add_argument("input", help="2-D or 3-D NIfTI image")
     inpaint.add_argument("--mask", required=True, help="NIfTI of the image's shape, nonzero = region to fill")
-    inpaint.add_argument("--prior", required=True, help="folder written by `polydiff medical train-prior`")
+    inpaint.add_argument("--prior", default=None, help="folder written by `polydiff medical train-prior` (default: "
+                                                       "the shipped slice prior)")
     inpaint.add_argument("--method", default=None, choices=("conditional", "repaint", "ddnm"),
                          help="conditional (default for a conditional prior) or a core inverse method")
     inpaint.add_argument("--steps", type=int, default=50, help="sampling grid steps")
@@ -162,15 +171,16 @@ def register(subparsers) -> None:
     recon = sub.add_parser("reconstruct", help="reconstruct undersampled single-coil k-space (fastMRI HDF5)")
     recon.add_argument("input", help="HDF5 file with a complex 'kspace' dataset (slices, height, width), centred; "
                                      "unsampled rows are zero")
-    recon.add_argument("--prior", default=None, help="folder written by `polydiff medical train-prior` "
-                                                     "(needed by diffpir, ddnm and dps)")
-    recon.add_argument("--method", default="diffpir",
+    recon.add_argument("--prior", default=None, help="folder written by `polydiff medical train-prior` (default: "
+                                                     "the shipped prior the method needs)")
+    recon.add_argument("--method", default="conditional",
                        choices=("conditional", "diffpir", "ddnm", "dps", "zero-filled", "cs-tv"),
-                       help="reconstruction method (conditional: a prior trained with --task recon)")
-    recon.add_argument("--steps", type=int, default=50, help="sampling grid steps (diffpir, ddnm, dps)")
-    recon.add_argument("--samples", type=int, default=4, help="samples averaged (diffpir, ddnm, dps)")
-    recon.add_argument("--t-start", type=float, default=0.1,
-                       help="warm start: begin at this time from the noised CS-TV estimate (diffpir, ddnm, dps)")
+                       help="reconstruction method (conditional, the default: a prior trained with --task recon)")
+    recon.add_argument("--steps", type=int, default=50, help="sampling grid steps (the prior methods)")
+    recon.add_argument("--samples", type=int, default=4, help="samples averaged (the prior methods)")
+    recon.add_argument("--t-start", type=float, default=None,
+                       help="warm start: begin at this time from the noised CS-TV estimate (default: 0.1 for "
+                            "diffpir, ddnm and dps; none, from noise, for conditional)")
     common(recon, "output NIfTI of the real images (height, width, slices), identity affine")
     recon.set_defaults(func=_reconstruct)
 

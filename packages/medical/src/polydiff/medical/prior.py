@@ -24,11 +24,15 @@ from torch import Tensor
 
 __all__ = ["PriorConfig", "SlicePrior", "check_sampling", "known_channel", "training_slices", "training_set",
            "test_slices", "validation_slices", "zero_filled_pair", "RECON_CHANNELS", "TRAIN_SLICES", "TEST_SLICES",
-           "normalise", "denormalise"]
+           "normalise", "denormalise", "load_prior", "SHIPPED", "WEIGHTS"]
 
 TRAIN_SLICES = (0, 1, 2, 3, 4, 5)
 RECON_CHANNELS = (16, 32, 64)  # the U-Net widths of the reconstruction-conditioned prior
 TEST_SLICES = (6, 7, 8, 9)
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+#: shipped priors: name -> folder under :data:`WEIGHTS` (each trained on :func:`training_set` only, by the bench's
+#: recipe: ``polydiff medical train-prior --steps 1400`` and ``--task recon --steps 5000``)
+SHIPPED = {"inpaint": "slice-prior", "recon": "recon-prior"}
 
 
 def normalise(image: np.ndarray, region: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, float]]:
@@ -432,3 +436,22 @@ class SlicePrior:
         # another kernel when the weights require gradients, and the outputs then differ in the last bit
         prior.model = SliceUNet.from_pretrained(directory, device=device).requires_grad_(False)
         return prior
+
+
+def load_prior(name: str | Path = "inpaint", *, device: str = "cpu") -> SlicePrior:
+    """A prior that ships inside the package (nothing is downloaded): "inpaint" (the slice prior: mask-conditional
+    inpainting and the unconditional prior of RePaint / DDNM / DPS / DiffPIR) or "recon" (the
+    reconstruction-conditioned prior of ``reconstruct(method="conditional")``); or a folder written by
+    ``save_pretrained`` / ``polydiff medical train-prior``. Both shipped priors were trained on the bundled 128 x 128
+    brain slices of :func:`training_set` (never on the bench's test slices); other anatomy or matrix sizes are
+    outside what they have seen, so train your own (``SlicePrior(...).fit``) for those."""
+    if isinstance(name, str) and name in SHIPPED:
+        folder = WEIGHTS / SHIPPED[name]
+    elif isinstance(name, (str, Path)) and Path(name).is_dir():
+        folder = Path(name)
+    else:
+        raise ValueError(f"name: expected a shipped prior ({', '.join(SHIPPED)}) or a folder written by "
+                         f"save_pretrained, got {name!r}")
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"name: no saved prior in {str(folder)!r} (config.json missing)")
+    return SlicePrior.from_pretrained(folder, device=device)
