@@ -274,6 +274,13 @@ def _source(given: str | None, train: bool) -> str:
     return "given" if given is not None else "trained" if train else "shipped"
 
 
+def _cache_note(cached: list[str], tasks: list[str]) -> str:
+    where = "the cache of earlier runs with the same mode, seed and priors (DIR/medical-runs/)"
+    if len(cached) == len(tasks):
+        return f"Every task's rows were taken from {where}; this invocation assembled the report."
+    return f"Taken from {where}: {', '.join(cached)}; the other tasks were computed by this run."
+
+
 def _prior_tag(task: str, options) -> str:
     """The cache-name suffix of a task's rows: where its priors came from (none for the denoising tasks)."""
     if task.startswith("denoise"):
@@ -519,8 +526,7 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=()) -> dict:
         "slices, never from the task images. Seconds: "
         "wall time with one thread on a shared 2-core machine. 'peer' rows are the tools users would otherwise "
         "choose; 'noisy input' is the reference.",
-    ] + (["Taken from the cache of an earlier run with the same mode, seed and priors (DIR/medical-runs/): "
-          + ", ".join(cached) + "; the other tasks were computed by this run."] if cached else []))
+    ] + ([_cache_note(cached, tasks)] if cached else []))
     return benchkit.write_report(out, "medical", quick=quick, seed=seed, versions=benchkit.versions(VERSIONS),
                                  better=BETTER, rows=rows, title="polydiff-medical benchmark", preamble=preamble,
                                  figures=figures, extra={"budgets": budget, "timing": timing},
