@@ -275,6 +275,7 @@ def _source(given: str | None, train: bool) -> str:
 
 
 def _cache_note(cached: list[str], tasks: list[str]) -> str:
+    """The report's line on which tasks' rows came from the cache."""
     where = "the cache of earlier runs with the same mode, seed and priors (DIR/medical-runs/)"
     if len(cached) == len(tasks):
         return f"Every task's rows were taken from {where}; this invocation assembled the report."
@@ -509,6 +510,8 @@ def run(out_dir, *, quick: bool = False, seed: int = 0, argv=()) -> dict:
             budget[f"{name}_train_steps"] = model.config.train_steps
             budget[f"{name}_batch"] = model.config.batch_size
             budget[f"{name}_channels"] = "x".join(str(c) for c in model.config.channels)
+            if name == "prior":
+                budget["prior_crop"] = model.config.crop
             budget[f"{name}_source"] = _SOURCES[_source(given, options.train_priors)].replace(
                 "--prior", "--" + name.replace("_", "-"))
     timing = {"quick_seconds": time.perf_counter() - started} if quick else {}
