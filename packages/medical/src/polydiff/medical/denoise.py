@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .models import pad_to_multiple
+
 __all__ = ["DenoiseConfig", "denoise_dwi", "stage1_j_invariant", "match_times", "immerkaer_sigma",
            "check_dwi", "rician_mean", "rician_correct"]
 
@@ -260,14 +262,6 @@ class _CropDataset(torch.utils.data.Dataset):
         return x0, {"cond": cond}
 
 
-def _pad_to(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    height, width = x.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h or pad_w:
-        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    return x, (height, width)
-
-
 def denoise_dwi(data, bvals, mask=None, *, config: DenoiseConfig | None = None, progress: bool = False,
                 return_info: bool = False, **options):
     """Denoise a DWI without clean data (DDM2-style, three stages; see the module docstring).
@@ -330,7 +324,7 @@ def denoise_dwi(data, bvals, mask=None, *, config: DenoiseConfig | None = None, 
     crop = min(config.crop, (min(x_size, y_size) // 4) * 4)
     if crop < 8:
         raise ValueError(f"data: slices of {x_size} x {y_size} are too small for the slice model (>= 8 x 8)")
-    padded_stage1, _ = _pad_to(slices_stage1, network.multiple)
+    padded_stage1, _ = pad_to_multiple(slices_stage1, network.multiple)
     dataset = _CropDataset(padded_stage1.float(), cond_std.float(), crop,
                            length=config.train_steps * config.batch_size, seed=config.seed)
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size, lr=config.lr,
@@ -376,8 +370,8 @@ def sample_from_matched(model, schedule, noisy: Tensor, cond: Tensor, times: Ten
     outputs = []
     for start in range(0, noisy.shape[0], batch):
         stop = min(start + batch, noisy.shape[0])
-        chunk, size = _pad_to(noisy[start:stop].float(), multiple)
-        condition, _ = _pad_to(cond[start:stop].float(), multiple)
+        chunk, size = pad_to_multiple(noisy[start:stop].float(), multiple)
+        condition, _ = pad_to_multiple(cond[start:stop].float(), multiple)
         grid = torch.stack([make_grid(schedule, steps, "logsnr", t_start=float(t), final_zero=True)
                             for t in times[start:stop]], dim=1).to(device)
         x = (alpha[start:stop, None, None, None].float() * chunk).to(device)

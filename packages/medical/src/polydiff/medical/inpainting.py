@@ -83,6 +83,7 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
     from polydiff.core import make_grid, sample
     from polydiff.core.inverse import Mask, sample_ddnm, sample_repaint
 
+    from .models import pad_to_multiple
     from .prior import SlicePrior, check_sampling, denormalise, known_channel, normalise
 
     image, mask = _check(image, mask)
@@ -97,10 +98,9 @@ def inpaint(image, mask, prior=None, *, method: str | None = None, steps: int = 
     scaled, bounds = normalise(values, ~mask)
     # the U-Net needs sides that are multiples of its down-sampling factor: extend the image by its edge values
     # (known pixels) to the next multiple and cut the result back
-    height, width = image.shape
-    multiple = getattr(prior._require_model(), "multiple", 1)
-    pad = ((0, (-height) % multiple), (0, (-width) % multiple))
-    scaled, mask = np.pad(scaled, pad, mode="edge"), np.pad(mask, pad, constant_values=False)
+    padded, (height, width) = pad_to_multiple(torch.from_numpy(scaled)[None, None], prior.multiple)
+    scaled = padded[0, 0].numpy()
+    mask = np.pad(mask, ((0, scaled.shape[0] - height), (0, scaled.shape[1] - width)))  # the added pixels: known
     denoiser = prior.denoiser
     operator = Mask(torch.from_numpy(~mask)[None])
     x_known = torch.from_numpy(scaled).float()[None, None]

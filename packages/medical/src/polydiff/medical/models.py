@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from polydiff.core.pretrained import PretrainedMixin
 
-__all__ = ["SliceUNet"]
+__all__ = ["SliceUNet", "pad_to_multiple"]
 
 
 class SliceUNet(PretrainedMixin, nn.Module):
@@ -58,3 +58,13 @@ class SliceUNet(PretrainedMixin, nn.Module):
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])
         out = self.net(inputs, t * self.time_scale)
         return out + cond[:, :1].to(x.dtype) if self.residual else out
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """(x (..., H, W) extended by its edge values to the next multiples of ``multiple``, the original (H, W)): the
+    sides a :class:`SliceUNet` takes (its ``multiple``); cut the output back with ``[..., :H, :W]``."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h or pad_w:
+        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x, (height, width)

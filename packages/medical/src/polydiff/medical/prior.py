@@ -392,6 +392,11 @@ class SlicePrior:
         return self.model
 
     @property
+    def multiple(self) -> int:
+        """What the network's input sides must be multiples of (its down-sampling factor)."""
+        return self._require_model().multiple
+
+    @property
     def conditional(self) -> bool:
         """Whether the network has the inpainting condition (known image, known mask)."""
         return self._require_model().cond_channels > 0 and self.config.task == "inpaint"

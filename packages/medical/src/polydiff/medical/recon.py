@@ -79,7 +79,7 @@ def reconstruct(kspace, line_mask, prior=None, *, method: str = "diffpir", steps
     if method in PRIOR_METHODS and (method == "conditional") != (prior.config.task == "recon"):
         raise ValueError(f"prior: method {method!r} needs a " + ("reconstruction-conditioned prior (task 'recon')"
                          if method == "conditional" else "prior of task 'inpaint' (its unconditional mode)"))
-    multiple = getattr(prior.model, "multiple", 1) if method in PRIOR_METHODS and prior.model is not None else 1
+    multiple = prior.multiple if method in PRIOR_METHODS else 1
     if kspace.shape[0] % multiple or kspace.shape[1] % multiple:
         raise ValueError(f"kspace: method {method!r} runs the prior's U-Net, which needs height and width multiples of "
                          f"{multiple}, got {kspace.shape}; 'cs-tv' and 'zero-filled' take any size")
