@@ -31,7 +31,8 @@ RECON_CHANNELS = (16, 32, 64)  # the U-Net widths of the reconstruction-conditio
 TEST_SLICES = (6, 7, 8, 9)
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 #: shipped priors: name -> folder under :data:`WEIGHTS` (each trained on :func:`training_set` only, by the bench's
-#: recipe: ``polydiff medical train-prior --steps 1400`` and ``--task recon --steps 10000``)
+#: recipe: ``polydiff medical train-prior --steps 1400`` and ``--task recon --steps 10000``, continued to
+#: ``--steps 15000`` with the same ``--checkpoint-dir``)
 SHIPPED = {"inpaint": "slice-prior", "recon": "recon-prior"}
 
 
