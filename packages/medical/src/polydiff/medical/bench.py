@@ -96,7 +96,8 @@ def budgets(quick: bool) -> dict:
 
 
 PRIOR_STEPS = 1400  # the slice prior (continuing it to 2,600 steps did not lower its denoising error: README)
-RECON_STEPS = 15000  # the reconstruction-conditioned prior (64 x 64 crops, batch 8; the shipped one: 10,000, continued)
+RECON_STEPS = 15000  # the reconstruction-conditioned prior (64 x 64 crops of undersampled slices, batch 8): trained
+RECON_FIRST_STEPS = 10000  # in one cosine schedule to here, then continued with it stretched (README)
 CROPS = {"32x32x5x64 crop": (slice(48, 80), slice(48, 80), slice(2, 7)),
          "64x64x10x64 crop": (slice(32, 96), slice(32, 96), slice(0, 10)), "128x128x10x64": None}
 
@@ -220,6 +221,12 @@ def _denoise_figure(phantom, outputs: dict, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ prior tasks
 
 
+def _stages(total: int, first: int, quick: bool) -> list[int]:
+    """The step counts a prior is trained to in turn: ``first`` in one cosine schedule, then continued from its
+    checkpoint to ``total`` with the schedule stretched (the shipped priors' recipe); quick runs train ``total``."""
+    return [total] if quick or total <= first else [first, total]
+
+
 def _prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = None, train: bool = False):
     """The slice prior: ``given`` (a saved prior's folder), else the shipped one (without ``train``), else
     the cached one, else trained here (full run: 1,400 steps, then, if ``prior_train_steps`` is larger, continued
@@ -236,7 +243,7 @@ def _prior(out: Path, quick: bool, seed: int, budget: dict, given: str | None = 
     checkpoints = str(out / "medical-runs" / f"prior-{'quick' if quick else 'full'}-checkpoints")
     data = training_set()
     total = budget["prior_train_steps"]
-    for steps in ([total] if quick or total <= PRIOR_STEPS else [PRIOR_STEPS, total]):
+    for steps in _stages(total, PRIOR_STEPS, quick):
         prior = SlicePrior(train_steps=steps, crop=budget["prior_crop"], seed=seed, device="cpu",
                            checkpoint_dir=checkpoints, checkpoint_every=200).fit(*data)
     prior.config = PriorConfig(**{**asdict(prior.config), "device": None, "checkpoint_dir": None})
@@ -256,10 +263,11 @@ def _recon_prior(out: Path, quick: bool, seed: int, budget: dict, given: str | N
     directory = out / "medical-runs" / f"recon-prior-{'quick' if quick else 'full'}"
     if (directory / "config.json").is_file():
         return SlicePrior.from_pretrained(directory)
-    prior = SlicePrior(task="recon", train_steps=budget["recon_prior_train_steps"],
-                       batch_size=budget["recon_prior_batch"], channels=(8, 8, 8) if quick else RECON_CHANNELS,
-                       seed=seed, device="cpu", checkpoint_dir=None if quick else str(directory) + "-checkpoints")
-    prior.fit(*training_set())
+    data = training_set()
+    for steps in _stages(budget["recon_prior_train_steps"], RECON_FIRST_STEPS, quick):
+        prior = SlicePrior(task="recon", train_steps=steps, batch_size=budget["recon_prior_batch"],
+                           channels=(8, 8, 8) if quick else RECON_CHANNELS, seed=seed, device="cpu",
+                           checkpoint_dir=None if quick else str(directory) + "-checkpoints").fit(*data)
     prior.config = PriorConfig(**{**asdict(prior.config), "device": None, "checkpoint_dir": None})
     prior.save_pretrained(directory)
     return prior
